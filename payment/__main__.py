@@ -1,0 +1,103 @@
+"""Command line for operators: python -m payment COMMAND --help."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from payment.config import Config, ConfigError
+
+
+def _config() -> Config:
+    try:
+        return Config.from_env()
+    except ConfigError as exc:
+        sys.exit(f"payment-service: configuration error: {exc}")
+
+
+def cmd_migrate(args) -> None:
+    """Apply sql/schema.sql and create the topics (both idempotent)."""
+    from payment.runtime import StartupError, prepare
+
+    config = _config()
+    try:
+        prepare(config, wait_s=args.wait)
+    except StartupError as exc:
+        sys.exit(f"payment-service: start-up failed: {exc}")
+    print(f"schema applied on {config.redacted_database_url()}; topics ready")
+
+
+def cmd_serve(args) -> None:
+    """Run the service under gunicorn with gunicorn.conf.py."""
+    _config()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    os.chdir(root)
+    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "app:app", "-c", "gunicorn.conf.py"])
+
+
+def cmd_relay(args) -> None:
+    """Run the outbox relay alone, without HTTP."""
+    import signal
+
+    from payment import db
+    from payment.kafka import KafkaPublisher
+    from payment.logs import configure_logging
+    from payment.relay import OutboxRelay
+
+    configure_logging()
+    config = _config()
+    pool = db.open_pool(config.database_url, min_size=1, max_size=2, timeout=config.db_timeout)
+    publisher = KafkaPublisher(config.kafka_bootstrap_servers)
+    relay = OutboxRelay(db.PaymentStore(pool), publisher)
+    signal.signal(signal.SIGTERM, lambda *_: relay.stop(timeout=0))
+    try:
+        relay.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        publisher.close()
+        pool.close()
+
+
+def cmd_sandbox(args) -> None:
+    """Run the sandbox ordering and reservation service."""
+    from payment.sandbox import serve
+
+    try:
+        serve(args.host, args.port)
+    except KeyboardInterrupt:
+        pass
+
+
+def cmd_dev(args) -> None:
+    """Start PostgreSQL, the broker and the sandbox where none is configured,
+    then the service on :5004. Ctrl-C stops everything it started."""
+    from payment.devstack import run_dev
+
+    run_dev(data_dir=args.data_dir)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m payment", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    migrate = commands.add_parser("migrate", help=cmd_migrate.__doc__, description=cmd_migrate.__doc__)
+    migrate.add_argument("--wait", type=float, default=30.0, help="seconds to wait for each dependency")
+    migrate.set_defaults(func=cmd_migrate)
+    serve = commands.add_parser("serve", help=cmd_serve.__doc__, description=cmd_serve.__doc__)
+    serve.set_defaults(func=cmd_serve)
+    relay = commands.add_parser("relay", help=cmd_relay.__doc__, description=cmd_relay.__doc__)
+    relay.set_defaults(func=cmd_relay)
+    sandbox = commands.add_parser("sandbox", help=cmd_sandbox.__doc__, description=cmd_sandbox.__doc__)
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=5005)
+    sandbox.set_defaults(func=cmd_sandbox)
+    dev = commands.add_parser("dev", help=cmd_dev.__doc__, description=cmd_dev.__doc__)
+    dev.add_argument("--data-dir", default=".devstack", help="where the local PostgreSQL keeps its data")
+    dev.set_defaults(func=cmd_dev)
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Every error leaves in the documented envelope, as JSON:
+`{"success": false, "errorMessage": "...", "payment": null | {...}}`."""
+
+from __future__ import annotations
+
+import logging
+
+import falcon
+
+from payment import errors, jsonio
+from payment.documents import payment_document
+
+log = logging.getLogger(__name__)
+
+STATUS = {
+    errors.InvalidRequest: 400,
+    errors.OrderInvalid: 400,
+    errors.ReservationInvalid: 400,
+    errors.PaymentDeclined: 402,
+    errors.CustomerMismatch: 403,
+    errors.OrderNotFound: 404,
+    errors.PaymentInProgress: 409,
+    errors.BodyTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
+    errors.UpstreamBadResponse: 502,
+    errors.GatewayUnavailable: 502,
+    errors.UpstreamUnavailable: 503,
+    errors.DatabaseUnavailable: 503,
+    errors.UpstreamTimeout: 504,
+}
+
+
+def envelope(message: str, payment=None) -> dict:
+    return {
+        "success": False,
+        "errorMessage": message,
+        "payment": payment_document(payment) if payment is not None else None,
+    }
+
+
+def write(resp, status: int, body: dict) -> None:
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = jsonio.dumps(body)
+
+
+def status_of(error: errors.PaymentError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def handle_payment_error(req, resp, error: errors.PaymentError, params) -> None:
+    status = status_of(error)
+    if isinstance(error, errors.DependencyError):
+        log.warning("dependency failed: %s", error.part)
+        resp.set_header("Retry-After", "1")
+    write(resp, status, envelope(error.message, error.payment))
+
+
+def handle_http_error(req, resp, error: falcon.HTTPError, params) -> None:
+    """Falcon's own errors (unknown route, wrong method...) in the envelope."""
+    for name, value in (error.headers or {}).items():
+        resp.set_header(name, value)
+    message = error.title or error.status
+    if error.description:
+        message = f"{message}: {error.description}"
+    write(resp, error.status_code, envelope(message))
+
+
+def handle_unexpected(req, resp, error: Exception, params) -> None:
+    # The detail goes to the log, never to the client.
+    log.exception("unexpected error on %s %s", req.method, req.path)
+    write(resp, 500, envelope("Payment processing error: unexpected error"))
+
+
+def register(app: falcon.App) -> None:
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(falcon.HTTPError, handle_http_error)
+    app.add_error_handler(errors.PaymentError, handle_payment_error)

@@ -1,0 +1,27 @@
+"""GET /health/live and GET /health/ready, for the orchestrator."""
+
+from __future__ import annotations
+
+from payment.api.errors import write
+
+
+class LiveResource:
+    def on_get(self, req, resp):
+        write(resp, 200, {"status": "live"})
+
+
+class ReadyResource:
+    """Ready when the database answers and the broker is reachable."""
+
+    def __init__(self, checks: dict):
+        self.checks = checks  # name -> callable returning True when healthy
+
+    def on_get(self, req, resp):
+        results = {}
+        for name, check in self.checks.items():
+            try:
+                results[name] = "ok" if check() else "unavailable"
+            except Exception:
+                results[name] = "unavailable"
+        ready = all(v == "ok" for v in results.values())
+        write(resp, 200 if ready else 503, {"status": "ready" if ready else "not ready", "checks": results})

@@ -1,0 +1,85 @@
+"""From the raw request body to a PaymentRequest, or a 4xx that says what to fix."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from jsonschema import ValidationError
+
+from payment import jsonio, schemas
+from payment.errors import BodyTooLarge, InvalidRequest, UnsupportedMediaType
+from payment.model import PAYMENT_METHODS, PaymentRequest
+from payment.money import AmountError, to_amount
+
+REQUEST_SCHEMA = "payment-request.schema.json"
+
+
+def read_body(req, max_bytes: int) -> bytes:
+    content_type = (req.content_type or "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise UnsupportedMediaType("Invalid request: Content-Type must be application/json")
+    if req.content_length is not None and req.content_length > max_bytes:
+        raise BodyTooLarge(f"Invalid request: body is larger than {max_bytes // 1024} KiB")
+    body = req.bounded_stream.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise BodyTooLarge(f"Invalid request: body is larger than {max_bytes // 1024} KiB")
+    return body
+
+
+def parse_payment_request(body: bytes) -> PaymentRequest:
+    try:
+        data = jsonio.loads(body)
+    except jsonio.JSONInputError as exc:
+        raise InvalidRequest(f"Invalid request: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("Invalid request: body must be a JSON object")
+    errors = sorted(schemas.validator(REQUEST_SCHEMA).iter_errors(data), key=_error_order)
+    if errors:
+        raise InvalidRequest(f"Invalid request: {describe(errors[0])}")
+    currency = data.get("currency", "USD")
+    try:
+        amount = to_amount(data["amount"], currency)
+    except AmountError as exc:
+        raise InvalidRequest(f"Invalid request: {exc}") from None
+    reservation = data.get("reservationId")
+    return PaymentRequest(
+        order_id=UUID(data["orderId"]),
+        customer_id=UUID(data["customerId"]),
+        reservation_id=UUID(reservation) if reservation is not None else None,
+        amount=amount,
+        currency=currency,
+        payment_method=data.get("paymentMethod", "credit_card"),
+    )
+
+
+def _error_order(error: ValidationError):
+    # Missing and unknown fields first: they explain the rest.
+    return (error.validator not in ("required", "additionalProperties"), list(error.absolute_path))
+
+
+def _field(error: ValidationError) -> str:
+    path = [str(p) for p in error.absolute_path]
+    return ".".join(path) if path else "body"
+
+
+def describe(error: ValidationError) -> str:
+    """A short message a person can act on; never echoes the (maybe huge) value."""
+    field, kind = _field(error), error.validator
+    if kind == "required":
+        missing = [name for name in error.validator_value if name not in error.instance]
+        return f"{missing[0]} is required"
+    if kind == "additionalProperties":
+        allowed = set(error.schema.get("properties", {}))
+        unknown = sorted(k for k in error.instance if k not in allowed)
+        return f"unknown field {unknown[0][:60]!r}"
+    if field in ("orderId", "customerId", "reservationId"):
+        return f"{field} must be a GUID" + (" or null" if field == "reservationId" else "")
+    if field == "amount":
+        if kind in ("exclusiveMinimum", "minimum"):
+            return "amount must be greater than zero"
+        return "amount must be a number"
+    if field == "currency":
+        return "currency must be a three-letter ISO 4217 code, such as USD, EUR or GBP"
+    if field == "paymentMethod":
+        return "paymentMethod must be one of " + ", ".join(PAYMENT_METHODS)
+    return f"{field} is invalid ({kind})"

@@ -1,0 +1,185 @@
+"""Service configuration, read once from the environment.
+
+The variable names of the documented deployment (`ConnectionStrings__Default`,
+`Kafka__BootstrapServers`, `ASPNETCORE_URLS`) are accepted as they are, so an
+existing deployment can swap its image without editing its variables.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; its message names the variable."""
+
+
+DEFAULT_PORT = 5004
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str
+    kafka_bootstrap_servers: str
+    ordering_service_url: str
+    reservation_service_url: str
+    port: int = DEFAULT_PORT
+    upstream_connect_timeout: float = 1.0
+    upstream_read_timeout: float = 3.0
+    db_pool_min: int = 1
+    db_pool_max: int = 8
+    db_timeout: float = 2.0
+    kafka_delivery_timeout: float = 2.0
+    topic_succeeded: str = "payment-succeeded"
+    topic_failed: str = "payment-failed"
+    simulator_latency_ms: int = 0
+    max_body_bytes: int = 64 * 1024
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Config":
+        env = dict(os.environ if env is None else env)
+        return cls(
+            database_url=_database_url(env),
+            kafka_bootstrap_servers=_kafka_servers(env),
+            ordering_service_url=_url(env, "ORDERING_SERVICE_URL"),
+            reservation_service_url=_url(
+                env, "RESERVATION_SERVICE_URL", default=env.get("ORDERING_SERVICE_URL")
+            ),
+            port=_port(env),
+            upstream_connect_timeout=_seconds(env, "UPSTREAM_CONNECT_TIMEOUT_S", 1.0),
+            upstream_read_timeout=_seconds(env, "UPSTREAM_READ_TIMEOUT_S", 3.0),
+            db_pool_min=_int(env, "DB_POOL_MIN", 1, low=0),
+            db_pool_max=_int(env, "DB_POOL_MAX", 8, low=1),
+            db_timeout=_seconds(env, "DB_TIMEOUT_S", 2.0),
+            kafka_delivery_timeout=_seconds(env, "KAFKA_DELIVERY_TIMEOUT_S", 2.0),
+            topic_succeeded=_topic(env, "KAFKA_TOPIC_PAYMENT_SUCCEEDED", "payment-succeeded"),
+            topic_failed=_topic(env, "KAFKA_TOPIC_PAYMENT_FAILED", "payment-failed"),
+            simulator_latency_ms=_int(env, "SIMULATOR_LATENCY_MS", 0, low=0),
+        )
+
+    def redacted_database_url(self) -> str:
+        return redact_conninfo(self.database_url)
+
+
+def _database_url(env: dict[str, str]) -> str:
+    if env.get("DATABASE_URL"):
+        url = env["DATABASE_URL"]
+        try:
+            conninfo_to_dict(url)
+        except Exception:
+            raise ConfigError("DATABASE_URL is not a valid PostgreSQL connection URL") from None
+        return url
+    if env.get("ConnectionStrings__Default"):
+        return _from_ado_connection_string(env["ConnectionStrings__Default"])
+    raise ConfigError("DATABASE_URL or ConnectionStrings__Default must be set")
+
+
+# Npgsql key names (case-insensitive) mapped to libpq keywords.
+_ADO_KEYS = {
+    "host": "host", "server": "host", "port": "port", "database": "dbname",
+    "username": "user", "user id": "user", "userid": "user", "user": "user",
+    "password": "password", "timeout": "connect_timeout", "sslmode": "sslmode",
+    "ssl mode": "sslmode", "application name": "application_name",
+}
+
+
+def _from_ado_connection_string(text: str) -> str:
+    """Turn `Host=postgres;Port=5432;...;SearchPath=bc_payment` into a libpq conninfo."""
+    params: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        key, sep, value = part.partition("=")
+        key = key.strip().lower()
+        if not sep or not key:
+            raise ConfigError("ConnectionStrings__Default has an entry that is not key=value")
+        if key in ("searchpath", "search path"):
+            params["options"] = f"-c search_path={value.strip()}"
+        elif key in _ADO_KEYS:
+            params[_ADO_KEYS[key]] = value.strip()
+        else:
+            raise ConfigError(f"ConnectionStrings__Default has an unsupported key {key!r}")
+    if "host" not in params:
+        raise ConfigError("ConnectionStrings__Default has no Host")
+    return make_conninfo(**params)
+
+
+def redact_conninfo(conninfo: str) -> str:
+    """The connection string with any password replaced, safe for logs."""
+    try:
+        params = conninfo_to_dict(conninfo)
+    except Exception:
+        return "<unparseable connection string>"
+    if "password" in params:
+        params["password"] = "***"
+    return make_conninfo(**params)
+
+
+def _kafka_servers(env: dict[str, str]) -> str:
+    value = env.get("KAFKA_BOOTSTRAP_SERVERS") or env.get("Kafka__BootstrapServers")
+    name = "KAFKA_BOOTSTRAP_SERVERS" if env.get("KAFKA_BOOTSTRAP_SERVERS") else "Kafka__BootstrapServers"
+    if not value:
+        raise ConfigError("KAFKA_BOOTSTRAP_SERVERS or Kafka__BootstrapServers must be set")
+    for server in value.split(","):
+        if not re.fullmatch(r"[A-Za-z0-9_.\-\[\]:]+:\d{1,5}", server.strip()):
+            raise ConfigError(f"{name} must be a comma-separated list of host:port")
+    return value
+
+
+def _port(env: dict[str, str]) -> int:
+    if env.get("PORT"):
+        return _int(env, "PORT", DEFAULT_PORT, low=1, high=65535)
+    urls = env.get("ASPNETCORE_URLS")
+    if not urls:
+        return DEFAULT_PORT
+    # `http://+:5004`: only the port matters, the service always binds every interface.
+    match = re.fullmatch(r"https?://[^/;]+:(\d{1,5})/?", urls.split(";")[0].strip())
+    if not match or not 1 <= int(match.group(1)) <= 65535:
+        raise ConfigError("ASPNETCORE_URLS must look like http://+:5004")
+    return int(match.group(1))
+
+
+def _url(env: dict[str, str], name: str, default: str | None = None) -> str:
+    value = env.get(name) or default
+    if not value:
+        raise ConfigError(f"{name} must be set")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL")
+    return value.rstrip("/")
+
+
+def _int(env, name, default, low=None, high=None) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer") from None
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ConfigError(f"{name} is out of range")
+    return value
+
+
+def _seconds(env, name, default) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds") from None
+    if not 0 < value <= 600:
+        raise ConfigError(f"{name} must be between 0 and 600 seconds")
+    return value
+
+
+def _topic(env, name, default) -> str:
+    value = env.get(name) or default
+    if not re.fullmatch(r"[A-Za-z0-9._\-]{1,249}", value):
+        raise ConfigError(f"{name} is not a valid Kafka topic name")
+    return value

@@ -1,0 +1,141 @@
+"""PostgreSQL adapter: the connection pool, the payment store and the schema.
+
+Database faults become DatabaseUnavailable here, so no layer above ever sees
+a psycopg exception (nor shows its text to a client).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from uuid import UUID
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import class_row, dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from payment.errors import DatabaseUnavailable
+from payment.model import OutboxEvent, Payment
+from payment.queries import QUERIES, SCHEMA_SQL
+
+log = logging.getLogger(__name__)
+
+# Any two-int key works; this one is "payment" spelled on a phone keypad.
+_MIGRATION_LOCK = 7_296_368
+
+
+def open_pool(conninfo: str, *, min_size: int, max_size: int, timeout: float) -> ConnectionPool:
+    """A pool opened explicitly; it keeps trying in the background while the
+    database is away, and a request waits at most `timeout` for a connection."""
+    pool = ConnectionPool(
+        _with_statement_timeout(conninfo, timeout),
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        open=False,
+        name="payments",
+        check=ConnectionPool.check_connection,
+        kwargs={"connect_timeout": max(1, round(timeout))},
+        reconnect_timeout=0,
+    )
+    pool.open(wait=False)
+    return pool
+
+
+def _with_statement_timeout(conninfo: str, timeout: float) -> str:
+    # A statement that runs past the request's budget is a fault, not a slow
+    # answer. Kept beside any options already given (SearchPath).
+    params = conninfo_to_dict(conninfo)
+    params["options"] = f"{params.get('options', '')} -c statement_timeout={int(timeout * 1000)}".strip()
+    return make_conninfo(**params)
+
+
+def apply_schema(conninfo: str) -> None:
+    """Apply sql/schema.sql once, whoever else is starting at the same time."""
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        try:
+            conn.execute(SCHEMA_SQL)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+
+
+class PaymentStore:
+    def __init__(self, pool: ConnectionPool):
+        self.pool = pool
+
+    @contextmanager
+    def _transaction(self, row_factory=None):
+        try:
+            with self.pool.connection() as conn:
+                with conn.cursor(row_factory=row_factory) as cur:
+                    yield cur
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            log.warning("database unavailable: %s", type(exc).__name__)
+            raise DatabaseUnavailable() from exc
+
+    def ping(self) -> bool:
+        with self._transaction() as cur:
+            return cur.execute("SELECT 1").fetchone() == (1,)
+
+    def _one_payment(self, query: str, params: dict) -> Payment | None:
+        with self._transaction(class_row(Payment)) as cur:
+            return cur.execute(QUERIES[query], params).fetchone()
+
+    def find_succeeded(self, order_id: UUID) -> Payment | None:
+        return self._one_payment("find_succeeded_payment", {"order_id": order_id})
+
+    def find_live(self, order_id: UUID) -> Payment | None:
+        return self._one_payment("find_live_payment", {"order_id": order_id})
+
+    def insert_pending(self, params: dict) -> Payment | None:
+        """The new pending payment, or None if the order already has a live one."""
+        return self._one_payment("insert_pending_payment", params)
+
+    def record_outcome(self, params: dict, event_for) -> tuple[Payment, OutboxEvent]:
+        """Outcome and its event in one transaction: both or neither.
+        `event_for(payment)` builds the event from the settled row, whose
+        processed_at the database has just set."""
+        with self._transaction(class_row(Payment)) as cur:
+            payment = cur.execute(QUERIES["record_outcome"], params).fetchone()
+            if payment is None:
+                raise RuntimeError("payment was not pending when its outcome arrived")
+            event = event_for(payment)
+            cur.execute(QUERIES["insert_outbox_event"], _outbox_params(event))
+            return payment, event
+
+    def mark_sent(self, event_ids: list[UUID]) -> None:
+        with self._transaction() as cur:
+            cur.executemany(QUERIES["mark_outbox_sent"], [{"event_id": e} for e in event_ids])
+
+    @contextmanager
+    def claim_unsent(self, *, grace_s: float, limit: int):
+        """Unsent events, locked until the block ends; the block sends them and
+        gives back the ids that made it, which are marked sent in the same
+        transaction."""
+        with self._transaction(dict_row) as cur:
+            rows = cur.execute(
+                QUERIES["claim_unsent_events"], {"grace_s": grace_s, "limit": limit}
+            ).fetchall()
+            events = [OutboxEvent(
+                event_id=r["event_id"], payment_id=r["payment_id"], topic=r["topic"],
+                key=r["event_key"], event_type=r["event_type"], payload=r["payload"],
+            ) for r in rows]
+            sent: list[UUID] = []
+            yield events, sent
+            if events:
+                cur.execute(QUERIES["count_attempt"], {"event_ids": [e.event_id for e in events]})
+            for event_id in sent:
+                cur.execute(QUERIES["mark_outbox_sent"], {"event_id": event_id})
+
+    def delete_sent(self, retention_s: float) -> int:
+        with self._transaction() as cur:
+            return cur.execute(QUERIES["delete_sent_events"], {"retention_s": retention_s}).rowcount
+
+
+def _outbox_params(event: OutboxEvent) -> dict:
+    return {
+        "event_id": event.event_id, "payment_id": event.payment_id, "topic": event.topic,
+        "event_key": event.key, "event_type": event.event_type, "payload": event.payload,
+    }

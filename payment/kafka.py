@@ -1,0 +1,106 @@
+"""Kafka adapter: one idempotent producer per process, and topic set-up.
+
+Each publish gets a Future resolved by that message's own delivery report,
+so a request waits for its event and nothing else (no global flush). A
+daemon thread serves the delivery reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from payment.model import OutboxEvent
+
+log = logging.getLogger(__name__)
+
+# How long librdkafka keeps retrying one message before reporting it failed.
+# Past that the outbox relay owns the event (see relay.py).
+MESSAGE_TIMEOUT_MS = 10_000
+
+
+class PublishFailed(Exception):
+    pass
+
+
+def producer_config(bootstrap_servers: str) -> dict:
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        "client.id": "payment-service",
+        # Retries never duplicate or reorder a message within a partition.
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 1,
+        "message.timeout.ms": MESSAGE_TIMEOUT_MS,
+        "socket.connection.setup.timeout.ms": 3000,
+        "reconnect.backoff.max.ms": 2000,
+        "logger": logging.getLogger("librdkafka"),
+    }
+
+
+class KafkaPublisher:
+    def __init__(self, bootstrap_servers: str):
+        self.producer = Producer(producer_config(bootstrap_servers))
+        self._stopping = threading.Event()
+        self._poller = threading.Thread(target=self._serve_reports, name="kafka-delivery", daemon=True)
+        self._poller.start()
+
+    def _serve_reports(self) -> None:
+        while not self._stopping.is_set():
+            self.producer.poll(0.1)
+
+    def publish(self, event: OutboxEvent) -> Future:
+        future: Future = Future()
+
+        def on_delivery(err, _msg):
+            if err is None:
+                future.set_result(None)
+            else:
+                future.set_exception(PublishFailed(err.str()))
+
+        try:
+            self.producer.produce(
+                event.topic,
+                key=event.key.encode(),
+                value=event.payload.encode(),
+                headers=[
+                    ("eventType", event.event_type.encode()),
+                    ("eventId", str(event.event_id).encode()),
+                    ("paymentId", str(event.payment_id).encode()),
+                    ("contentType", b"application/json"),
+                ],
+                on_delivery=on_delivery,
+            )
+        except (BufferError, KafkaException) as exc:
+            future.set_exception(PublishFailed(type(exc).__name__))
+        return future
+
+    def is_reachable(self, timeout: float = 1.0) -> bool:
+        try:
+            self.producer.list_topics(timeout=timeout)
+            return True
+        except KafkaException:
+            return False
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Deliver what is queued (bounded), then stop. Returns what is left."""
+        left = self.producer.flush(timeout)
+        self._stopping.set()
+        self._poller.join(timeout=1)
+        return left
+
+
+def ensure_topics(bootstrap_servers: str, topics: list[str], timeout: float = 10.0) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    futures = admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1) for t in topics],
+                                  operation_timeout=timeout, request_timeout=timeout)
+    for topic, future in futures.items():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise

@@ -1,0 +1,80 @@
+"""The payment, the request that asks for it, and what the upstreams say."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+PAYMENT_METHODS = ("credit_card", "debit_card", "paypal", "apple_pay", "google_pay")
+CLOSED_ORDER_STATUSES = frozenset({"cancelled", "canceled", "expired", "refunded"})
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    order_id: UUID
+    customer_id: UUID
+    reservation_id: UUID | None
+    amount: Decimal
+    currency: str
+    payment_method: str
+
+
+@dataclass(frozen=True)
+class Order:
+    id: UUID
+    customer_id: UUID
+    total_amount: Decimal
+    currency: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: UUID
+    customer_id: UUID
+    status: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    """What the gateway answered. A decline is a result, not an exception."""
+
+    succeeded: bool
+    transaction_id: str | None
+    simulated_response: str
+    error_code: str | None = None
+    error_message: str | None = None
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Payment:
+    id: UUID
+    order_id: UUID
+    customer_id: UUID
+    reservation_id: UUID | None
+    amount: Decimal
+    currency: str
+    payment_method: str
+    status: str
+    error_code: str | None
+    error_message: str | None
+    failure_reason: str | None
+    transaction_id: str | None
+    created_at: datetime
+    processed_at: datetime | None
+    is_simulated: bool
+    simulated_response: str | None
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    event_id: UUID
+    payment_id: UUID
+    topic: str
+    key: str
+    event_type: str
+    payload: str

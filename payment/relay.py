@@ -1,0 +1,82 @@
+"""The outbox relay: sends committed events that were not confirmed at
+request time (the broker was away, or slow), oldest first.
+
+It only claims rows older than a grace period, past the producer's own
+retry window, so it does not race a request still waiting for its delivery
+report. A row sent twice carries the same eventId both times.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import wait
+
+from payment.errors import DatabaseUnavailable
+from payment.kafka import MESSAGE_TIMEOUT_MS
+
+log = logging.getLogger(__name__)
+
+GRACE_S = MESSAGE_TIMEOUT_MS / 1000 + 5
+
+
+class OutboxRelay:
+    def __init__(self, store, publisher, *, interval_s: float = 1.0, grace_s: float = GRACE_S,
+                 batch_size: int = 200, delivery_timeout_s: float = 10.0,
+                 retention_s: float = 7 * 24 * 3600, max_backoff_s: float = 30.0):
+        self.store = store
+        self.publisher = publisher
+        self.interval_s = interval_s
+        self.grace_s = grace_s
+        self.batch_size = batch_size
+        self.delivery_timeout_s = delivery_timeout_s
+        self.retention_s = retention_s
+        self.max_backoff_s = max_backoff_s
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def send_batch(self) -> tuple[int, int]:
+        """One pass: returns (claimed, sent)."""
+        with self.store.claim_unsent(grace_s=self.grace_s, limit=self.batch_size) as (events, sent):
+            futures = {event.event_id: self.publisher.publish(event) for event in events}
+            wait(futures.values(), timeout=self.delivery_timeout_s)
+            for event in events:
+                future = futures[event.event_id]
+                if future.done() and future.exception() is None:
+                    sent.append(event.event_id)
+                else:
+                    # Later rows of the same order must not overtake this one.
+                    break
+            return len(events), len(sent)
+
+    def run(self) -> None:
+        """Loop until stopped, backing off while the broker or database is away."""
+        delay = self.interval_s
+        passes = 0
+        while not self._stopping.is_set():
+            try:
+                claimed, sent = self.send_batch()
+                if claimed:
+                    log.info("outbox relay sent %d of %d events", sent, claimed)
+                delay = self.interval_s if sent == claimed else min(delay * 2, self.max_backoff_s)
+                if sent == self.batch_size:
+                    delay = 0
+                passes += 1
+                if passes % 600 == 0:
+                    self.store.delete_sent(self.retention_s)
+            except DatabaseUnavailable:
+                delay = min(max(delay, self.interval_s) * 2, self.max_backoff_s)
+            except Exception:
+                log.exception("outbox relay pass failed")
+                delay = min(max(delay, self.interval_s) * 2, self.max_backoff_s)
+            self._stopping.wait(delay)
+
+    def start(self) -> "OutboxRelay":
+        self._thread = threading.Thread(target=self.run, name="outbox-relay", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        if self._thread:
+            self._thread.join(timeout)

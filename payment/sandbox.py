@@ -1,0 +1,154 @@
+"""A sandbox ordering and reservation service, for `make run` and the tests.
+
+It answers the two calls the payment service makes, from memory, seeded with
+the contract's example order, customer and an active reservation:
+
+    GET /orders/{id}         -> {"id", "customerId", "totalAmount", "currency", "status"} | 404
+    GET /reservations/{id}   -> {"id", "customerId", "status", "expiresAt"} | 404
+
+and lets a test arrange the world over HTTP:
+
+    PUT /orders/{id}, PUT /reservations/{id}     store a document
+    PUT /_script  {"path", "status", "body", "contentType", "delayMs"}
+                                                 answer that path this way instead
+    POST /_reset                                 back to the seed
+"""
+
+from __future__ import annotations
+
+import json
+import socketserver
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import falcon
+
+EXAMPLE_ORDER_ID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+EXAMPLE_CUSTOMER_ID = "a8098c1a-f86e-11da-bd1a-00112444be1e"
+EXAMPLE_RESERVATION_ID = "f47ac10b-58cc-4372-a567-0e02b2c3d479"
+
+
+def seed() -> tuple[dict, dict]:
+    expires = (datetime.now(timezone.utc) + timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    orders = {EXAMPLE_ORDER_ID: {
+        "id": EXAMPLE_ORDER_ID, "customerId": EXAMPLE_CUSTOMER_ID,
+        "totalAmount": 150.00, "currency": "USD", "status": "pending",
+    }}
+    reservations = {EXAMPLE_RESERVATION_ID: {
+        "id": EXAMPLE_RESERVATION_ID, "customerId": EXAMPLE_CUSTOMER_ID,
+        "status": "active", "expiresAt": expires,
+    }}
+    return orders, reservations
+
+
+class _State:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        self.orders, self.reservations = seed()
+        self.scripts: dict[str, dict] = {}
+        self.calls: list[str] = []
+
+
+class _Documents:
+    def __init__(self, state: _State, collection: str):
+        self.state = state
+        self.collection = collection
+
+    def on_get(self, req, resp, doc_id):
+        document = getattr(self.state, self.collection).get(doc_id)
+        if document is None:
+            resp.status = 404
+            resp.media = {"title": "not found"}
+        else:
+            resp.media = document
+
+    def on_put(self, req, resp, doc_id):
+        with self.state.lock:
+            getattr(self.state, self.collection)[doc_id] = req.get_media()
+        resp.status = 204
+
+
+class _Script:
+    def __init__(self, state: _State):
+        self.state = state
+
+    def on_put(self, req, resp):
+        script = req.get_media()
+        with self.state.lock:
+            self.state.scripts[script["path"]] = script
+        resp.status = 204
+
+
+class _Reset:
+    def __init__(self, state: _State):
+        self.state = state
+
+    def on_post(self, req, resp):
+        with self.state.lock:
+            self.state.reset()
+        resp.status = 204
+
+
+class _Calls:
+    def __init__(self, state: _State):
+        self.state = state
+
+    def on_get(self, req, resp):
+        resp.media = {"calls": list(self.state.calls)}
+
+
+class _Scripted:
+    """Answers a scripted path as told: a status, raw bytes, a delay."""
+
+    def __init__(self, state: _State):
+        self.state = state
+
+    def process_request(self, req, resp):
+        if req.method == "GET" and not req.path.startswith("/_"):
+            self.state.calls.append(req.path)
+        script = self.state.scripts.get(req.path) if req.method == "GET" else None
+        if script is None:
+            return
+        time.sleep(script.get("delayMs", 0) / 1000)
+        resp.status = script.get("status", 200)
+        resp.content_type = script.get("contentType", "application/json")
+        resp.data = script.get("body", "").encode()
+        resp.complete = True
+
+
+def create_sandbox_app() -> falcon.App:
+    state = _State()
+    app = falcon.App(middleware=[_Scripted(state)])
+    app.add_route("/orders/{doc_id}", _Documents(state, "orders"))
+    app.add_route("/reservations/{doc_id}", _Documents(state, "reservations"))
+    app.add_route("/_script", _Script(state))
+    app.add_route("/_reset", _Reset(state))
+    app.add_route("/_calls", _Calls(state))
+    return app
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+def make_sandbox_server(host: str = "127.0.0.1", port: int = 0):
+    """A threaded HTTP server; `server.server_port` is the port it took."""
+    return make_server(host, port, create_sandbox_app(),
+                       server_class=_ThreadingServer, handler_class=_QuietHandler)
+
+
+def serve(host: str, port: int) -> None:
+    server = make_sandbox_server(host, port)
+    print(json.dumps({"sandbox": f"http://{host}:{server.server_port}"}), flush=True)
+    server.serve_forever()

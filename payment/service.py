@@ -1,0 +1,165 @@
+"""The payment flow of the contract, as plain functions over the adapters.
+
+  1. idempotency check        4. pending payment committed (uniqueness guard)
+  2. order validation         5. charge through the gateway
+  3. reservation validation   6. outcome + event committed together, then produced
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from payment import documents
+from payment.errors import (
+    CustomerMismatch, GatewayUnavailable, OrderInvalid, OrderNotFound, PaymentDeclined,
+    PaymentInProgress, ReservationInvalid,
+)
+from payment.model import CLOSED_ORDER_STATUSES, ChargeResult, Payment, PaymentRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Dependencies:
+    store: object          # db.PaymentStore
+    ordering: object       # upstream.OrderingClient
+    reservations: object   # upstream.ReservationClient
+    gateway: object        # gateway.PaymentGateway
+    publisher: object      # kafka.KafkaPublisher
+    topic_succeeded: str
+    topic_failed: str
+    delivery_timeout: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    payment: Payment
+    replayed: bool = False
+
+
+def pay(request: PaymentRequest, deps: Dependencies, *, upstream_headers: dict | None = None) -> Outcome:
+    """Take one payment. Raises a PaymentError for every answer but success."""
+    existing = deps.store.find_succeeded(request.order_id)
+    if existing:
+        return _replay(existing, request)
+
+    validate_order(request, deps.ordering.get_order(request.order_id, upstream_headers))
+    if request.reservation_id is not None:
+        validate_reservation(
+            request, deps.reservations.get_reservation(request.reservation_id, upstream_headers))
+
+    pending = deps.store.insert_pending({
+        "id": uuid.uuid4(), "order_id": request.order_id, "customer_id": request.customer_id,
+        "reservation_id": request.reservation_id, "amount": request.amount,
+        "currency": request.currency, "payment_method": request.payment_method,
+        "is_simulated": deps.gateway.is_simulated,
+    })
+    if pending is None:
+        return _resolve_conflict(request, deps)
+
+    payment = _charge_and_record(pending, deps)
+    if payment.status != "succeeded":
+        raise PaymentDeclined(payment)
+    return Outcome(payment)
+
+
+def _replay(existing: Payment, request: PaymentRequest) -> Outcome:
+    # The payment of another customer's order is not theirs to see.
+    if existing.customer_id != request.customer_id:
+        raise CustomerMismatch()
+    return Outcome(existing, replayed=True)
+
+
+def _resolve_conflict(request: PaymentRequest, deps: Dependencies) -> Outcome:
+    """Another request holds the order: its success is ours to replay; a
+    charge still in flight is a 409."""
+    live = deps.store.find_live(request.order_id)
+    if live is not None and live.status == "succeeded":
+        return _replay(live, request)
+    raise PaymentInProgress()
+
+
+def validate_order(request: PaymentRequest, order) -> None:
+    if order is None:
+        raise OrderNotFound()
+    if order.customer_id != request.customer_id:
+        raise CustomerMismatch()
+    if order.status in CLOSED_ORDER_STATUSES:
+        raise OrderInvalid(f"order is {order.status}")
+    if order.currency.upper() != request.currency:
+        raise OrderInvalid(f"currency {request.currency} does not match the order currency {order.currency.upper()}")
+    if order.total_amount != request.amount:
+        raise OrderInvalid(f"amount {request.amount} does not match the order total {order.total_amount}")
+
+
+def validate_reservation(request: PaymentRequest, reservation, now: datetime | None = None) -> None:
+    now = now or datetime.now(timezone.utc)
+    if reservation is None:
+        raise ReservationInvalid("reservation not found")
+    if reservation.customer_id != request.customer_id:
+        raise ReservationInvalid("reservation does not belong to the customer")
+    if reservation.status != "active":
+        raise ReservationInvalid(f"reservation is {reservation.status}")
+    if reservation.expires_at <= now:
+        raise ReservationInvalid("reservation has expired")
+
+
+def _charge_and_record(pending: Payment, deps: Dependencies) -> Payment:
+    try:
+        result: ChargeResult = deps.gateway.charge(pending)
+    except Exception:
+        # The charge's fate is unknown: the payment stays pending, to be
+        # resolved later, rather than being guessed failed or succeeded.
+        log.exception("gateway error", extra={"paymentId": str(pending.id), "orderId": str(pending.order_id)})
+        raise GatewayUnavailable() from None
+
+    payment, event = deps.store.record_outcome(
+        {
+            "id": pending.id,
+            "status": "succeeded" if result.succeeded else "failed",
+            "transaction_id": result.transaction_id,
+            "error_code": result.error_code,
+            "error_message": result.error_message,
+            "failure_reason": result.failure_reason,
+            "simulated_response": result.simulated_response,
+        },
+        lambda settled: documents.outbox_event(
+            settled, topic_succeeded=deps.topic_succeeded, topic_failed=deps.topic_failed),
+    )
+    _publish_committed(event, deps)
+    return payment
+
+
+def _publish_committed(event, deps: Dependencies) -> None:
+    """Produce the committed event and wait for its delivery report, bounded.
+    An event not confirmed in time stays in the outbox for the relay: the
+    payment is committed either way and is answered as such."""
+    future = deps.publisher.publish(event)
+    try:
+        future.result(timeout=deps.delivery_timeout)
+    except FutureTimeout:
+        log.warning("event not yet delivered; left to the outbox relay",
+                    extra={"paymentId": str(event.payment_id), "eventId": str(event.event_id)})
+        future.add_done_callback(lambda f: _mark_sent_late(f, event, deps))
+        return
+    except Exception:
+        log.warning("event not delivered; left to the outbox relay",
+                    extra={"paymentId": str(event.payment_id), "eventId": str(event.event_id)})
+        return
+    try:
+        deps.store.mark_sent([event.event_id])
+    except Exception:
+        # The relay will send it again under the same event id.
+        log.warning("could not mark event sent", extra={"eventId": str(event.event_id)})
+
+
+def _mark_sent_late(future, event, deps: Dependencies) -> None:
+    if future.exception() is None:
+        try:
+            deps.store.mark_sent([event.event_id])
+        except Exception:
+            log.warning("could not mark event sent", extra={"eventId": str(event.event_id)})

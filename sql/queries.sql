@@ -1,0 +1,61 @@
+-- Named queries of the payment service, loaded once by payment/queries.py.
+-- Each starts with a `-- name:` line; parameters are psycopg named placeholders.
+
+-- name: find_succeeded_payment
+SELECT * FROM bc_payment.payments
+ WHERE order_id = %(order_id)s AND status = 'succeeded';
+
+-- name: insert_pending_payment
+-- The uniqueness guard: the conflict target is the partial unique index
+-- payments_one_live_payment_per_order. No row back means another payment
+-- for this order is in flight or has succeeded.
+INSERT INTO bc_payment.payments (
+    id, order_id, customer_id, reservation_id, amount, currency,
+    payment_method, status, is_simulated)
+VALUES (
+    %(id)s, %(order_id)s, %(customer_id)s, %(reservation_id)s, %(amount)s,
+    %(currency)s, %(payment_method)s, 'pending', %(is_simulated)s)
+ON CONFLICT (order_id) WHERE status IN ('pending', 'succeeded') DO NOTHING
+RETURNING *;
+
+-- name: find_live_payment
+SELECT * FROM bc_payment.payments
+ WHERE order_id = %(order_id)s AND status IN ('pending', 'succeeded');
+
+-- name: record_outcome
+UPDATE bc_payment.payments
+   SET status = %(status)s,
+       transaction_id = %(transaction_id)s,
+       error_code = %(error_code)s,
+       error_message = %(error_message)s,
+       failure_reason = %(failure_reason)s,
+       simulated_response = %(simulated_response)s,
+       processed_at = now()
+ WHERE id = %(id)s AND status = 'pending'
+RETURNING *;
+
+-- name: insert_outbox_event
+INSERT INTO bc_payment.outbox (event_id, payment_id, topic, event_key, event_type, payload)
+VALUES (%(event_id)s, %(payment_id)s, %(topic)s, %(event_key)s, %(event_type)s, %(payload)s);
+
+-- name: mark_outbox_sent
+UPDATE bc_payment.outbox SET sent_at = now()
+ WHERE event_id = %(event_id)s AND sent_at IS NULL;
+
+-- name: claim_unsent_events
+-- Oldest first, so that events of one order leave in commit order. SKIP LOCKED
+-- lets several relays run without two of them sending the same row at once.
+SELECT event_id, payment_id, topic, event_key, event_type, payload
+  FROM bc_payment.outbox
+ WHERE sent_at IS NULL AND created_at < now() - make_interval(secs => %(grace_s)s)
+ ORDER BY seq
+ LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED;
+
+-- name: count_attempt
+UPDATE bc_payment.outbox SET attempts = attempts + 1
+ WHERE event_id = ANY(%(event_ids)s);
+
+-- name: delete_sent_events
+DELETE FROM bc_payment.outbox
+ WHERE sent_at IS NOT NULL AND sent_at < now() - make_interval(secs => %(retention_s)s);
