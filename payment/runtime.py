@@ -31,10 +31,10 @@ class Runtime:
     publisher: KafkaPublisher
     relay: OutboxRelay | None
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
         if self.relay:
             self.relay.stop()
-        left = self.publisher.close(timeout=10)
+        left = self.publisher.close(timeout=timeout)
         if left:
             log.warning("%d events left unconfirmed at shutdown; the outbox keeps them", left)
         self.pool.close()

@@ -93,7 +93,8 @@ def validate_order(request: PaymentRequest, order) -> None:
     if order.currency.upper() != request.currency:
         raise OrderInvalid(f"currency {request.currency} does not match the order currency {order.currency.upper()}")
     if order.total_amount != request.amount:
-        raise OrderInvalid(f"amount {request.amount} does not match the order total {order.total_amount}")
+        total = order.total_amount.quantize(request.amount) if order.total_amount.is_finite() else order.total_amount
+        raise OrderInvalid(f"amount {request.amount} does not match the order total {total}")
 
 
 def validate_reservation(request: PaymentRequest, reservation, now: datetime | None = None) -> None:

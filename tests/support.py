@@ -1,0 +1,137 @@
+"""Helpers shared by the integration and end-to-end tests: the real broker's
+topics read back, the database looked into, the sandbox arranged over HTTP."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from decimal import Decimal
+
+import psycopg
+import requests
+from confluent_kafka import Consumer, TopicPartition
+from psycopg.rows import dict_row
+
+from payment import schemas
+from payment.sandbox import EXAMPLE_CUSTOMER_ID
+
+TOPICS = ("payment-succeeded", "payment-failed")
+EVENT_SCHEMAS = {"payment-succeeded": "payment-succeeded.schema.json",
+                 "payment-failed": "payment-failed.schema.json"}
+
+
+class EventLog:
+    """Messages produced to the payment topics since `mark()`, read back from
+    the broker (manual assignment: no consumer group to wait for)."""
+
+    def __init__(self, bootstrap: str):
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": "tests", "enable.auto.commit": False,
+        })
+        self.start: dict[str, int] = {}
+
+    def _high(self, topic: str) -> int:
+        return self.consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+
+    def mark(self) -> None:
+        self.start = {topic: self._high(topic) for topic in TOPICS}
+
+    def read(self, topic: str) -> list[dict]:
+        """Every message since mark(): {key, headers, raw, value}; the value is
+        parsed with Decimal amounts and checked against its schema file."""
+        end = self._high(topic)
+        start = self.start.get(topic, 0)
+        if end <= start:
+            return []
+        self.consumer.assign([TopicPartition(topic, 0, start)])
+        messages = []
+        while len(messages) < end - start:
+            message = self.consumer.poll(10)
+            assert message is not None, f"timed out reading {topic}"
+            assert message.error() is None, message.error()
+            raw = message.value().decode()
+            value = json.loads(raw, parse_float=Decimal)
+            schemas.validator(EVENT_SCHEMAS[topic]).validate(value)
+            messages.append({
+                "key": message.key().decode(),
+                "headers": {k: v.decode() for k, v in (message.headers() or [])},
+                "raw": raw,
+                "value": value,
+            })
+        self.consumer.unassign()
+        return messages
+
+    def all(self) -> dict[str, list[dict]]:
+        return {topic: self.read(topic) for topic in TOPICS}
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class Database:
+    def __init__(self, url: str):
+        self.url = url
+
+    def rows(self, table: str = "payments", where: str = "TRUE", params=()) -> list[dict]:
+        assert table in ("payments", "outbox")
+        with psycopg.connect(self.url, row_factory=dict_row) as conn:
+            return conn.execute(
+                f"SELECT * FROM bc_payment.{table} WHERE {where} ORDER BY created_at", params).fetchall()
+
+    def execute(self, sql: str, params=()) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(sql, params)
+
+    def truncate(self) -> None:
+        self.execute("TRUNCATE bc_payment.outbox, bc_payment.payments")
+
+
+class Sandbox:
+    def __init__(self, url: str):
+        self.url = url
+
+    def reset(self) -> None:
+        requests.post(f"{self.url}/_reset", timeout=5).raise_for_status()
+
+    def put_order(self, order_id: str, customer_id: str = EXAMPLE_CUSTOMER_ID, total=150.00,
+                  currency: str = "USD", status: str = "pending") -> None:
+        requests.put(f"{self.url}/orders/{order_id}", timeout=5, json={
+            "id": order_id, "customerId": customer_id, "totalAmount": total,
+            "currency": currency, "status": status,
+        }).raise_for_status()
+
+    def put_reservation(self, reservation_id: str, customer_id: str = EXAMPLE_CUSTOMER_ID,
+                        status: str = "active", expires_at: str = "2099-01-01T00:00:00Z") -> None:
+        requests.put(f"{self.url}/reservations/{reservation_id}", timeout=5, json={
+            "id": reservation_id, "customerId": customer_id, "status": status, "expiresAt": expires_at,
+        }).raise_for_status()
+
+    def script(self, path: str, *, status: int = 200, body: str = "", content_type: str = "application/json",
+               delay_ms: int = 0) -> None:
+        requests.put(f"{self.url}/_script", timeout=5, json={
+            "path": path, "status": status, "body": body, "contentType": content_type, "delayMs": delay_ms,
+        }).raise_for_status()
+
+    def calls(self) -> list[str]:
+        return requests.get(f"{self.url}/_calls", timeout=5).json()["calls"]
+
+
+def new_order(sandbox: Sandbox, **order) -> str:
+    """A fresh order in the sandbox; returns its id."""
+    order_id = str(uuid.uuid4())
+    sandbox.put_order(order_id, **order)
+    return order_id
+
+
+def payment_body(order_id: str, amount="150.00", **fields) -> dict:
+    """A request body as a client would send it; the amount is written as a
+    JSON number (json.dumps cannot, so callers send `dumps(body)`)."""
+    body = {
+        "orderId": order_id,
+        "customerId": EXAMPLE_CUSTOMER_ID,
+        "amount": Decimal(amount),
+        "currency": "USD",
+        "paymentMethod": "credit_card",
+    }
+    body.update(fields)
+    return body

@@ -1,0 +1,64 @@
+import re
+
+import pytest
+
+from payment.config import Config, ConfigError, redact_conninfo
+
+BASE = {
+    "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test",
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+    "ORDERING_SERVICE_URL": "http://ordering:5002",
+}
+
+
+def test_documented_deployment_variables_are_accepted():
+    config = Config.from_env({
+        "ConnectionStrings__Default": "Host=postgres;Port=5432;Database=ticketing;Username=postgres;"
+                                      "Password=postgres;SearchPath=bc_payment",
+        "Kafka__BootstrapServers": "kafka:9092",
+        "ASPNETCORE_URLS": "http://+:5004",
+        "ORDERING_SERVICE_URL": "http://ordering:5002/",
+    })
+    assert config.port == 5004
+    assert config.kafka_bootstrap_servers == "kafka:9092"
+    assert config.ordering_service_url == "http://ordering:5002"
+    assert config.reservation_service_url == "http://ordering:5002"
+    for part in ("host=postgres", "port=5432", "dbname=ticketing", "user=postgres", "password=postgres",
+                 "search_path=bc_payment"):
+        assert part in config.database_url
+
+
+def test_defaults():
+    config = Config.from_env(BASE)
+    assert (config.port, config.topic_succeeded, config.topic_failed) == (5004, "payment-succeeded", "payment-failed")
+    assert config.simulator_latency_ms == 0
+    assert config.max_body_bytes == 64 * 1024
+
+
+def test_port_variable_wins_over_aspnetcore_urls():
+    assert Config.from_env({**BASE, "PORT": "8080", "ASPNETCORE_URLS": "http://+:5004"}).port == 8080
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"DATABASE_URL": ""}, "DATABASE_URL or ConnectionStrings__Default must be set"),
+    ({"DATABASE_URL": "", "ConnectionStrings__Default": "Host=x;Bogus=1"}, "unsupported key 'bogus'"),
+    ({"DATABASE_URL": "", "ConnectionStrings__Default": "Port=5432"}, "has no Host"),
+    ({"KAFKA_BOOTSTRAP_SERVERS": "kafka"}, "KAFKA_BOOTSTRAP_SERVERS must be a comma-separated list of host:port"),
+    ({"ORDERING_SERVICE_URL": "ordering:5002"}, "ORDERING_SERVICE_URL must be an http"),
+    ({"ASPNETCORE_URLS": "http://+:port"}, "ASPNETCORE_URLS must look like http://+:5004"),
+    ({"PORT": "70000"}, "PORT is out of range"),
+    ({"UPSTREAM_READ_TIMEOUT_S": "-1"}, "UPSTREAM_READ_TIMEOUT_S must be between"),
+    ({"SIMULATOR_LATENCY_MS": "fast"}, "SIMULATOR_LATENCY_MS must be an integer"),
+    ({"KAFKA_TOPIC_PAYMENT_FAILED": "bad topic"}, "KAFKA_TOPIC_PAYMENT_FAILED is not a valid Kafka topic name"),
+])
+def test_bad_values_name_the_variable(change, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Config.from_env({**BASE, **change})
+
+
+def test_password_never_in_the_error_or_the_redacted_url():
+    with pytest.raises(ConfigError) as raised:
+        Config.from_env({**BASE, "DATABASE_URL": "", "ConnectionStrings__Default": "Password=hunter2;Bogus"})
+    assert "hunter2" not in str(raised.value)
+    assert "hunter2" not in redact_conninfo("postgresql://u:hunter2@db/x")
+    assert "***" in redact_conninfo("postgresql://u:hunter2@db/x")
