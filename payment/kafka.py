@@ -31,9 +31,13 @@ def producer_config(bootstrap_servers: str) -> dict:
     return {
         "bootstrap.servers": bootstrap_servers,
         "client.id": "payment-service",
-        # Retries never duplicate or reorder a message within a partition.
-        "enable.idempotence": True,
         "acks": "all",
+        # Not the idempotent producer: a broker that comes back without its
+        # producer state (a restarted single node) answers UNKNOWN_PRODUCER_ID
+        # for ever and wedges it. Consumers drop repeats by eventId already,
+        # and one request in flight per connection keeps retries in order.
+        "enable.idempotence": False,
+        "max.in.flight.requests.per.connection": 1,
         "linger.ms": 1,
         "message.timeout.ms": MESSAGE_TIMEOUT_MS,
         "socket.connection.setup.timeout.ms": 3000,
