@@ -43,13 +43,13 @@ def cmd_relay(args) -> None:
     from payment import db
     from payment.kafka import KafkaPublisher
     from payment.logs import configure_logging
-    from payment.relay import OutboxRelay
+    from payment.runtime import make_relay
 
     configure_logging()
     config = _config()
     pool = db.open_pool(config.database_url, min_size=1, max_size=2, timeout=config.db_timeout)
     publisher = KafkaPublisher(config.kafka_bootstrap_servers)
-    relay = OutboxRelay(db.PaymentStore(pool), publisher)
+    relay = make_relay(config, db.PaymentStore(pool), publisher)
     signal.signal(signal.SIGTERM, lambda *_: relay.stop(timeout=0))
     try:
         relay.run()

@@ -38,7 +38,13 @@ class Config:
     topic_succeeded: str = "payment-succeeded"
     topic_failed: str = "payment-failed"
     simulator_latency_ms: int = 0
+    simulator_ledger_path: str | None = None
     max_body_bytes: int = 64 * 1024
+    relay_interval: float = 1.0
+    relay_grace: float = 15.0
+    relay_max_backoff: float = 10.0
+    outbox_retention: float = 7 * 24 * 3600
+    pending_timeout: float = 120.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Config":
@@ -60,6 +66,12 @@ class Config:
             topic_succeeded=_topic(env, "KAFKA_TOPIC_PAYMENT_SUCCEEDED", "payment-succeeded"),
             topic_failed=_topic(env, "KAFKA_TOPIC_PAYMENT_FAILED", "payment-failed"),
             simulator_latency_ms=_int(env, "SIMULATOR_LATENCY_MS", 0, low=0),
+            simulator_ledger_path=env.get("SIMULATOR_LEDGER_PATH") or None,
+            relay_interval=_seconds(env, "OUTBOX_RELAY_INTERVAL_S", 1.0),
+            relay_grace=_seconds(env, "OUTBOX_RELAY_GRACE_S", 15.0),
+            relay_max_backoff=_seconds(env, "OUTBOX_RELAY_MAX_BACKOFF_S", 10.0),
+            outbox_retention=_seconds(env, "OUTBOX_RETENTION_S", 7 * 24 * 3600, high=90 * 24 * 3600),
+            pending_timeout=_seconds(env, "PENDING_TIMEOUT_S", 120.0),
         )
 
     def redacted_database_url(self) -> str:
@@ -165,7 +177,7 @@ def _int(env, name, default, low=None, high=None) -> int:
     return value
 
 
-def _seconds(env, name, default) -> float:
+def _seconds(env, name, default, high: float = 600) -> float:
     raw = env.get(name)
     if raw in (None, ""):
         return default
@@ -173,8 +185,8 @@ def _seconds(env, name, default) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds") from None
-    if not 0 < value <= 600:
-        raise ConfigError(f"{name} must be between 0 and 600 seconds")
+    if not 0 < value <= high:
+        raise ConfigError(f"{name} must be between 0 and {high:g} seconds")
     return value
 
 

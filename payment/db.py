@@ -129,6 +129,20 @@ class PaymentStore:
             for event_id in sent:
                 cur.execute(QUERIES["mark_outbox_sent"], {"event_id": event_id})
 
+    def abandon_stranded(self, *, older_than_s: float, limit: int, outcome: dict, event_for) -> list[OutboxEvent]:
+        """Mark failed the payments left pending past `older_than_s`, each with
+        its failed event in the outbox, in one transaction. Returns the events."""
+        events = []
+        with self._transaction(class_row(Payment)) as cur:
+            ids = [row[0] for row in cur.connection.execute(
+                QUERIES["claim_stranded_payments"], {"older_than_s": older_than_s, "limit": limit})]
+            for payment_id in ids:
+                payment = cur.execute(QUERIES["record_outcome"], {**outcome, "id": payment_id}).fetchone()
+                event = event_for(payment)
+                cur.execute(QUERIES["insert_outbox_event"], _outbox_params(event))
+                events.append(event)
+        return events
+
     def delete_sent(self, retention_s: float) -> int:
         with self._transaction() as cur:
             return cur.execute(QUERIES["delete_sent_events"], {"retention_s": retention_s}).rowcount

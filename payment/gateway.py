@@ -8,6 +8,8 @@ purpose (see README, "Test amounts").
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 import time
 from decimal import Decimal
@@ -36,14 +38,35 @@ class PaymentGateway(Protocol):
 
 
 class SimulatedGateway:
+    """`ledger_path`, when given, gets one JSON line per charge attempt, the
+    way a processor keeps its own record: it lets an operator (or a test)
+    count what reached the gateway, across processes and instances."""
+
     is_simulated = True
 
-    def __init__(self, latency_ms: int = 0):
+    def __init__(self, latency_ms: int = 0, ledger_path: str | None = None):
         self.latency_s = latency_ms / 1000
+        self.ledger_path = ledger_path
 
     def charge(self, payment: Payment) -> ChargeResult:
         if self.latency_s:
             time.sleep(self.latency_s)
+        result = self._decide(payment)
+        if self.ledger_path:
+            self._record(payment, result)
+        return result
+
+    def _record(self, payment: Payment, result: ChargeResult) -> None:
+        line = json.dumps({"paymentId": str(payment.id), "orderId": str(payment.order_id),
+                           "amount": str(payment.amount), "succeeded": result.succeeded}) + "\n"
+        # One write() on an O_APPEND descriptor: lines from many processes never interleave.
+        fd = os.open(self.ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+    def _decide(self, payment: Payment) -> ChargeResult:
         decline = decline_for(payment.amount)
         if decline:
             code, message, reason = decline

@@ -48,10 +48,21 @@ def producer_config(bootstrap_servers: str) -> dict:
 
 class KafkaPublisher:
     def __init__(self, bootstrap_servers: str):
-        self.producer = Producer(producer_config(bootstrap_servers))
+        config = producer_config(bootstrap_servers)
+        config["error_cb"] = self._on_error
+        self.producer = Producer(config)
+        # Set while librdkafka reports every broker down, cleared by the next
+        # delivery: requests then skip waiting for a report that cannot come.
+        self.brokers_down = threading.Event()
         self._stopping = threading.Event()
         self._poller = threading.Thread(target=self._serve_reports, name="kafka-delivery", daemon=True)
         self._poller.start()
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            if not self.brokers_down.is_set():
+                log.warning("Kafka brokers unreachable; events wait in the outbox")
+            self.brokers_down.set()
 
     def _serve_reports(self) -> None:
         while not self._stopping.is_set():
@@ -62,6 +73,7 @@ class KafkaPublisher:
 
         def on_delivery(err, _msg):
             if err is None:
+                self.brokers_down.clear()
                 future.set_result(None)
             else:
                 future.set_exception(PublishFailed(err.str()))

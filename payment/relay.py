@@ -4,6 +4,11 @@ request time (the broker was away, or slow), oldest first.
 It only claims rows older than a grace period, past the producer's own
 retry window, so it does not race a request still waiting for its delivery
 report. A row sent twice carries the same eventId both times.
+
+Each pass also resolves stranded payments: a payment still pending long
+after any request could have finished (its worker was killed between the
+pending row and the outcome) is marked failed with PROCESSING_INTERRUPTED and
+its payment-failed event sent, so the order can be paid again.
 """
 
 from __future__ import annotations
@@ -19,13 +24,27 @@ log = logging.getLogger(__name__)
 
 GRACE_S = MESSAGE_TIMEOUT_MS / 1000 + 5
 
+INTERRUPTED = "PROCESSING_INTERRUPTED"
+
+
+def interrupted_outcome(after_s: float) -> dict:
+    return {
+        "status": "failed", "transaction_id": None, "simulated_response": None,
+        "error_code": INTERRUPTED,
+        "error_message": "Payment processing was interrupted",
+        "failure_reason": f"No outcome was recorded within {after_s:g} seconds of the attempt",
+    }
+
 
 class OutboxRelay:
-    def __init__(self, store, publisher, *, interval_s: float = 1.0, grace_s: float = GRACE_S,
+    def __init__(self, store, publisher, *, event_for=None, stranded_after_s: float = 120.0,
+                 interval_s: float = 1.0, grace_s: float = GRACE_S,
                  batch_size: int = 200, delivery_timeout_s: float = 10.0,
-                 retention_s: float = 7 * 24 * 3600, max_backoff_s: float = 30.0):
+                 retention_s: float = 7 * 24 * 3600, max_backoff_s: float = 10.0):
         self.store = store
         self.publisher = publisher
+        self.event_for = event_for  # payment -> OutboxEvent; None: no stranded check
+        self.stranded_after_s = stranded_after_s
         self.interval_s = interval_s
         self.grace_s = grace_s
         self.batch_size = batch_size
@@ -49,12 +68,34 @@ class OutboxRelay:
                     break
             return len(events), len(sent)
 
+    def resolve_stranded(self) -> int:
+        """Fail the payments stranded in pending; returns how many."""
+        if self.event_for is None:
+            return 0
+        events = self.store.abandon_stranded(
+            older_than_s=self.stranded_after_s, limit=self.batch_size,
+            outcome=interrupted_outcome(self.stranded_after_s), event_for=self.event_for)
+        for event in events:
+            log.warning("stranded payment marked failed", extra={"paymentId": str(event.payment_id)})
+        # Sent now; one not confirmed stays in the outbox like any other.
+        if events:
+            self._publish_now(events)
+        return len(events)
+
+    def _publish_now(self, events) -> None:
+        futures = [(event, self.publisher.publish(event)) for event in events]
+        wait([f for _, f in futures], timeout=self.delivery_timeout_s)
+        sent = [e.event_id for e, f in futures if f.done() and f.exception() is None]
+        if sent:
+            self.store.mark_sent(sent)
+
     def run(self) -> None:
         """Loop until stopped, backing off while the broker or database is away."""
         delay = self.interval_s
         passes = 0
         while not self._stopping.is_set():
             try:
+                self.resolve_stranded()
                 claimed, sent = self.send_batch()
                 if claimed:
                     log.info("outbox relay sent %d of %d events", sent, claimed)

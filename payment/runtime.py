@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import falcon
 
-from payment import db, service, upstream
+from payment import db, documents, service, upstream
 from payment.api.app import create_app
 from payment.config import Config
 from payment.gateway import SimulatedGateway
@@ -52,18 +52,31 @@ def build(config: Config, *, start_relay: bool = True) -> Runtime:
         store=store,
         ordering=upstream.OrderingClient(config.ordering_service_url, session, **timeouts),
         reservations=upstream.ReservationClient(config.reservation_service_url, session, **timeouts),
-        gateway=SimulatedGateway(config.simulator_latency_ms),
+        gateway=SimulatedGateway(config.simulator_latency_ms, config.simulator_ledger_path),
         publisher=publisher,
         topic_succeeded=config.topic_succeeded,
         topic_failed=config.topic_failed,
         delivery_timeout=config.kafka_delivery_timeout,
     )
-    relay = OutboxRelay(store, publisher).start() if start_relay else None
+    relay = make_relay(config, store, publisher).start() if start_relay else None
     app = create_app(deps, max_body_bytes=config.max_body_bytes, ready_checks={
         "database": store.ping,
         "broker": publisher.is_reachable,
     })
     return Runtime(app=app, deps=deps, pool=pool, publisher=publisher, relay=relay)
+
+
+def make_relay(config: Config, store, publisher) -> OutboxRelay:
+    return OutboxRelay(
+        store, publisher,
+        event_for=lambda payment: documents.outbox_event(
+            payment, topic_succeeded=config.topic_succeeded, topic_failed=config.topic_failed),
+        stranded_after_s=config.pending_timeout,
+        interval_s=config.relay_interval,
+        grace_s=config.relay_grace,
+        max_backoff_s=config.relay_max_backoff,
+        retention_s=config.outbox_retention,
+    )
 
 
 class StartupError(RuntimeError):

@@ -140,8 +140,11 @@ def _publish_committed(event, deps: Dependencies) -> None:
     An event not confirmed in time stays in the outbox for the relay: the
     payment is committed either way and is answered as such."""
     future = deps.publisher.publish(event)
+    # While the broker is known to be away, waiting would only delay the
+    # answer: the event is queued and kept in the outbox either way.
+    timeout = 0.05 if deps.publisher.brokers_down.is_set() else deps.delivery_timeout
     try:
-        future.result(timeout=deps.delivery_timeout)
+        future.result(timeout=timeout)
     except FutureTimeout:
         log.warning("event not yet delivered; left to the outbox relay",
                     extra={"paymentId": str(event.payment_id), "eventId": str(event.event_id)})

@@ -59,3 +59,11 @@ UPDATE bc_payment.outbox SET attempts = attempts + 1
 -- name: delete_sent_events
 DELETE FROM bc_payment.outbox
  WHERE sent_at IS NOT NULL AND sent_at < now() - make_interval(secs => %(retention_s)s);
+
+-- name: claim_stranded_payments
+-- Pending payments whose request never recorded an outcome (its worker died).
+SELECT id FROM bc_payment.payments
+ WHERE status = 'pending' AND created_at < now() - make_interval(secs => %(older_than_s)s)
+ ORDER BY created_at
+ LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED;

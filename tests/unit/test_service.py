@@ -3,6 +3,7 @@ is (not) charged, written or published on each path."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from concurrent.futures import Future
 from dataclasses import replace
@@ -58,6 +59,7 @@ class FakeStore:
 
 class FakePublisher:
     def __init__(self, store, deliver=True):
+        self.brokers_down = threading.Event()
         self.store = store
         self.deliver = deliver
         self.published = []
