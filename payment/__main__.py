@@ -41,15 +41,18 @@ def cmd_relay(args) -> None:
     import signal
 
     from payment import db
+    from payment.delivery import Delivery
     from payment.kafka import KafkaPublisher
     from payment.logs import configure_logging
     from payment.runtime import make_relay
 
     configure_logging()
     config = _config()
-    pool = db.open_pool(config.database_url, min_size=1, max_size=2, timeout=config.db_timeout)
+    pool = db.open_pool(config.database_url, min_size=1, max_size=3, timeout=config.db_timeout)
     publisher = KafkaPublisher(config.kafka_bootstrap_servers)
-    relay = make_relay(config, db.PaymentStore(pool), publisher)
+    store = db.PaymentStore(pool)
+    delivery = Delivery(store, publisher)
+    relay = make_relay(config, store, delivery)
     signal.signal(signal.SIGTERM, lambda *_: relay.stop(timeout=0))
     try:
         relay.run()
@@ -57,6 +60,7 @@ def cmd_relay(args) -> None:
         pass
     finally:
         publisher.close()
+        delivery.close()
         pool.close()
 
 

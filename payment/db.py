@@ -93,17 +93,19 @@ class PaymentStore:
         """The new pending payment, or None if the order already has a live one."""
         return self._one_payment("insert_pending_payment", params)
 
-    def record_outcome(self, params: dict, event_for) -> tuple[Payment, OutboxEvent]:
+    def record_outcome(self, params: dict, event_for) -> tuple[Payment, OutboxEvent, bool]:
         """Outcome and its event in one transaction: both or neither.
         `event_for(payment)` builds the event from the settled row, whose
-        processed_at the database has just set."""
+        processed_at the database has just set. The flag says an older event
+        of the same order is still unsent."""
         with self._transaction(class_row(Payment)) as cur:
             payment = cur.execute(QUERIES["record_outcome"], params).fetchone()
             if payment is None:
                 raise RuntimeError("payment was not pending when its outcome arrived")
             event = event_for(payment)
-            cur.execute(QUERIES["insert_outbox_event"], _outbox_params(event))
-            return payment, event
+            earlier_unsent = cur.connection.execute(
+                QUERIES["insert_outbox_event"], _outbox_params(event)).fetchone()[0]
+            return payment, event, earlier_unsent
 
     def mark_sent(self, event_ids: list[UUID]) -> None:
         with self._transaction() as cur:
@@ -139,7 +141,7 @@ class PaymentStore:
             for payment_id in ids:
                 payment = cur.execute(QUERIES["record_outcome"], {**outcome, "id": payment_id}).fetchone()
                 event = event_for(payment)
-                cur.execute(QUERIES["insert_outbox_event"], _outbox_params(event))
+                cur.connection.execute(QUERIES["insert_outbox_event"], _outbox_params(event))
                 events.append(event)
         return events
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import wait
 
 from payment.errors import DatabaseUnavailable
 from payment.kafka import MESSAGE_TIMEOUT_MS
@@ -37,12 +36,12 @@ def interrupted_outcome(after_s: float) -> dict:
 
 
 class OutboxRelay:
-    def __init__(self, store, publisher, *, event_for=None, stranded_after_s: float = 120.0,
+    def __init__(self, store, delivery, *, event_for=None, stranded_after_s: float = 120.0,
                  interval_s: float = 1.0, grace_s: float = GRACE_S,
                  batch_size: int = 200, delivery_timeout_s: float = 10.0,
                  retention_s: float = 7 * 24 * 3600, max_backoff_s: float = 10.0):
         self.store = store
-        self.publisher = publisher
+        self.delivery = delivery
         self.event_for = event_for  # payment -> OutboxEvent; None: no stranded check
         self.stranded_after_s = stranded_after_s
         self.interval_s = interval_s
@@ -55,17 +54,10 @@ class OutboxRelay:
         self._thread: threading.Thread | None = None
 
     def send_batch(self) -> tuple[int, int]:
-        """One pass: returns (claimed, sent)."""
+        """One pass: returns (claimed, confirmed). The rows stay locked while
+        they are sent, so no other relay sends them at the same moment."""
         with self.store.claim_unsent(grace_s=self.grace_s, limit=self.batch_size) as (events, sent):
-            futures = {event.event_id: self.publisher.publish(event) for event in events}
-            wait(futures.values(), timeout=self.delivery_timeout_s)
-            for event in events:
-                future = futures[event.event_id]
-                if future.done() and future.exception() is None:
-                    sent.append(event.event_id)
-                else:
-                    # Later rows of the same order must not overtake this one.
-                    break
+            sent.extend(self.delivery.send(events, timeout=self.delivery_timeout_s))
             return len(events), len(sent)
 
     def resolve_stranded(self) -> int:
@@ -77,17 +69,8 @@ class OutboxRelay:
             outcome=interrupted_outcome(self.stranded_after_s), event_for=self.event_for)
         for event in events:
             log.warning("stranded payment marked failed", extra={"paymentId": str(event.payment_id)})
-        # Sent now; one not confirmed stays in the outbox like any other.
-        if events:
-            self._publish_now(events)
+        # Their events leave with the following batches, in commit order.
         return len(events)
-
-    def _publish_now(self, events) -> None:
-        futures = [(event, self.publisher.publish(event)) for event in events]
-        wait([f for _, f in futures], timeout=self.delivery_timeout_s)
-        sent = [e.event_id for e, f in futures if f.done() and f.exception() is None]
-        if sent:
-            self.store.mark_sent(sent)
 
     def run(self) -> None:
         """Loop until stopped, backing off while the broker or database is away."""

@@ -16,6 +16,7 @@ import falcon
 from payment import db, documents, service, upstream
 from payment.api.app import create_app
 from payment.config import Config
+from payment.delivery import Delivery
 from payment.gateway import SimulatedGateway
 from payment.kafka import KafkaPublisher, ensure_topics
 from payment.relay import OutboxRelay
@@ -29,6 +30,7 @@ class Runtime:
     deps: service.Dependencies
     pool: object
     publisher: KafkaPublisher
+    delivery: Delivery
     relay: OutboxRelay | None
 
     def close(self, timeout: float = 10.0) -> None:
@@ -37,6 +39,7 @@ class Runtime:
         left = self.publisher.close(timeout=timeout)
         if left:
             log.warning("%d events left unconfirmed at shutdown; the outbox keeps them", left)
+        self.delivery.close()
         self.pool.close()
 
 
@@ -48,27 +51,28 @@ def build(config: Config, *, start_relay: bool = True) -> Runtime:
     timeouts = dict(connect_timeout=config.upstream_connect_timeout,
                     read_timeout=config.upstream_read_timeout)
     publisher = KafkaPublisher(config.kafka_bootstrap_servers)
+    delivery = Delivery(store, publisher)
     deps = service.Dependencies(
         store=store,
         ordering=upstream.OrderingClient(config.ordering_service_url, session, **timeouts),
         reservations=upstream.ReservationClient(config.reservation_service_url, session, **timeouts),
         gateway=SimulatedGateway(config.simulator_latency_ms, config.simulator_ledger_path),
-        publisher=publisher,
+        delivery=delivery,
         topic_succeeded=config.topic_succeeded,
         topic_failed=config.topic_failed,
         delivery_timeout=config.kafka_delivery_timeout,
     )
-    relay = make_relay(config, store, publisher).start() if start_relay else None
+    relay = make_relay(config, store, delivery).start() if start_relay else None
     app = create_app(deps, max_body_bytes=config.max_body_bytes, ready_checks={
         "database": store.ping,
         "broker": publisher.is_reachable,
     })
-    return Runtime(app=app, deps=deps, pool=pool, publisher=publisher, relay=relay)
+    return Runtime(app=app, deps=deps, pool=pool, publisher=publisher, delivery=delivery, relay=relay)
 
 
-def make_relay(config: Config, store, publisher) -> OutboxRelay:
+def make_relay(config: Config, store, delivery: Delivery) -> OutboxRelay:
     return OutboxRelay(
-        store, publisher,
+        store, delivery,
         event_for=lambda payment: documents.outbox_event(
             payment, topic_succeeded=config.topic_succeeded, topic_failed=config.topic_failed),
         stranded_after_s=config.pending_timeout,

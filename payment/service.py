@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -29,7 +28,7 @@ class Dependencies:
     ordering: object       # upstream.OrderingClient
     reservations: object   # upstream.ReservationClient
     gateway: object        # gateway.PaymentGateway
-    publisher: object      # kafka.KafkaPublisher
+    delivery: object       # delivery.Delivery
     topic_succeeded: str
     topic_failed: str
     delivery_timeout: float
@@ -118,7 +117,7 @@ def _charge_and_record(pending: Payment, deps: Dependencies) -> Payment:
         log.exception("gateway error", extra={"paymentId": str(pending.id), "orderId": str(pending.order_id)})
         raise GatewayUnavailable() from None
 
-    payment, event = deps.store.record_outcome(
+    payment, event, earlier_unsent = deps.store.record_outcome(
         {
             "id": pending.id,
             "status": "succeeded" if result.succeeded else "failed",
@@ -131,39 +130,25 @@ def _charge_and_record(pending: Payment, deps: Dependencies) -> Payment:
         lambda settled: documents.outbox_event(
             settled, topic_succeeded=deps.topic_succeeded, topic_failed=deps.topic_failed),
     )
-    _publish_committed(event, deps)
+    _publish_committed(event, earlier_unsent, deps)
     return payment
 
 
-def _publish_committed(event, deps: Dependencies) -> None:
+def _publish_committed(event, earlier_unsent: bool, deps: Dependencies) -> None:
     """Produce the committed event and wait for its delivery report, bounded.
     An event not confirmed in time stays in the outbox for the relay: the
     payment is committed either way and is answered as such."""
-    future = deps.publisher.publish(event)
-    # While the broker is known to be away, waiting would only delay the
-    # answer: the event is queued and kept in the outbox either way.
-    timeout = 0.05 if deps.publisher.brokers_down.is_set() else deps.delivery_timeout
-    try:
-        future.result(timeout=timeout)
-    except FutureTimeout:
-        log.warning("event not yet delivered; left to the outbox relay",
-                    extra={"paymentId": str(event.payment_id), "eventId": str(event.event_id)})
-        future.add_done_callback(lambda f: _mark_sent_late(f, event, deps))
-        return
-    except Exception:
-        log.warning("event not delivered; left to the outbox relay",
-                    extra={"paymentId": str(event.payment_id), "eventId": str(event.event_id)})
+    if earlier_unsent:
+        # An older event of this order still waits in the outbox (the broker
+        # was away): the relay sends both, in commit order.
         return
     try:
-        deps.store.mark_sent([event.event_id])
+        confirmed = deps.delivery.send([event], timeout=deps.delivery_timeout)
+        if confirmed:
+            deps.store.mark_sent(confirmed)
+        else:
+            log.warning("event not confirmed in time; left to the outbox relay",
+                        extra={"paymentId": str(event.payment_id), "eventId": str(event.event_id)})
     except Exception:
-        # The relay will send it again under the same event id.
-        log.warning("could not mark event sent", extra={"eventId": str(event.event_id)})
-
-
-def _mark_sent_late(future, event, deps: Dependencies) -> None:
-    if future.exception() is None:
-        try:
-            deps.store.mark_sent([event.event_id])
-        except Exception:
-            log.warning("could not mark event sent", extra={"eventId": str(event.event_id)})
+        # Committed is committed: the relay sends it, under the same eventId.
+        log.warning("event not marked sent; left to the outbox relay", extra={"eventId": str(event.event_id)})

@@ -35,8 +35,13 @@ UPDATE bc_payment.payments
 RETURNING *;
 
 -- name: insert_outbox_event
+-- Returns whether an older event of the same order is still unsent: this one
+-- must then wait its turn in the outbox (commit order per orderId).
 INSERT INTO bc_payment.outbox (event_id, payment_id, topic, event_key, event_type, payload)
-VALUES (%(event_id)s, %(payment_id)s, %(topic)s, %(event_key)s, %(event_type)s, %(payload)s);
+VALUES (%(event_id)s, %(payment_id)s, %(topic)s, %(event_key)s, %(event_type)s, %(payload)s)
+RETURNING EXISTS (
+    SELECT 1 FROM bc_payment.outbox earlier
+     WHERE earlier.event_key = %(event_key)s AND earlier.sent_at IS NULL);
 
 -- name: mark_outbox_sent
 UPDATE bc_payment.outbox SET sent_at = now()

@@ -58,6 +58,10 @@ CREATE INDEX IF NOT EXISTS outbox_unsent
     ON bc_payment.outbox (seq)
     WHERE sent_at IS NULL;
 
+CREATE INDEX IF NOT EXISTS outbox_unsent_by_key
+    ON bc_payment.outbox (event_key)
+    WHERE sent_at IS NULL;
+
 CREATE INDEX IF NOT EXISTS outbox_sent_at
     ON bc_payment.outbox (sent_at)
     WHERE sent_at IS NOT NULL;

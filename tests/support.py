@@ -4,6 +4,7 @@ topics read back, the database looked into, the sandbox arranged over HTTP."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 import uuid
 from decimal import Decimal
 
@@ -135,3 +136,71 @@ def payment_body(order_id: str, amount="150.00", **fields) -> dict:
     }
     body.update(fields)
     return body
+
+
+class Service:
+    """The service as deployed: `gunicorn app:app -c gunicorn.conf.py` on a
+    free port, its output kept in a log file for the test to read."""
+
+    def __init__(self, env: dict, log_path, workers: int = 2, **extra):
+        import os
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        from payment.devstack import free_port, wait_for_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(log_path)
+        full_env = {**os.environ, **env, "PORT": str(self.port), "WEB_CONCURRENCY": str(workers),
+                    **{k: str(v) for k, v in extra.items()}}
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "app:app", "-c", "gunicorn.conf.py"],
+            cwd=Path(__file__).resolve().parents[1], env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, timeout=30, process=self.process)
+
+    def workers(self) -> list[int]:
+        import psutil
+
+        return [child.pid for child in psutil.Process(self.process.pid).children()
+                if "gunicorn" in " ".join(child.cmdline())]
+
+    def post(self, body, timeout: float = 15):
+        from payment import jsonio
+
+        return requests.post(f"{self.url}/payments", data=jsonio.dumps(body),
+                             headers={"Content-Type": "application/json"}, timeout=timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> int:
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        self._log.close()
+        return code
+
+
+@contextmanager
+def relay_on(database_url: str, bootstrap: str, **options):
+    """An outbox relay of its own (pool, producer), closed afterwards."""
+    from payment import db
+    from payment.delivery import Delivery
+    from payment.kafka import KafkaPublisher
+    from payment.relay import OutboxRelay
+
+    pool = db.open_pool(database_url, min_size=1, max_size=3, timeout=2)
+    publisher = KafkaPublisher(bootstrap)
+    store = db.PaymentStore(pool)
+    delivery = Delivery(store, publisher)
+    try:
+        yield OutboxRelay(store, delivery, **options)
+    finally:
+        publisher.close()
+        delivery.close()
+        pool.close()

@@ -97,7 +97,11 @@ def test_sigterm_lets_requests_in_flight_finish(gunicorn, sandbox, database, eve
     [master] = gunicorn.processes
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(post, url, payment_body(order_id))
-        time.sleep(0.5)
+        # Signal once the request is surely in flight: its pending row exists.
+        deadline = time.monotonic() + 10
+        while not database.rows() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert database.rows()[0]["status"] == "pending"
         master.send_signal(signal.SIGTERM)
         reply = future.result()
     assert master.wait(30) == 0

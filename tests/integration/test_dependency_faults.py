@@ -9,11 +9,8 @@ import uuid
 
 import pytest
 
-from payment import db
 from payment.devstack import free_port
-from payment.kafka import KafkaPublisher
-from payment.relay import OutboxRelay
-from tests.support import new_order, payment_body
+from tests.support import new_order, payment_body, relay_on
 
 LEAKS = ("127.0.0.1", "localhost", "Traceback", "psycopg", "requests", "Error(", "connection refused",
          "SELECT", "bc_payment")
@@ -109,15 +106,9 @@ def test_broker_away_payment_still_committed_and_relay_sends_later(
     assert events.read("payment-succeeded") == []
 
     # The relay, with the broker reachable, sends it under the same event id.
-    pool = db.open_pool(database.url, min_size=1, max_size=2, timeout=2)
-    publisher = KafkaPublisher(broker)
-    try:
-        relay = OutboxRelay(db.PaymentStore(pool), publisher, grace_s=0)
+    with relay_on(database.url, broker, grace_s=0) as relay:
         assert relay.send_batch() == (1, 1)
         assert relay.send_batch() == (0, 0)
-    finally:
-        publisher.close()
-        pool.close()
     [event] = events.read("payment-succeeded")
     assert event["headers"]["eventId"] == str(outbox["event_id"])
     assert event["value"]["paymentId"] == reply.body["payment"]["id"]
@@ -129,10 +120,5 @@ def test_relay_leaves_fresh_rows_to_the_request_that_wrote_them(database, broker
     client = make_client(config, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
                          kafka_delivery_timeout=0.1)
     assert client.pay(payment_body(order_id)).status == 200
-    pool = db.open_pool(database.url, min_size=1, max_size=2, timeout=2)
-    publisher = KafkaPublisher(broker)
-    try:
-        assert OutboxRelay(db.PaymentStore(pool), publisher).send_batch() == (0, 0)
-    finally:
-        publisher.close()
-        pool.close()
+    with relay_on(database.url, broker) as relay:
+        assert relay.send_batch() == (0, 0)

@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 
 from payment import errors, service
+from payment.delivery import Delivery
 from payment.gateway import SimulatedGateway, decline_for
 from payment.model import Order, Payment, PaymentRequest, Reservation
 
@@ -49,9 +50,10 @@ class FakeStore:
                           processed_at=NOW + timedelta(seconds=1))
         self.payments[payment.id] = payment
         event = event_for(payment)
+        earlier_unsent = any(e.key == event.key and e.event_id not in self.sent for e in self.outbox)
         self.outbox.append(event)
         self.log.append("commit_outcome")
-        return payment, event
+        return payment, event, earlier_unsent
 
     def mark_sent(self, event_ids):
         self.sent.extend(event_ids)
@@ -112,7 +114,8 @@ def make(amount="150.00", order_status="pending", deliver=True, gateway=None, re
     upstream = FakeUpstream(order, reservation)
     deps = service.Dependencies(
         store=store, ordering=upstream, reservations=upstream, gateway=gateway or CountingGateway(),
-        publisher=FakePublisher(store, deliver), topic_succeeded="ok", topic_failed="ko", delivery_timeout=0.01)
+        delivery=Delivery(store, FakePublisher(store, deliver)), topic_succeeded="ok", topic_failed="ko",
+        delivery_timeout=0.01)
     return request, deps
 
 
@@ -168,7 +171,7 @@ def test_gateway_exception_leaves_payment_pending_and_nothing_published():
         service.pay(request, deps)
     [payment] = deps.store.payments.values()
     assert payment.status == "pending"
-    assert deps.store.outbox == [] and deps.publisher.published == []
+    assert deps.store.outbox == [] and deps.delivery.publisher.published == []
 
 
 @pytest.mark.parametrize("status", ["cancelled", "expired", "refunded"])
