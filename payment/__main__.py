@@ -49,7 +49,7 @@ def cmd_relay(args) -> None:
     configure_logging()
     config = _config()
     pool = db.open_pool(config.database_url, min_size=1, max_size=3, timeout=config.db_timeout)
-    publisher = KafkaPublisher(config.kafka_bootstrap_servers)
+    publisher = KafkaPublisher(config.kafka_bootstrap_servers, config.kafka_message_timeout)
     store = db.PaymentStore(pool)
     delivery = Delivery(store, publisher)
     relay = make_relay(config, store, delivery)

@@ -35,13 +35,14 @@ class Config:
     db_pool_max: int = 8
     db_timeout: float = 2.0
     kafka_delivery_timeout: float = 2.0
+    kafka_message_timeout: float = 10.0
     topic_succeeded: str = "payment-succeeded"
     topic_failed: str = "payment-failed"
     simulator_latency_ms: int = 0
     simulator_ledger_path: str | None = None
     max_body_bytes: int = 64 * 1024
     relay_interval: float = 1.0
-    relay_grace: float = 15.0
+    relay_grace: float | None = None  # None: the message timeout plus 5 s
     relay_max_backoff: float = 10.0
     outbox_retention: float = 7 * 24 * 3600
     pending_timeout: float = 120.0
@@ -63,12 +64,13 @@ class Config:
             db_pool_max=_int(env, "DB_POOL_MAX", 8, low=1),
             db_timeout=_seconds(env, "DB_TIMEOUT_S", 2.0),
             kafka_delivery_timeout=_seconds(env, "KAFKA_DELIVERY_TIMEOUT_S", 2.0),
+            kafka_message_timeout=_seconds(env, "KAFKA_MESSAGE_TIMEOUT_S", 10.0),
             topic_succeeded=_topic(env, "KAFKA_TOPIC_PAYMENT_SUCCEEDED", "payment-succeeded"),
             topic_failed=_topic(env, "KAFKA_TOPIC_PAYMENT_FAILED", "payment-failed"),
             simulator_latency_ms=_int(env, "SIMULATOR_LATENCY_MS", 0, low=0),
             simulator_ledger_path=env.get("SIMULATOR_LEDGER_PATH") or None,
             relay_interval=_seconds(env, "OUTBOX_RELAY_INTERVAL_S", 1.0),
-            relay_grace=_seconds(env, "OUTBOX_RELAY_GRACE_S", 15.0),
+            relay_grace=_seconds(env, "OUTBOX_RELAY_GRACE_S", None),
             relay_max_backoff=_seconds(env, "OUTBOX_RELAY_MAX_BACKOFF_S", 10.0),
             outbox_retention=_seconds(env, "OUTBOX_RETENTION_S", 7 * 24 * 3600, high=90 * 24 * 3600),
             pending_timeout=_seconds(env, "PENDING_TIMEOUT_S", 120.0),

@@ -18,16 +18,11 @@ from payment.model import OutboxEvent
 
 log = logging.getLogger(__name__)
 
-# How long librdkafka keeps retrying one message before reporting it failed.
-# Past that the outbox relay owns the event (see relay.py).
-MESSAGE_TIMEOUT_MS = 10_000
-
-
 class PublishFailed(Exception):
     pass
 
 
-def producer_config(bootstrap_servers: str) -> dict:
+def producer_config(bootstrap_servers: str, message_timeout_s: float = 10.0) -> dict:
     return {
         "bootstrap.servers": bootstrap_servers,
         "client.id": "payment-service",
@@ -39,7 +34,9 @@ def producer_config(bootstrap_servers: str) -> dict:
         "enable.idempotence": False,
         "max.in.flight.requests.per.connection": 1,
         "linger.ms": 1,
-        "message.timeout.ms": MESSAGE_TIMEOUT_MS,
+        # How long librdkafka keeps retrying one message before reporting it
+        # failed. Past that the outbox relay owns the event (see relay.py).
+        "message.timeout.ms": int(message_timeout_s * 1000),
         "socket.connection.setup.timeout.ms": 3000,
         "reconnect.backoff.max.ms": 2000,
         "logger": logging.getLogger("librdkafka"),
@@ -47,8 +44,8 @@ def producer_config(bootstrap_servers: str) -> dict:
 
 
 class KafkaPublisher:
-    def __init__(self, bootstrap_servers: str):
-        config = producer_config(bootstrap_servers)
+    def __init__(self, bootstrap_servers: str, message_timeout_s: float = 10.0):
+        config = producer_config(bootstrap_servers, message_timeout_s)
         config["error_cb"] = self._on_error
         self.producer = Producer(config)
         # Set while librdkafka reports every broker down, cleared by the next

@@ -17,11 +17,10 @@ import logging
 import threading
 
 from payment.errors import DatabaseUnavailable
-from payment.kafka import MESSAGE_TIMEOUT_MS
 
 log = logging.getLogger(__name__)
 
-GRACE_S = MESSAGE_TIMEOUT_MS / 1000 + 5
+GRACE_S = 15.0
 
 INTERRUPTED = "PROCESSING_INTERRUPTED"
 

@@ -50,7 +50,7 @@ def build(config: Config, *, start_relay: bool = True) -> Runtime:
     session = upstream.new_session(pool_size=config.db_pool_max)
     timeouts = dict(connect_timeout=config.upstream_connect_timeout,
                     read_timeout=config.upstream_read_timeout)
-    publisher = KafkaPublisher(config.kafka_bootstrap_servers)
+    publisher = KafkaPublisher(config.kafka_bootstrap_servers, config.kafka_message_timeout)
     delivery = Delivery(store, publisher)
     deps = service.Dependencies(
         store=store,
@@ -77,7 +77,8 @@ def make_relay(config: Config, store, delivery: Delivery) -> OutboxRelay:
             payment, topic_succeeded=config.topic_succeeded, topic_failed=config.topic_failed),
         stranded_after_s=config.pending_timeout,
         interval_s=config.relay_interval,
-        grace_s=config.relay_grace,
+        # Past the producer's own retry window, so as not to race it.
+        grace_s=config.relay_grace or config.kafka_message_timeout + 5,
         max_backoff_s=config.relay_max_backoff,
         retention_s=config.outbox_retention,
     )

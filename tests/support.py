@@ -37,18 +37,23 @@ class EventLog:
     def mark(self) -> None:
         self.start = {topic: self._high(topic) for topic in TOPICS}
 
-    def read(self, topic: str) -> list[dict]:
+    def read(self, topic: str, settle_s: float = 0) -> list[dict]:
         """Every message since mark(): {key, headers, raw, value}; the value is
-        parsed with Decimal amounts and checked against its schema file."""
+        parsed with Decimal amounts and checked against its schema file.
+        Reads up to the high watermark, then `settle_s` more of silence: a
+        restarted broker may report a watermark behind what it holds."""
         end = self._high(topic)
         start = self.start.get(topic, 0)
-        if end <= start:
+        if end <= start and not settle_s:
             return []
         self.consumer.assign([TopicPartition(topic, 0, start)])
         messages = []
-        while len(messages) < end - start:
-            message = self.consumer.poll(10)
-            assert message is not None, f"timed out reading {topic}"
+        while True:
+            behind = len(messages) < end - start
+            message = self.consumer.poll(10 if behind else settle_s)
+            if message is None:
+                assert not behind, f"timed out reading {topic}"
+                break
             assert message.error() is None, message.error()
             raw = message.value().decode()
             value = json.loads(raw, parse_float=Decimal)
@@ -62,8 +67,8 @@ class EventLog:
         self.consumer.unassign()
         return messages
 
-    def all(self) -> dict[str, list[dict]]:
-        return {topic: self.read(topic) for topic in TOPICS}
+    def all(self, settle_s: float = 0) -> dict[str, list[dict]]:
+        return {topic: self.read(topic, settle_s) for topic in TOPICS}
 
     def close(self) -> None:
         self.consumer.close()

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+
+from payment import devstack
+from payment.kafka import ensure_topics
+from tests.support import TOPICS, Service
+
+
+class RestartableBroker:
+    """A broker process of the test's own, stopped and started on one port."""
+
+    def __init__(self, log_path):
+        self.port = devstack.free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.process = None
+        self.start()
+
+    def start(self):
+        self.process = devstack.start_broker(self.port, self.log_path)
+        # An in-memory broker comes back empty: the platform's topics exist
+        # again before traffic resumes, as they would on a real cluster.
+        ensure_topics(self.bootstrap, list(TOPICS))
+
+    def kill(self):
+        self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture
+def own_broker(tmp_path):
+    broker = RestartableBroker(tmp_path / "tansu.log")
+    yield broker
+    devstack.stop(broker.process)
+
+
+@pytest.fixture
+def services(tmp_path):
+    """services(env, **extra): gunicorn instances, stopped after the test."""
+    started = []
+
+    def start(env, **extra):
+        service = Service(env, tmp_path / f"service-{len(started)}.log", **extra)
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
