@@ -1,0 +1,70 @@
+"""No double charge: a retry storm for one order, spread over two service
+instances (two gunicorn masters sharing one database, as a scaled-out
+deployment runs), reaches the gateway once."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.support import new_order, payment_body
+
+IN_PROGRESS = {"success": False, "payment": None, "errorMessage": "A payment for this order is already in progress"}
+
+
+@pytest.fixture
+def two_instances(services, service_env, tmp_path):
+    ledger = tmp_path / "gateway-ledger.jsonl"
+    env = {**service_env, "SIMULATOR_LEDGER_PATH": str(ledger), "SIMULATOR_LATENCY_MS": "200"}
+    instances = [services(env, workers=3, GUNICORN_THREADS=4) for _ in range(2)]
+    return instances, ledger
+
+
+def charges(ledger) -> list[dict]:
+    return [json.loads(line) for line in ledger.read_text().splitlines()] if ledger.exists() else []
+
+
+def storm(instances, body, count=100):
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        return list(pool.map(lambda i: instances[i % 2].post(body, timeout=30), range(count)))
+
+
+def assert_one_success(replies, database, order_id):
+    statuses = [r.status_code for r in replies]
+    assert set(statuses) <= {200, 409}, sorted(statuses)
+    succeeded = [r.json()["payment"] for r in replies if r.status_code == 200]
+    assert succeeded, "no request succeeded"
+    assert len({p["id"] for p in succeeded}) == 1
+    assert all(p["status"] == "succeeded" for p in succeeded)
+    assert all(r.json() == IN_PROGRESS for r in replies if r.status_code == 409)
+    rows = database.rows(where="order_id = %s AND status = 'succeeded'", params=(order_id,))
+    assert [str(r["id"]) for r in rows] == [succeeded[0]["id"]]
+
+
+def test_hundred_concurrent_duplicates_over_two_instances_charge_once(two_instances, sandbox, database, events):
+    instances, ledger = two_instances
+    order_id = new_order(sandbox)
+
+    replies = storm(instances, payment_body(order_id))
+
+    assert_one_success(replies, database, order_id)
+    assert [c["succeeded"] for c in charges(ledger)] == [True]
+    assert len(database.rows()) == 1
+    assert len(events.read("payment-succeeded")) == 1
+
+
+def test_concurrent_retries_after_a_decline_charge_once_more(two_instances, sandbox, database, events):
+    instances, ledger = two_instances
+    order_id = new_order(sandbox, total=150.13)
+    assert instances[0].post(payment_body(order_id, amount="150.13")).status_code == 402
+    sandbox.put_order(order_id, total=150.00)
+
+    replies = storm(instances, payment_body(order_id, amount="150.00"))
+
+    assert_one_success(replies, database, order_id)
+    assert [c["succeeded"] for c in charges(ledger)] == [False, True]
+    assert sorted(r["status"] for r in database.rows()) == ["failed", "succeeded"]
+    assert len(events.read("payment-failed")) == 1
+    assert len(events.read("payment-succeeded")) == 1
