@@ -59,8 +59,10 @@ class _Documents:
         self.state = state
         self.collection = collection
 
+    # Identifiers are GUIDs, matched case-insensitively as the platform's
+    # .NET services do.
     def on_get(self, req, resp, doc_id):
-        document = getattr(self.state, self.collection).get(doc_id)
+        document = getattr(self.state, self.collection).get(doc_id.lower())
         if document is None:
             resp.status = 404
             resp.media = {"title": "not found"}
@@ -69,7 +71,7 @@ class _Documents:
 
     def on_put(self, req, resp, doc_id):
         with self.state.lock:
-            getattr(self.state, self.collection)[doc_id] = req.get_media()
+            getattr(self.state, self.collection)[doc_id.lower()] = req.get_media()
         resp.status = 204
 
 

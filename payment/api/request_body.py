@@ -77,6 +77,8 @@ def describe(error: ValidationError) -> str:
     if field == "amount":
         if kind in ("exclusiveMinimum", "minimum"):
             return "amount must be greater than zero"
+        if kind in ("exclusiveMaximum", "maximum"):
+            return "amount is too large"
         return "amount must be a number"
     if field == "currency":
         return "currency must be a three-letter ISO 4217 code, such as USD, EUR or GBP"

@@ -1,0 +1,164 @@
+"""Hostile input: bodies drawn from the request schema (valid ones, and ones
+broken on purpose), arbitrary bytes, and the classic traps. Each gets a 4xx
+envelope with a message a person can act on; never a 5xx, a row or an event."""
+
+from __future__ import annotations
+
+import json
+import string
+from decimal import ROUND_UP, Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis_jsonschema import from_schema
+
+from payment import jsonio, schemas
+from payment.currencies import MINOR_UNITS
+from tests.support import payment_body
+
+pytest_plugins = ["tests.integration.conftest"]
+
+REQUEST_SCHEMA = schemas.load("payment-request.schema.json")
+FIELDS = list(REQUEST_SCHEMA["properties"])
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def assert_refused(reply):
+    assert 400 <= reply.status < 500, (reply.status, reply.text)
+    assert reply.body["success"] is False and reply.body["payment"] is None
+    message = reply.body["errorMessage"]
+    assert message.startswith("Invalid request: ") and len(message) < 200, message
+
+
+@pytest.fixture
+def nothing_written(database, events):
+    yield
+    assert database.rows() == [] and database.rows("outbox") == []
+    assert events.all() == {"payment-succeeded": [], "payment-failed": []}
+
+
+def at_currency_precision(body_and_flag):
+    """Half the bodies get an amount their currency can carry, and an order
+    that matches them, so that the whole flow runs, declines included."""
+    body, fits = body_and_flag
+    if fits:
+        currency = body.get("currency", "USD")
+        amount = Decimal(str(body["amount"])).quantize(Decimal(1).scaleb(-MINOR_UNITS[currency]), ROUND_UP)
+        body = {**body, "amount": amount}
+    return body, fits
+
+
+valid_bodies = st.tuples(from_schema(REQUEST_SCHEMA), st.booleans()).map(at_currency_precision)
+
+
+@SETTINGS
+@given(body_and_order=valid_bodies)
+def test_schema_valid_bodies_never_fail_the_server(client, sandbox, database, body_and_order):
+    body, order_exists = body_and_order
+    if order_exists:
+        sandbox.put_order(body["orderId"], customer_id=body["customerId"], total=float(body["amount"]),
+                          currency=body.get("currency", "USD"))
+    reply = client.pay(jsonio.dumps(body) if order_exists else json.dumps(body))
+    # 403: an order id drawn twice, already paid by the customer drawn first.
+    assert reply.status in (200, 400, 402, 403, 404), (reply.status, reply.text)
+    if reply.status == 200:
+        assert reply.body["payment"]["orderId"] == body["orderId"].lower()
+
+
+def broken(body_and_damage):
+    body, (kind, field, junk) = body_and_damage
+    body = dict(body)
+    if kind == "drop" and field in ("orderId", "customerId", "amount"):
+        body.pop(field)
+    elif kind == "replace":
+        body[field] = junk
+    else:
+        body["x" + field] = junk  # an unknown field
+    return body
+
+
+damaged_bodies = st.tuples(
+    from_schema(REQUEST_SCHEMA),
+    st.tuples(st.sampled_from(["drop", "replace", "extra"]), st.sampled_from(FIELDS), json_values),
+).map(broken).filter(lambda body: not schemas.validator("payment-request.schema.json").is_valid(body))
+
+
+@SETTINGS
+@given(body=damaged_bodies)
+def test_schema_invalid_bodies_are_4xx(client, nothing_written, body):
+    assert_refused(client.pay(json.dumps(body)))
+
+
+@SETTINGS
+@given(value=json_values)
+def test_any_json_that_is_not_a_request_is_4xx(client, nothing_written, value):
+    assert_refused(client.pay(json.dumps(value)))
+
+
+@SETTINGS
+@given(raw=st.binary(max_size=200))
+def test_arbitrary_bytes_are_4xx(client, nothing_written, raw):
+    assert_refused(client.pay(raw))
+
+
+GOOD = '"orderId": "7c9e6679-7425-40de-944b-e07fc1f90ae7", "customerId": "a8098c1a-f86e-11da-bd1a-00112444be1e"'
+CLASSICS = {
+    "not JSON": (b"orderId=1&amount=2", 400, "body is not valid JSON"),
+    "JSON string": (b'"hello"', 400, "body must be a JSON object"),
+    "JSON null": (b"null", 400, "body must be a JSON object"),
+    "duplicate keys": (f'{{{GOOD}, "amount": 1, "amount": 150}}'.encode(), 400, "duplicate key 'amount'"),
+    "NaN": (f'{{{GOOD}, "amount": NaN}}'.encode(), 400, "NaN is not a JSON number"),
+    "Infinity": (f'{{{GOOD}, "amount": Infinity}}'.encode(), 400, "Infinity is not a JSON number"),
+    "1e309": (f'{{{GOOD}, "amount": 1e309}}'.encode(), 400, "amount is too large"),
+    "-0": (f'{{{GOOD}, "amount": -0}}'.encode(), 400, "amount must be greater than zero"),
+    "-0.0": (f'{{{GOOD}, "amount": -0.0}}'.encode(), 400, "amount must be greater than zero"),
+    "30 decimals": (f'{{{GOOD}, "amount": 1.{"1" * 30}}}'.encode(), 400,
+                    "amount has more decimals than USD allows (2)"),
+    "1e-400": (f'{{{GOOD}, "amount": 1e-400}}'.encode(), 400, "amount has more decimals than USD allows (2)"),
+    "huge string": (f'{{{GOOD}, "amount": 1, "currency": "{"A" * 60000}"}}'.encode(), 400,
+                    "currency must be a three-letter ISO 4217 code"),
+    "huge key": (f'{{{GOOD}, "amount": 1, "{"k" * 60000}": 1}}'.encode(), 400, "unknown field 'kkkk"),
+    "deep nesting": (b'{"a":' * 5000 + b"1" + b"}" * 5000, 400, "body is nested too deeply"),
+    "over the limit": (b'{"a": "' + b"x" * (64 * 1024) + b'"}', 413, "body is larger than 64 KiB"),
+    "non-UTF-8": (f'{{{GOOD}, "currency": "\xe9"}}'.encode("latin-1"), 400, "body is not valid UTF-8"),
+    "UTF-16": (f'{{{GOOD}, "amount": 1}}'.encode("utf-16"), 400, "body is not valid UTF-8"),
+    "control characters": (f'{{{GOOD}, "paymentMethod": "\x00\x01"}}'.encode(), 400, "body is not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("name", list(CLASSICS))
+def test_classic_traps(client, nothing_written, name):
+    raw, status, message = CLASSICS[name]
+    reply = client.pay(raw)
+    assert reply.status == status
+    assert_refused(reply)
+    assert message in reply.body["errorMessage"]
+
+
+@pytest.mark.parametrize("content_type, status", [
+    ("text/plain", 415), ("application/x-www-form-urlencoded", 415), ("application/xml", 415),
+    ("", 415), ("application/json; charset=utf-8", 200),
+])
+def test_content_types(client, sandbox, content_type, status):
+    reply = client.pay(payment_body("7c9e6679-7425-40de-944b-e07fc1f90ae7"), content_type=content_type or None)
+    assert reply.status == status
+    if status == 415:
+        assert reply.body["errorMessage"] == "Invalid request: Content-Type must be application/json"
+
+
+def test_unicode_lookalike_guid_is_refused(client, nothing_written):
+    lookalike = "7c9e6679-7425-40de-944b-e07fc1f90ae٧"  # an Arabic-Indic seven
+    assert all(c in string.hexdigits + "-" for c in lookalike[:-1])
+    reply = client.pay(json.dumps({"orderId": lookalike, "customerId": "a8098c1a-f86e-11da-bd1a-00112444be1e",
+                                   "amount": 1}))
+    assert reply.status == 400
+    assert reply.body["errorMessage"] == "Invalid request: orderId must be a GUID"
