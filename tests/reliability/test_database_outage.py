@@ -7,24 +7,13 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 import requests
 
-from payment import db
-from tests.reliability.postgres import StoppablePostgres
 from tests.support import new_order, payment_body
 
 DB_TIMEOUT_S = 1.0
 UNAVAILABLE = {"success": False, "payment": None,
                "errorMessage": "Payment processing error: payment database is unavailable"}
-
-
-@pytest.fixture
-def own_postgres(tmp_path):
-    server = StoppablePostgres(tmp_path)
-    db.apply_schema(server.url)
-    yield server
-    server.close()
 
 
 class Load(threading.Thread):
