@@ -27,7 +27,22 @@ def start_gunicorn(env: dict, port: int, **extra) -> subprocess.Popen:
         [sys.executable, "-m", "gunicorn", "app:app", "-c", "gunicorn.conf.py"],
         cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_for_port(port, timeout=30, process=process)
+    wait_for_worker(f"http://127.0.0.1:{port}", process)
     return process
+
+
+def wait_for_worker(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    """The master listens before any worker has imported the app; a request
+    sent then waits in the backlog, and a SIGTERM in that window resets it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if requests.get(f"{url}/health/live", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"no gunicorn worker answered at {url}")
 
 
 @pytest.fixture
