@@ -115,6 +115,10 @@ class Sandbox:
     def calls(self) -> list[str]:
         return requests.get(f"{self.url}/_calls", timeout=5).json()["calls"]
 
+    def request_ids(self) -> list[str | None]:
+        """The X-Request-ID of each call, in the order of calls()."""
+        return requests.get(f"{self.url}/_calls", timeout=5).json()["requestIds"]
+
 
 def new_order(sandbox: Sandbox, **order) -> str:
     """A fresh order in the sandbox; returns its id."""
