@@ -79,5 +79,5 @@ class PaymentResource:
 def _log_payment(message: str, payment) -> None:
     log.info(message, extra={
         "paymentId": str(payment.id), "orderId": str(payment.order_id),
-        "status": payment.status, "errorCode": payment.error_code,
+        "paymentStatus": payment.status, "errorCode": payment.error_code,
     })
