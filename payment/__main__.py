@@ -99,7 +99,7 @@ def cmd_dev(args) -> None:
     run_dev(data_dir=args.data_dir)
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m payment", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     migrate = commands.add_parser("migrate", help=cmd_migrate.__doc__, description=cmd_migrate.__doc__)
@@ -120,7 +120,11 @@ def main(argv=None) -> None:
     dev = commands.add_parser("dev", help=cmd_dev.__doc__, description=cmd_dev.__doc__)
     dev.add_argument("--data-dir", default=".devstack", help="where the local PostgreSQL keeps its data")
     dev.set_defaults(func=cmd_dev)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     args.func(args)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import requests
@@ -139,3 +140,21 @@ def payment_body(order_id: str, amount="150.00", **fields) -> dict:
     }
     body.update(fields)
     return body
+
+
+def dockerfile_instructions(path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, in order, continued lines joined."""
+    instructions, pending = [], ""
+    for line in Path(path).read_text().splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        pending += line.rstrip()
+        if pending.endswith("\\"):
+            pending = pending[:-1] + " "
+            continue
+        keyword, _, arguments = pending.strip().partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        pending = ""
+    assert not pending, "Dockerfile ends inside a continued line"
+    return instructions
+
