@@ -34,6 +34,11 @@ def bound(name: str):
     return _bound.get().get(name)
 
 
+def event_fields(event) -> dict:
+    """The ids a line about an outbox event carries (its key is the orderId)."""
+    return {"paymentId": str(event.payment_id), "orderId": event.key, "eventId": str(event.event_id)}
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         moment = datetime.fromtimestamp(record.created, timezone.utc)

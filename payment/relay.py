@@ -17,6 +17,7 @@ import logging
 import threading
 from concurrent.futures import wait
 
+from payment import logs
 from payment.errors import DatabaseUnavailable
 from payment.kafka import MESSAGE_TIMEOUT_MS
 
@@ -76,7 +77,7 @@ class OutboxRelay:
             older_than_s=self.stranded_after_s, limit=self.batch_size,
             outcome=interrupted_outcome(self.stranded_after_s), event_for=self.event_for)
         for event in events:
-            log.warning("stranded payment marked failed", extra={"paymentId": str(event.payment_id)})
+            log.warning("stranded payment marked failed", extra=logs.event_fields(event))
         # Sent now; one not confirmed stays in the outbox like any other.
         if events:
             self._publish_now(events)

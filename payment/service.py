@@ -13,7 +13,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from payment import documents
+from payment import documents, logs
 from payment.errors import (
     CustomerMismatch, GatewayUnavailable, OrderInvalid, OrderNotFound, PaymentDeclined,
     PaymentInProgress, ReservationInvalid,
@@ -146,19 +146,17 @@ def _publish_committed(event, deps: Dependencies) -> None:
     try:
         future.result(timeout=timeout)
     except FutureTimeout:
-        log.warning("event not yet delivered; left to the outbox relay",
-                    extra={"paymentId": str(event.payment_id), "eventId": str(event.event_id)})
+        log.warning("event not yet delivered; left to the outbox relay", extra=logs.event_fields(event))
         future.add_done_callback(lambda f: _mark_sent_late(f, event, deps))
         return
     except Exception:
-        log.warning("event not delivered; left to the outbox relay",
-                    extra={"paymentId": str(event.payment_id), "eventId": str(event.event_id)})
+        log.warning("event not delivered; left to the outbox relay", extra=logs.event_fields(event))
         return
     try:
         deps.store.mark_sent([event.event_id])
     except Exception:
         # The relay will send it again under the same event id.
-        log.warning("could not mark event sent", extra={"eventId": str(event.event_id)})
+        log.warning("could not mark event sent", extra=logs.event_fields(event))
 
 
 def _mark_sent_late(future, event, deps: Dependencies) -> None:
@@ -166,4 +164,4 @@ def _mark_sent_late(future, event, deps: Dependencies) -> None:
         try:
             deps.store.mark_sent([event.event_id])
         except Exception:
-            log.warning("could not mark event sent", extra={"eventId": str(event.event_id)})
+            log.warning("could not mark event sent", extra=logs.event_fields(event))

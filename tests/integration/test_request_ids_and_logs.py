@@ -11,7 +11,11 @@ import uuid
 
 import pytest
 
+from payment import db
+from payment.devstack import free_port
+from payment.kafka import KafkaPublisher
 from payment.logs import JsonFormatter
+from payment.runtime import make_relay
 from payment.sandbox import EXAMPLE_RESERVATION_ID
 from tests.support import new_order, payment_body
 
@@ -104,3 +108,35 @@ def test_log_lines_outside_a_request_carry_no_request_id(client, log_lines):
     client.app.get("/health/live")
     logging.getLogger("payment.test").warning("after the request")
     assert "requestId" not in log_lines()[-1]
+
+
+def test_lines_about_an_undelivered_event_carry_payment_and_order_ids(make_client, config, sandbox, log_lines):
+    # The broker is away: the payment is committed, its event left to the relay.
+    client = make_client(config, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}", kafka_delivery_timeout=0.2)
+    order_id = new_order(sandbox)
+    reply = client.pay(payment_body(order_id))
+    assert reply.status == 200
+
+    undelivered = [line for line in log_lines() if "left to the outbox relay" in line["message"]]
+    assert undelivered
+    for line in undelivered:
+        assert line["paymentId"] == reply.body["payment"]["id"] and line["orderId"] == order_id
+
+
+def test_the_relays_line_about_a_stranded_payment_carries_payment_and_order_ids(
+        config, database, broker, log_lines):
+    order_id, payment_id = uuid.uuid4(), uuid.uuid4()
+    database.execute(
+        "INSERT INTO bc_payment.payments (id, order_id, customer_id, amount, currency, payment_method,"
+        " status, is_simulated, created_at) VALUES (%s, %s, %s, 150, 'USD', 'credit_card', 'pending', true,"
+        " now() - interval '1 hour')", (payment_id, order_id, uuid.uuid4()))
+    pool = db.open_pool(database.url, min_size=1, max_size=2, timeout=2)
+    publisher = KafkaPublisher(broker)
+    try:
+        assert make_relay(config, db.PaymentStore(pool), publisher).resolve_stranded() == 1
+    finally:
+        publisher.close()
+        pool.close()
+
+    [line] = [line for line in log_lines() if line["message"] == "stranded payment marked failed"]
+    assert line["paymentId"] == str(payment_id) and line["orderId"] == str(order_id)
