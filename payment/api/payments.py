@@ -34,6 +34,7 @@ class PaymentsResource:
 
     def on_post(self, req, resp):
         request = parse_payment_request(read_body(req, self.max_body_bytes))
+        # Unbound with the request id when the request ends (request_id.py).
         logs.bind(orderId=str(request.order_id))
         try:
             outcome = service.pay(request, self.deps, upstream_headers=upstream_headers(req))
