@@ -1,4 +1,5 @@
 # The payment service: gunicorn + Falcon on a slim Python, as a non-root user.
+# The same image runs the sandbox ordering service in docker-compose.yml.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -10,7 +11,7 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 
-COPY app.py gunicorn.conf.py ./
+COPY app.py gunicorn.conf.py openapi.json ./
 COPY payment/ payment/
 COPY sql/ sql/
 COPY schemas/ schemas/
@@ -19,6 +20,10 @@ RUN useradd --system --uid 10001 --no-create-home payment
 USER 10001
 
 EXPOSE 5004
-# gunicorn.conf.py applies sql/schema.sql and creates the topics once, in the
-# master, before the workers start.
-CMD ["gunicorn", "app:app", "-c", "gunicorn.conf.py"]
+# Liveness, not readiness: a database or broker outage is not cured by
+# replacing the container, and /health/ready reports it already.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-m", "payment", "healthcheck"]
+# Applies sql/schema.sql and creates the topics once (`migrate`), then starts
+# gunicorn with gunicorn.conf.py.
+CMD ["python", "-m", "payment", "serve"]

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test install clean
+.PHONY: run test install clean bench soak wrk
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,20 @@ run: install
 # The whole suite. Uses TEST_DATABASE_URL when set, else starts its own PostgreSQL.
 test: install
 	$(PY) -m pytest
+
+# The POST /payments benchmark (bench/run.py): floor, service, service with
+# 1,000,000 existing payments; writes docs/performance.md. Load comes from wrk,
+# installed from the system packages when missing. A few minutes.
+bench: install wrk
+	$(PY) -m bench.run
+
+# Ten minutes of load, each worker's memory sampled (docs/performance.md).
+soak: install wrk
+	$(PY) -m bench.run --soak 600 --command-line "make soak"
+
+wrk:
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } \
+	  || { echo "make: wrk is needed: apt-get install -y wrk" >&2; exit 1; }
 
 clean:
 	rm -rf $(VENV) .devstack .pytest_cache

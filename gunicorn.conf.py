@@ -6,6 +6,7 @@ import os
 import sys
 
 from payment.config import Config, ConfigError
+from payment.logs import gunicorn_logconfig
 
 # Port: PORT, or the port of ASPNETCORE_URLS (http://+:5004), default 5004.
 try:
@@ -31,8 +32,10 @@ keepalive = 5
 # pools, producers and threads do not survive fork().
 preload_app = False
 
-accesslog = "-"
+# One JSON object per line, gunicorn's own lines included. Requests are
+# logged by the app (payment/api/telemetry.py), with their request id.
 errorlog = "-"
+logconfig_dict = gunicorn_logconfig()
 
 # gunicorn's runtime control socket sits at one fixed path per user, which two
 # instances on one host would fight over; the service is driven by signals.
@@ -40,6 +43,7 @@ control_socket_disable = True
 
 
 def on_starting(server):
+    _fresh_metrics_dir()
     # Once per start, before any worker: schema and topics. In a child process,
     # so that no Kafka client of the master's is inherited by the workers.
     import subprocess
@@ -47,6 +51,41 @@ def on_starting(server):
     result = subprocess.run([sys.executable, "-m", "payment", "migrate"])
     if result.returncode != 0:
         sys.exit(result.returncode)
+
+
+_own_metrics_dir = None
+
+
+def _fresh_metrics_dir():
+    # Workers write their metrics to files here (payment/metrics.py); values
+    # left by an earlier run would be added to this one's, so each start
+    # gets an empty directory. Set before any worker imports prometheus_client,
+    # which reads the variable once, at import.
+    import glob
+    import tempfile
+
+    global _own_metrics_dir
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for path in glob.glob(os.path.join(directory, "*.db")):
+            os.remove(path)
+    else:
+        _own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="payment-metrics-")
+
+
+def child_exit(server, worker):
+    # A dead worker's gauges (its pool) leave the sums; its counters stay.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    import shutil
+
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)
 
 
 def worker_exit(server, worker):

@@ -18,18 +18,24 @@ def _config() -> Config:
 
 def cmd_migrate(args) -> None:
     """Apply sql/schema.sql and create the topics (both idempotent)."""
+    import logging
+
+    from payment.logs import configure_logging
     from payment.runtime import StartupError, prepare
 
+    configure_logging()
     config = _config()
     try:
         prepare(config, wait_s=args.wait)
     except StartupError as exc:
         sys.exit(f"payment-service: start-up failed: {exc}")
-    print(f"schema applied on {config.redacted_database_url()}; topics ready")
+    logging.getLogger("payment.migrate").info(
+        "schema applied; topics ready", extra={"database": config.redacted_database_url()})
 
 
 def cmd_serve(args) -> None:
-    """Run the service under gunicorn with gunicorn.conf.py."""
+    """Run the service under gunicorn with gunicorn.conf.py, which runs
+    `migrate` once before starting the workers."""
     _config()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     os.chdir(root)
@@ -74,6 +80,21 @@ def cmd_sandbox(args) -> None:
         pass
 
 
+def cmd_healthcheck(args) -> None:
+    """Exit 0 when the service on this host answers GET /health/live (with
+    --ready, GET /health/ready), else 1: the image's HEALTHCHECK."""
+    from urllib.error import URLError
+    from urllib.request import urlopen
+
+    path = "/health/ready" if args.ready else "/health/live"
+    try:
+        with urlopen(f"http://127.0.0.1:{_config().port}{path}", timeout=args.timeout) as response:
+            healthy = response.status == 200
+    except (URLError, OSError):
+        healthy = False
+    sys.exit(0 if healthy else 1)
+
+
 def cmd_dev(args) -> None:
     """Start PostgreSQL, the broker and the sandbox where none is configured,
     then the service on :5004. Ctrl-C stops everything it started."""
@@ -82,7 +103,7 @@ def cmd_dev(args) -> None:
     run_dev(data_dir=args.data_dir)
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m payment", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     migrate = commands.add_parser("migrate", help=cmd_migrate.__doc__, description=cmd_migrate.__doc__)
@@ -93,13 +114,21 @@ def main(argv=None) -> None:
     relay = commands.add_parser("relay", help=cmd_relay.__doc__, description=cmd_relay.__doc__)
     relay.set_defaults(func=cmd_relay)
     sandbox = commands.add_parser("sandbox", help=cmd_sandbox.__doc__, description=cmd_sandbox.__doc__)
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=5005)
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
+    sandbox.add_argument("--port", type=int, default=5005, help="port to listen on")
     sandbox.set_defaults(func=cmd_sandbox)
+    health = commands.add_parser("healthcheck", help=cmd_healthcheck.__doc__, description=cmd_healthcheck.__doc__)
+    health.add_argument("--ready", action="store_true", help="check /health/ready instead of /health/live")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
+    health.set_defaults(func=cmd_healthcheck)
     dev = commands.add_parser("dev", help=cmd_dev.__doc__, description=cmd_dev.__doc__)
     dev.add_argument("--data-dir", default=".devstack", help="where the local PostgreSQL keeps its data")
     dev.set_defaults(func=cmd_dev)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     args.func(args)
 
 

@@ -20,6 +20,9 @@ class ConfigError(ValueError):
 
 
 DEFAULT_PORT = 5004
+# The documented deployment names no ordering service URL: the service finds
+# it by the host name the platform's compose file gives it.
+DEFAULT_ORDERING_SERVICE_URL = "http://ordering:5002"
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,10 @@ class Config:
         return cls(
             database_url=_database_url(env),
             kafka_bootstrap_servers=_kafka_servers(env),
-            ordering_service_url=_url(env, "ORDERING_SERVICE_URL"),
+            ordering_service_url=_url(env, "ORDERING_SERVICE_URL", default=DEFAULT_ORDERING_SERVICE_URL),
             reservation_service_url=_url(
-                env, "RESERVATION_SERVICE_URL", default=env.get("ORDERING_SERVICE_URL")
+                env, "RESERVATION_SERVICE_URL",
+                default=env.get("ORDERING_SERVICE_URL") or DEFAULT_ORDERING_SERVICE_URL,
             ),
             port=_port(env),
             upstream_connect_timeout=_seconds(env, "UPSTREAM_CONNECT_TIMEOUT_S", 1.0),

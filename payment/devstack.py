@@ -110,8 +110,7 @@ def run_dev(data_dir: str = ".devstack") -> None:
             env.setdefault("RESERVATION_SERVICE_URL", env["ORDERING_SERVICE_URL"])
             print(f"sandbox ordering and reservation service on 127.0.0.1:{port}", flush=True)
         env.setdefault("WEB_CONCURRENCY", "2")
-        service = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "app:app", "-c", "gunicorn.conf.py"], env=env)
+        service = subprocess.Popen([sys.executable, "-m", "payment", "serve"], env=env)
         started.append(service)
         signal.signal(signal.SIGTERM, lambda *_: service.terminate())
         service.wait()

@@ -30,6 +30,11 @@ class OrderNotFound(PaymentError):
         super().__init__("Order not found")
 
 
+class PaymentNotFound(PaymentError):
+    def __init__(self):
+        super().__init__("Payment not found")
+
+
 class CustomerMismatch(PaymentError):
     def __init__(self):
         super().__init__("Unauthorized: Customer does not own this order")

@@ -1,16 +1,97 @@
-"""Logging set-up shared by every entry point."""
+"""Logging for every entry point: one JSON object per line on stdout.
+
+Fields bound to the request being served (requestId, orderId) are kept in a
+context variable and added to every line logged while it is served, by the
+service's own code and by the libraries it calls alike. Fields passed with
+`extra=` (paymentId, eventId...) become top-level keys of the line.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import sys
+from contextvars import ContextVar, Token
+from datetime import datetime, timezone
+
+_bound: ContextVar[dict] = ContextVar("log_fields", default={})
+
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+def bind(**fields) -> Token:
+    """Add fields to every line logged from this context until `unbind`."""
+    return _bound.set({**_bound.get(), **fields})
+
+
+def unbind(token: Token) -> None:
+    _bound.reset(token)
+
+
+def bound(name: str):
+    return _bound.get().get(name)
+
+
+def event_fields(event) -> dict:
+    """The ids a line about an outbox event carries (its key is the orderId)."""
+    return {"paymentId": str(event.payment_id), "orderId": event.key, "eventId": str(event.event_id)}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created, timezone.utc)
+        line = {
+            "time": moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        line.update(_bound.get())
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and not key.startswith("_"):
+                line[key] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def json_handler(stream=None) -> logging.Handler:
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    return handler
+
+
+def level() -> str:
+    return os.environ.get("LOG_LEVEL", "INFO").upper()
 
 
 def configure_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
-    )
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(json_handler())
+    root.setLevel(level())
     # librdkafka repeats connection failures every few seconds while the
     # broker is away; the relay already reports what matters.
     logging.getLogger("librdkafka").setLevel(logging.ERROR)
+
+
+def gunicorn_logconfig() -> dict:
+    """gunicorn's own log lines (start-up, workers, signals) as JSON too.
+    Its access log stays quiet: the app logs each request itself, with the
+    request id and the route."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "payment.logs.JsonFormatter"}},
+        "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json",
+                                "stream": "ext://sys.stdout"}},
+        "root": {"level": level(), "handlers": ["stdout"]},
+        "loggers": {
+            "gunicorn.error": {"level": level(), "handlers": ["stdout"], "propagate": False},
+            "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+        },
+    }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from payment import logs
 from payment.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class OutboxRelay:
             older_than_s=self.stranded_after_s, limit=self.batch_size,
             outcome=interrupted_outcome(self.stranded_after_s), event_for=self.event_for)
         for event in events:
-            log.warning("stranded payment marked failed", extra={"paymentId": str(event.payment_id)})
+            log.warning("stranded payment marked failed", extra=logs.event_fields(event))
         # Their events leave with the following batches, in commit order.
         return len(events)
 

@@ -19,6 +19,7 @@ from payment.config import Config
 from payment.delivery import Delivery
 from payment.gateway import SimulatedGateway
 from payment.kafka import KafkaPublisher, ensure_topics
+from payment.metrics import Metrics
 from payment.relay import OutboxRelay
 
 log = logging.getLogger(__name__)
@@ -47,15 +48,16 @@ def build(config: Config, *, start_relay: bool = True) -> Runtime:
     pool = db.open_pool(config.database_url, min_size=config.db_pool_min,
                         max_size=config.db_pool_max, timeout=config.db_timeout)
     store = db.PaymentStore(pool)
+    metrics = Metrics(pool_stats=pool.get_stats, outbox_backlog=store.outbox_backlog)
     session = upstream.new_session(pool_size=config.db_pool_max)
-    timeouts = dict(connect_timeout=config.upstream_connect_timeout,
-                    read_timeout=config.upstream_read_timeout)
+    upstream_options = dict(connect_timeout=config.upstream_connect_timeout,
+                            read_timeout=config.upstream_read_timeout, metrics=metrics)
     publisher = KafkaPublisher(config.kafka_bootstrap_servers, config.kafka_message_timeout)
     delivery = Delivery(store, publisher)
     deps = service.Dependencies(
         store=store,
-        ordering=upstream.OrderingClient(config.ordering_service_url, session, **timeouts),
-        reservations=upstream.ReservationClient(config.reservation_service_url, session, **timeouts),
+        ordering=upstream.OrderingClient(config.ordering_service_url, session, **upstream_options),
+        reservations=upstream.ReservationClient(config.reservation_service_url, session, **upstream_options),
         gateway=SimulatedGateway(config.simulator_latency_ms, config.simulator_ledger_path),
         delivery=delivery,
         topic_succeeded=config.topic_succeeded,
@@ -63,7 +65,7 @@ def build(config: Config, *, start_relay: bool = True) -> Runtime:
         delivery_timeout=config.kafka_delivery_timeout,
     )
     relay = make_relay(config, store, delivery).start() if start_relay else None
-    app = create_app(deps, max_body_bytes=config.max_body_bytes, ready_checks={
+    app = create_app(deps, max_body_bytes=config.max_body_bytes, metrics=metrics, ready_checks={
         "database": store.ping,
         "broker": publisher.is_reachable,
     })

@@ -11,6 +11,7 @@ and lets a test arrange the world over HTTP:
     PUT /orders/{id}, PUT /reservations/{id}     store a document
     PUT /_script  {"path", "status", "body", "contentType", "delayMs"}
                                                  answer that path this way instead
+    GET /_calls                                  {"calls": [path], "requestIds": [X-Request-ID]}
     POST /_reset                                 back to the seed
 """
 
@@ -52,6 +53,7 @@ class _State:
         self.orders, self.reservations = seed()
         self.scripts: dict[str, dict] = {}
         self.calls: list[str] = []
+        self.request_ids: list[str | None] = []
 
 
 class _Documents:
@@ -101,7 +103,7 @@ class _Calls:
         self.state = state
 
     def on_get(self, req, resp):
-        resp.media = {"calls": list(self.state.calls)}
+        resp.media = {"calls": list(self.state.calls), "requestIds": list(self.state.request_ids)}
 
 
 class _Scripted:
@@ -112,7 +114,9 @@ class _Scripted:
 
     def process_request(self, req, resp):
         if req.method == "GET" and not req.path.startswith("/_"):
-            self.state.calls.append(req.path)
+            with self.state.lock:
+                self.state.calls.append(req.path)
+                self.state.request_ids.append(req.get_header("X-Request-ID"))
         script = self.state.scripts.get(req.path) if req.method == "GET" else None
         if script is None:
             return
@@ -137,6 +141,8 @@ def create_sandbox_app() -> falcon.App:
 class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops connections under a burst.
+    request_queue_size = 256
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from payment import documents
+from payment import documents, logs
 from payment.errors import (
     CustomerMismatch, GatewayUnavailable, OrderInvalid, OrderNotFound, PaymentDeclined,
     PaymentInProgress, ReservationInvalid,
@@ -147,8 +147,7 @@ def _publish_committed(event, earlier_unsent: bool, deps: Dependencies) -> None:
         if confirmed:
             deps.store.mark_sent(confirmed)
         else:
-            log.warning("event not confirmed in time; left to the outbox relay",
-                        extra={"paymentId": str(event.payment_id), "eventId": str(event.event_id)})
+            log.warning("event not confirmed in time; left to the outbox relay", extra=logs.event_fields(event))
     except Exception:
         # Committed is committed: the relay sends it, under the same eventId.
-        log.warning("event not marked sent; left to the outbox relay", extra={"eventId": str(event.event_id)})
+        log.warning("event not marked sent; left to the outbox relay", extra=logs.event_fields(event))

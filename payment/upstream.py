@@ -7,6 +7,7 @@ upstream's fault and becomes the DependencyError that names it.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from uuid import UUID
@@ -30,15 +31,41 @@ def new_session(pool_size: int = 16) -> requests.Session:
     return session
 
 
+_ERROR_KINDS = {UpstreamTimeout: "timeout", UpstreamUnavailable: "unavailable", UpstreamBadResponse: "bad_response"}
+
+
 class _JsonUpstream:
     part = "upstream service"
+    service = "upstream"  # the metrics label
 
-    def __init__(self, base_url: str, session: requests.Session, *, connect_timeout: float, read_timeout: float):
+    def __init__(self, base_url: str, session: requests.Session, *, connect_timeout: float, read_timeout: float,
+                 metrics=None):
         self.base_url = base_url.rstrip("/")
         self.session = session
         self.timeout = (connect_timeout, read_timeout)
+        self.metrics = metrics  # metrics.Metrics, or None to record nothing
 
-    def _get(self, path: str, headers: dict | None = None) -> dict | None:
+    def _get(self, path: str, headers: dict | None, parse):
+        """GET path and parse the JSON object; None on 404. Timed, and any
+        failure counted by kind, for the metrics."""
+        started = time.perf_counter()
+        kind = None
+        try:
+            data = self._fetch(path, headers)
+            if data is None:
+                return None
+            try:
+                return parse(data)
+            except (KeyError, ValueError, TypeError, InvalidOperation, AttributeError):
+                raise UpstreamBadResponse(self.part) from None
+        except (UpstreamTimeout, UpstreamUnavailable, UpstreamBadResponse) as exc:
+            kind = _ERROR_KINDS[type(exc)]
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.upstream_call(self.service, time.perf_counter() - started, kind)
+
+    def _fetch(self, path: str, headers: dict | None) -> dict | None:
         try:
             response = self.session.get(self.base_url + path, timeout=self.timeout, headers=headers)
             body = response.content
@@ -61,42 +88,40 @@ class _JsonUpstream:
 
 class OrderingClient(_JsonUpstream):
     part = "ordering service"
+    service = "ordering"
 
     def get_order(self, order_id: UUID, headers: dict | None = None) -> Order | None:
-        data = self._get(f"/orders/{order_id}", headers)
-        if data is None:
-            return None
-        try:
-            return Order(
-                id=UUID(str(data["id"])),
-                customer_id=UUID(str(data["customerId"])),
-                total_amount=_number(data["totalAmount"]),
-                currency=str(data.get("currency") or "USD"),
-                status=str(data["status"]).lower(),
-            )
-        except (KeyError, ValueError, TypeError, InvalidOperation, AttributeError):
-            raise UpstreamBadResponse(self.part) from None
+        return self._get(f"/orders/{order_id}", headers, _order)
 
 
 class ReservationClient(_JsonUpstream):
     part = "reservation service"
+    service = "reservation"
 
     def get_reservation(self, reservation_id: UUID, headers: dict | None = None) -> Reservation | None:
-        data = self._get(f"/reservations/{reservation_id}", headers)
-        if data is None:
-            return None
-        try:
-            expires_at = datetime.fromisoformat(str(data["expiresAt"]).replace("Z", "+00:00"))
-            if expires_at.tzinfo is None:
-                raise ValueError("expiresAt without a time zone")
-            return Reservation(
-                id=UUID(str(data["id"])),
-                customer_id=UUID(str(data["customerId"])),
-                status=str(data["status"]).lower(),
-                expires_at=expires_at,
-            )
-        except (KeyError, ValueError, TypeError, AttributeError):
-            raise UpstreamBadResponse(self.part) from None
+        return self._get(f"/reservations/{reservation_id}", headers, _reservation)
+
+
+def _order(data: dict) -> Order:
+    return Order(
+        id=UUID(str(data["id"])),
+        customer_id=UUID(str(data["customerId"])),
+        total_amount=_number(data["totalAmount"]),
+        currency=str(data.get("currency") or "USD"),
+        status=str(data["status"]).lower(),
+    )
+
+
+def _reservation(data: dict) -> Reservation:
+    expires_at = datetime.fromisoformat(str(data["expiresAt"]).replace("Z", "+00:00"))
+    if expires_at.tzinfo is None:
+        raise ValueError("expiresAt without a time zone")
+    return Reservation(
+        id=UUID(str(data["id"])),
+        customer_id=UUID(str(data["customerId"])),
+        status=str(data["status"]).lower(),
+        expires_at=expires_at,
+    )
 
 
 def _number(value) -> Decimal:

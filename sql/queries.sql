@@ -65,6 +65,22 @@ UPDATE bc_payment.outbox SET attempts = attempts + 1
 DELETE FROM bc_payment.outbox
  WHERE sent_at IS NOT NULL AND sent_at < now() - make_interval(secs => %(retention_s)s);
 
+-- name: find_payment
+SELECT * FROM bc_payment.payments WHERE id = %(id)s;
+
+-- name: list_payments_for_order
+-- Every attempt, newest first (index payments_by_order); the id breaks ties
+-- so that the order never changes between two reads.
+SELECT * FROM bc_payment.payments
+ WHERE order_id = %(order_id)s
+ ORDER BY created_at DESC, id DESC;
+
+-- name: outbox_backlog
+SELECT count(*) AS unsent,
+       extract(epoch FROM now() - min(created_at))::float8 AS oldest_age_s
+  FROM bc_payment.outbox
+ WHERE sent_at IS NULL;
+
 -- name: claim_stranded_payments
 -- Pending payments whose request never recorded an outcome (its worker died).
 SELECT id FROM bc_payment.payments

@@ -4,18 +4,25 @@ topics read back, the database looked into, the sandbox arranged over HTTP."""
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
+import subprocess
+import sys
+import threading
+import time
 import uuid
+from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import requests
 from confluent_kafka import Consumer, TopicPartition
 from psycopg.rows import dict_row
 
-from payment import schemas
+from payment import jsonio, schemas
+from payment.devstack import free_port, wait_for_port
 from payment.sandbox import EXAMPLE_CUSTOMER_ID
 
+ROOT = Path(__file__).resolve().parents[1]
 TOPICS = ("payment-succeeded", "payment-failed")
 EVENT_SCHEMAS = {"payment-succeeded": "payment-succeeded.schema.json",
                  "payment-failed": "payment-failed.schema.json"}
@@ -121,6 +128,10 @@ class Sandbox:
     def calls(self) -> list[str]:
         return requests.get(f"{self.url}/_calls", timeout=5).json()["calls"]
 
+    def request_ids(self) -> list[str | None]:
+        """The X-Request-ID of each call, in the order of calls()."""
+        return requests.get(f"{self.url}/_calls", timeout=5).json()["requestIds"]
+
 
 def new_order(sandbox: Sandbox, **order) -> str:
     """A fresh order in the sandbox; returns its id."""
@@ -143,51 +154,67 @@ def payment_body(order_id: str, amount="150.00", **fields) -> dict:
     return body
 
 
-class Service:
-    """The service as deployed: `gunicorn app:app -c gunicorn.conf.py` on a
-    free port, its output kept in a log file for the test to read."""
+class Served:
+    """`python -m payment serve` on a free port, its output read line by line."""
 
-    def __init__(self, env: dict, log_path, workers: int = 2, **extra):
-        import os
-        import subprocess
-        import sys
-        from pathlib import Path
-
-        from payment.devstack import free_port, wait_for_port
-
+    def __init__(self, env: dict, cwd: Path = ROOT, command=(sys.executable, "-m", "payment", "serve")):
         self.port = free_port()
+        self.env = {**env, "PORT": str(self.port)}
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = Path(log_path)
-        full_env = {**os.environ, **env, "PORT": str(self.port), "WEB_CONCURRENCY": str(workers),
-                    **{k: str(v) for k, v in extra.items()}}
-        self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "app:app", "-c", "gunicorn.conf.py"],
-            cwd=Path(__file__).resolve().parents[1], env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, timeout=30, process=self.process)
+            list(command), cwd=cwd, env=self.env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        wait_for_port(self.port, timeout=60, process=self.process)
+        self.wait_for(lambda: len(self.worker_pids()) >= int(env.get("WEB_CONCURRENCY", 1)), "workers booted")
+        self.wait_for(self._answers, "a worker answering")
 
-    def workers(self) -> list[int]:
-        import psutil
+    def _read(self):
+        for line in self.process.stdout:
+            self._lines.append(line.rstrip("\n"))
 
-        return [child.pid for child in psutil.Process(self.process.pid).children()
-                if "gunicorn" in " ".join(child.cmdline())]
+    def _answers(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/health/live", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def wait_for(self, condition, what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{what}: not within {timeout}s\n" + "\n".join(self._lines[-30:]))
+            time.sleep(0.05)
+
+    def lines(self) -> list[str]:
+        return list(self._lines)
+
+    def records(self) -> list[dict]:
+        """Every output line, each of which must be one JSON object."""
+        return [json.loads(line) for line in self.lines()]
+
+    def worker_pids(self) -> list[int]:
+        """Workers booted so far, oldest first (gunicorn's own JSON lines)."""
+        pids = []
+        for line in self.lines():
+            if "Booting worker with pid" in line:
+                pids.append(int(json.loads(line)["message"].rsplit(" ", 1)[1]))
+        return pids
 
     def post(self, body, timeout: float = 15):
-        from payment import jsonio
-
         return requests.post(f"{self.url}/payments", data=jsonio.dumps(body),
                              headers={"Content-Type": "application/json"}, timeout=timeout)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return "\n".join(self.lines())
 
-    def stop(self, timeout: float = 30) -> int:
-        import signal
-
+    def stop(self) -> int:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout)
-        self._log.close()
+            self.process.terminate()
+        code = self.process.wait(30)
+        self._reader.join(5)
         return code
 
 
@@ -209,3 +236,21 @@ def relay_on(database_url: str, bootstrap: str, **options):
         publisher.close()
         delivery.close()
         pool.close()
+
+
+def dockerfile_instructions(path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, in order, continued lines joined."""
+    instructions, pending = [], ""
+    for line in Path(path).read_text().splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        pending += line.rstrip()
+        if pending.endswith("\\"):
+            pending = pending[:-1] + " "
+            continue
+        keyword, _, arguments = pending.strip().partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        pending = ""
+    assert not pending, "Dockerfile ends inside a continued line"
+    return instructions
+

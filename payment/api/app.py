@@ -1,4 +1,4 @@
-"""The WSGI application factory: routes, error handlers, nothing global."""
+"""The WSGI application factory: routes, middleware, error handlers, nothing global."""
 
 from __future__ import annotations
 
@@ -6,15 +6,26 @@ import falcon
 
 from payment import service
 from payment.api import errors
+from payment.api.docs import OpenApiResource, SchemaFileResource
 from payment.api.health import LiveResource, ReadyResource
-from payment.api.payments import PaymentsResource
+from payment.api.payments import PaymentResource, PaymentsResource
+from payment.api.request_id import RequestIdMiddleware
+from payment.api.telemetry import MetricsResource, TelemetryMiddleware
+from payment.metrics import Metrics
 
 
 def create_app(deps: service.Dependencies, *, ready_checks: dict | None = None,
-               max_body_bytes: int = 64 * 1024) -> falcon.App:
-    app = falcon.App(media_type=falcon.MEDIA_JSON)
+               max_body_bytes: int = 64 * 1024, metrics: Metrics | None = None) -> falcon.App:
+    metrics = metrics or Metrics()
+    # The request id first: the other middleware's log lines carry it.
+    app = falcon.App(media_type=falcon.MEDIA_JSON,
+                     middleware=[RequestIdMiddleware(), TelemetryMiddleware(metrics)])
     errors.register(app)
-    app.add_route("/payments", PaymentsResource(deps, max_body_bytes=max_body_bytes))
+    app.add_route("/payments", PaymentsResource(deps, max_body_bytes=max_body_bytes, metrics=metrics))
+    app.add_route("/payments/{paymentId}", PaymentResource(deps))
     app.add_route("/health/live", LiveResource())
     app.add_route("/health/ready", ReadyResource(ready_checks or {}))
+    app.add_route("/metrics", MetricsResource(metrics))
+    app.add_route("/openapi.json", OpenApiResource())
+    app.add_route("/schemas/{file}", SchemaFileResource())
     return app

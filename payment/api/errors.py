@@ -19,6 +19,7 @@ STATUS = {
     errors.PaymentDeclined: 402,
     errors.CustomerMismatch: 403,
     errors.OrderNotFound: 404,
+    errors.PaymentNotFound: 404,
     errors.PaymentInProgress: 409,
     errors.BodyTooLarge: 413,
     errors.UnsupportedMediaType: 415,

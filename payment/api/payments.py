@@ -1,21 +1,50 @@
-"""POST /payments."""
+"""POST /payments, GET /payments?orderId=..., GET /payments/{paymentId}."""
 
 from __future__ import annotations
 
-from payment import service
-from payment.api.errors import write
+import logging
+import re
+from uuid import UUID
+
+from payment import logs, schemas, service
+from payment.api.errors import status_of, write
 from payment.api.request_body import parse_payment_request, read_body
+from payment.api.request_id import upstream_headers
 from payment.documents import payment_document
+from payment.errors import InvalidRequest, PaymentError, PaymentNotFound
+
+log = logging.getLogger(__name__)
+
+# The request schema's GUID, so that a path or query id is held to the same
+# form as one in a body (uuid.UUID alone also takes braces, URNs, no dashes).
+_GUID = re.compile(schemas.load("payment-request.schema.json")["$defs"]["guid"]["pattern"])
+
+
+def guid(value, name: str) -> UUID:
+    if not isinstance(value, str) or not _GUID.fullmatch(value):
+        raise InvalidRequest(f"Invalid request: {name} must be a GUID")
+    return UUID(value)
 
 
 class PaymentsResource:
-    def __init__(self, deps: service.Dependencies, *, max_body_bytes: int):
+    def __init__(self, deps: service.Dependencies, *, max_body_bytes: int, metrics):
         self.deps = deps
         self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
 
     def on_post(self, req, resp):
         request = parse_payment_request(read_body(req, self.max_body_bytes))
-        outcome = service.pay(request, self.deps)
+        # Unbound with the request id when the request ends (request_id.py).
+        logs.bind(orderId=str(request.order_id))
+        try:
+            outcome = service.pay(request, self.deps, upstream_headers=upstream_headers(req))
+        except PaymentError as error:
+            self.metrics.payment_refused(error, status_of(error))
+            if error.payment is not None:
+                _log_payment("payment declined", error.payment)
+            raise
+        self.metrics.payment_settled(outcome.payment, replayed=outcome.replayed)
+        _log_payment("payment replayed" if outcome.replayed else "payment succeeded", outcome.payment)
         if outcome.replayed:
             resp.set_header("Idempotent-Replayed", "true")
         write(resp, 200, {
@@ -23,3 +52,33 @@ class PaymentsResource:
             "errorMessage": None,
             "payment": payment_document(outcome.payment),
         })
+
+    def on_get(self, req, resp):
+        order_id = req.params.get("orderId")
+        if order_id is None:
+            raise InvalidRequest("Invalid request: orderId is required")
+        order_id = guid(order_id, "orderId")
+        payments = self.deps.store.list_for_order(order_id)
+        write(resp, 200, {
+            "success": True,
+            "errorMessage": None,
+            "payments": [payment_document(p) for p in payments],
+        })
+
+
+class PaymentResource:
+    def __init__(self, deps: service.Dependencies):
+        self.deps = deps
+
+    def on_get(self, req, resp, paymentId):  # noqa: N803 - the name in the route and the OpenAPI document
+        payment = self.deps.store.find(guid(paymentId, "paymentId"))
+        if payment is None:
+            raise PaymentNotFound()
+        write(resp, 200, {"success": True, "errorMessage": None, "payment": payment_document(payment)})
+
+
+def _log_payment(message: str, payment) -> None:
+    log.info(message, extra={
+        "paymentId": str(payment.id), "orderId": str(payment.order_id),
+        "paymentStatus": payment.status, "errorCode": payment.error_code,
+    })

@@ -8,49 +8,30 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
 
 from payment import jsonio
-from payment.devstack import free_port, wait_for_port
+from payment.devstack import free_port
 from tests.contract_examples import CONTRACT_EXAMPLES
-from tests.support import new_order, payment_body
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def start_gunicorn(env: dict, port: int, **extra) -> subprocess.Popen:
-    full_env = {**os.environ, **env, "PORT": str(port), "WEB_CONCURRENCY": "2", **extra}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "app:app", "-c", "gunicorn.conf.py"],
-        cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_for_port(port, timeout=30, process=process)
-    return process
-
-
-@pytest.fixture
-def gunicorn(service_env, database, sandbox, events):
-    processes = []
-
-    def start(**extra):
-        port = free_port()
-        processes.append(start_gunicorn(service_env, port, **extra))
-        return f"http://127.0.0.1:{port}"
-
-    start.processes = processes
-
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(30)
+from tests.support import ROOT, new_order, payment_body
 
 
 def post(url, body):
     return requests.post(f"{url}/payments", data=jsonio.dumps(body),
                          headers={"Content-Type": "application/json"}, timeout=15)
+
+
+@pytest.fixture
+def gunicorn(serve):
+    """gunicorn(**env) -> the base URL of a service started with `python -m payment serve`."""
+    def start(**extra):
+        start.served.append(serve(**extra))
+        return start.served[-1].url
+
+    start.served = []
+    return start
 
 
 def test_contract_example_through_gunicorn(gunicorn, database, events):
@@ -94,7 +75,8 @@ def test_concurrent_duplicates_charge_once(gunicorn, sandbox, database, events):
 def test_sigterm_lets_requests_in_flight_finish(gunicorn, sandbox, database, events):
     url = gunicorn(SIMULATOR_LATENCY_MS="1500")
     order_id = new_order(sandbox)
-    [master] = gunicorn.processes
+    [served] = gunicorn.served
+    master = served.process
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(post, url, payment_body(order_id))
         # Signal once the request is surely in flight: its pending row exists.

@@ -27,15 +27,21 @@ class Client:
                                  headers=headers or {}, expect_errors=True)
         return Reply(response)
 
+    def get(self, path, *, params=None, headers=None, schema=None):
+        """A read endpoint's answer; a 2xx body is checked against `schema`,
+        any other against the error envelope."""
+        response = self.app.get(path, params=params or {}, headers=headers or {}, expect_errors=True)
+        return Reply(response, schema if response.status_int < 300 else RESPONSE_SCHEMA)
+
 
 class Reply:
-    def __init__(self, response):
+    def __init__(self, response, schema=RESPONSE_SCHEMA):
         self.status = response.status_int
         self.headers = response.headers
         self.text = response.text
         self.body = json.loads(response.text, parse_float=Decimal)
         assert response.content_type == "application/json"
-        schemas.validator(RESPONSE_SCHEMA).validate(self.body)
+        schemas.validator(schema).validate(self.body)
 
 
 @pytest.fixture

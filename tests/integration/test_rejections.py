@@ -137,5 +137,7 @@ def test_reservation_that_is_not_valid_is_400(client, sandbox, nothing_happened,
 def test_unknown_route_and_method_use_the_envelope(client):
     reply = client.app.get("/nowhere", expect_errors=True)
     assert reply.status_int == 404 and reply.json["success"] is False and reply.json["payment"] is None
-    reply = client.app.get("/payments", expect_errors=True)
+    # GET /payments lists an order's payments; DELETE is not a method it has.
+    reply = client.app.delete("/payments", expect_errors=True)
     assert reply.status_int == 405 and reply.json["success"] is False
+    assert set(reply.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from payment import db, devstack
 from payment.kafka import ensure_topics
 from tests.reliability.postgres import StoppablePostgres
-from tests.support import TOPICS, Service
+from tests.support import TOPICS, Served
 
 
 class RestartableBroker:
@@ -45,14 +47,17 @@ def own_postgres():
 
 
 @pytest.fixture
-def services(tmp_path):
-    """services(env, **extra): gunicorn instances, stopped after the test."""
+def services():
+    """services(env, workers=2, **more_env): instances of `python -m payment
+    serve`, stopped after the test."""
     started = []
 
-    def start(env, **extra):
-        service = Service(env, tmp_path / f"service-{len(started)}.log", **extra)
-        started.append(service)
-        return service
+    def start(env, workers=2, **extra):
+        full_env = {**os.environ, **env, "WEB_CONCURRENCY": str(workers),
+                    **{name: str(value) for name, value in extra.items()}}
+        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        started.append(Served(full_env))
+        return started[-1]
 
     yield start
     for service in started:

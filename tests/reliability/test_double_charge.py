@@ -33,7 +33,7 @@ def storm(instances, body, count=100):
 
 def assert_one_success(replies, database, order_id):
     statuses = [r.status_code for r in replies]
-    assert set(statuses) <= {200, 409}, sorted(statuses)
+    assert set(statuses) <= {200, 409}, [r.text for r in replies if r.status_code not in (200, 409)][:2]
     succeeded = [r.json()["payment"] for r in replies if r.status_code == 200]
     assert succeeded, "no request succeeded"
     assert len({p["id"] for p in succeeded}) == 1

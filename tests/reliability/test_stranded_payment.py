@@ -27,7 +27,7 @@ def test_killed_worker_leaves_a_payment_that_is_failed_later(services, service_e
     service = services(service_env, workers=1, SIMULATOR_LATENCY_MS=1500, PENDING_TIMEOUT_S=2,
                        OUTBOX_RELAY_GRACE_S=0.5, OUTBOX_RELAY_INTERVAL_S=0.3)
     order_id = new_order(sandbox)
-    [worker] = service.workers()
+    [worker] = service.worker_pids()
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         attempt = pool.submit(service.post, payment_body(order_id))

@@ -62,3 +62,14 @@ def test_password_never_in_the_error_or_the_redacted_url():
     assert "hunter2" not in str(raised.value)
     assert "hunter2" not in redact_conninfo("postgresql://u:hunter2@db/x")
     assert "***" in redact_conninfo("postgresql://u:hunter2@db/x")
+
+
+def test_the_documented_deployment_needs_no_other_variable():
+    config = Config.from_env({
+        "ConnectionStrings__Default": "Host=postgres;Port=5432;Database=ticketing;Username=postgres;"
+                                      "Password=postgres;SearchPath=bc_payment",
+        "Kafka__BootstrapServers": "kafka:9092",
+        "ASPNETCORE_URLS": "http://+:5004",
+    })
+    assert config.ordering_service_url == "http://ordering:5002"
+    assert config.reservation_service_url == "http://ordering:5002"

@@ -30,6 +30,8 @@ PAYMENT = "payment.schema.json"
 RESPONSE = "payment-response.schema.json"
 SUCCEEDED = "payment-succeeded.schema.json"
 FAILED = "payment-failed.schema.json"
+LOOKUP = "payment-lookup.schema.json"
+LIST = "payment-list.schema.json"
 
 BAD_GUIDS = [
     "not-a-guid",
@@ -81,7 +83,7 @@ def refs(node):
 
 
 def test_schema_directory_holds_the_expected_files():
-    assert set(SCHEMAS) == {REQUEST, PAYMENT, RESPONSE, SUCCEEDED, FAILED}
+    assert set(SCHEMAS) == {REQUEST, PAYMENT, RESPONSE, SUCCEEDED, FAILED, LOOKUP, LIST}
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
@@ -379,3 +381,54 @@ def test_event_with_null_reservation_validates(name):
     instance = example(name)
     instance["reservationId"] = None
     assert errors(schema_name, instance) == []
+
+
+# --- the read endpoints' envelopes ------------------------------------------
+
+
+def test_lookup_takes_a_payment_of_any_status():
+    succeeded = example("response_200_success")
+    assert errors(LOOKUP, succeeded) == []
+    failed = example("response_200_success")
+    failed["payment"].update(status="failed", errorCode="CARD_DECLINED", errorMessage="Card declined",
+                             failureReason="Issuing bank rejected the transaction")
+    assert errors(LOOKUP, failed) == []
+    pending = example("response_200_success")
+    pending["payment"].update(status="pending", processedAt=None)
+    assert errors(LOOKUP, pending) == []
+
+
+@pytest.mark.parametrize("change", [
+    {"success": False}, {"errorMessage": "Payment not found"}, {"payment": None}, {"payments": []},
+])
+def test_lookup_refuses_anything_but_a_found_payment(change):
+    instance = example("response_200_success")
+    instance.update(change)
+    assert errors(LOOKUP, instance)
+
+
+def test_lookup_refuses_the_payment_summary():
+    instance = example("response_402_payment_failed")
+    instance.update(success=True, errorMessage=None)
+    assert errors(LOOKUP, instance)
+
+
+def test_list_takes_no_payment_or_several():
+    payment = example("response_200_success")["payment"]
+    assert errors(LIST, {"success": True, "errorMessage": None, "payments": []}) == []
+    assert errors(LIST, {"success": True, "errorMessage": None, "payments": [payment, payment]}) == []
+
+
+@pytest.mark.parametrize("instance", [
+    {"success": True, "errorMessage": None},
+    {"success": True, "errorMessage": None, "payments": None},
+    {"success": False, "errorMessage": "x", "payments": []},
+    {"success": True, "errorMessage": None, "payments": [], "payment": None},
+])
+def test_list_refuses_other_shapes(instance):
+    assert errors(LIST, instance)
+
+
+def test_list_refuses_a_payment_that_is_not_whole():
+    summary = example("response_402_payment_failed")["payment"]
+    assert keywords(errors(LIST, {"success": True, "errorMessage": None, "payments": [summary]})) >= {"required"}

@@ -1,0 +1,134 @@
+"""The floor: the database and broker work of one payment, and nothing else.
+
+Per payment, the same calls on the service's own PaymentStore (so the same
+named SQL, the same pool settings) and KafkaPublisher as POST /payments makes:
+idempotency check, pending insert, charge by the simulator, outcome + outbox
+row in one transaction, produce and wait for that message's delivery report,
+mark the outbox row sent. No HTTP, no JSON parsing or schema check, no
+upstream call. One process, THREADS threads, each paying order after order.
+
+    python -m bench.floor --database-url URL --bootstrap HOST:PORT --threads 16 \
+        --duration 20 --warmup 3 --run-id 0a1b2c3d
+
+Prints one line, `BENCH_JSON {...}`: payments/s over the measured window,
+latency percentiles in microseconds, errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+import uuid
+from decimal import Decimal
+
+from payment import db, documents
+from payment.gateway import SimulatedGateway
+from payment.kafka import KafkaPublisher
+
+CUSTOMER_ID = uuid.UUID("a8098c1a-f86e-11da-bd1a-00112444be1e")
+RESERVATION_ID = uuid.UUID("f47ac10b-58cc-4372-a567-0e02b2c3d479")
+AMOUNT = Decimal("150.00")
+TOPIC_SUCCEEDED, TOPIC_FAILED = "payment-succeeded", "payment-failed"
+
+
+def pay_once(store, publisher, gateway, order_id: uuid.UUID, delivery_timeout: float) -> None:
+    """What service.pay does once the request is parsed and the upstreams agree."""
+    if store.find_succeeded(order_id) is not None:
+        raise RuntimeError("order already paid")
+    pending = store.insert_pending({
+        "id": uuid.uuid4(), "order_id": order_id, "customer_id": CUSTOMER_ID,
+        "reservation_id": RESERVATION_ID, "amount": AMOUNT, "currency": "USD",
+        "payment_method": "credit_card", "is_simulated": gateway.is_simulated,
+    })
+    if pending is None:
+        raise RuntimeError("order has a live payment")
+    result = gateway.charge(pending)
+    payment, event = store.record_outcome(
+        {
+            "id": pending.id,
+            "status": "succeeded" if result.succeeded else "failed",
+            "transaction_id": result.transaction_id,
+            "error_code": result.error_code,
+            "error_message": result.error_message,
+            "failure_reason": result.failure_reason,
+            "simulated_response": result.simulated_response,
+        },
+        lambda settled: documents.outbox_event(
+            settled, topic_succeeded=TOPIC_SUCCEEDED, topic_failed=TOPIC_FAILED),
+    )
+    publisher.publish(event).result(timeout=delivery_timeout)
+    store.mark_sent([event.event_id])
+    if payment.status != "succeeded":
+        raise RuntimeError("payment declined")
+
+
+def run(database_url: str, bootstrap: str, threads: int, duration: float, warmup: float,
+        run_id: str, delivery_timeout: float = 2.0) -> dict:
+    pool = db.open_pool(database_url, min_size=threads, max_size=threads, timeout=2.0)
+    pool.wait(10)
+    store = db.PaymentStore(pool)
+    publisher = KafkaPublisher(bootstrap)
+    gateway = SimulatedGateway(0)
+    start = time.monotonic()
+    measure_from, deadline = start + warmup, start + warmup + duration
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    errors = [0] * threads
+
+    def worker(index: int) -> None:
+        counter = 0
+        mine = latencies[index]
+        while True:
+            began = time.monotonic()
+            if began >= deadline:
+                return
+            counter += 1
+            order_id = uuid.UUID(f"{run_id}-{index:04x}-4000-8000-{counter:012x}")
+            try:
+                pay_once(store, publisher, gateway, order_id, delivery_timeout)
+            except Exception:
+                if began >= measure_from:
+                    errors[index] += 1
+                continue
+            ended = time.monotonic()
+            if began >= measure_from and ended <= deadline:
+                mine.append(ended - began)
+
+    workers = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    all_latencies = sorted(x for mine in latencies for x in mine)
+    count = len(all_latencies)
+
+    def pct(p: float) -> int:
+        return int(all_latencies[min(count - 1, int(count * p / 100))] * 1e6) if count else 0
+
+    result = {"payments": count, "duration_s": duration, "rate": count / duration,
+            "errors": sum(errors), "p50_us": pct(50), "p95_us": pct(95), "p99_us": pct(99),
+            "threads": threads}
+    # Reported before the pool closes, so that its backends are still there
+    # to be accounted for.
+    print("BENCH_JSON " + json.dumps(result), flush=True)
+    publisher.close(5)
+    pool.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--warmup", type=float, default=3)
+    parser.add_argument("--run-id", default=uuid.uuid4().hex[:8])
+    args = parser.parse_args()
+    run(args.database_url, args.bootstrap, args.threads, min(args.duration, 600),
+        min(args.warmup, 60), args.run_id)
+
+
+if __name__ == "__main__":
+    main()

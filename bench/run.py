@@ -1,0 +1,609 @@
+"""The POST /payments benchmark: the floor and the service, in one run.
+
+    python -m bench.run                 # what `make bench` runs (a few minutes)
+    python -m bench.run --soak 600      # what `make soak` runs: 10 minutes, worker memory
+
+Everything runs on this machine and only on 127.0.0.1:
+
+  database   BENCH_DATABASE_URL, else TEST_DATABASE_URL, else an embedded
+             PostgreSQL (payment.devstack.start_postgres) in a temporary folder.
+             Its bc_payment tables are emptied at the start and at the end.
+  broker     the Tansu Kafka-protocol broker (payment.devstack.start_broker).
+  upstream   bench/upstream.py: any order is CUSTOMER's, for 150.00 USD.
+  service    gunicorn with the production gunicorn.conf.py, SIMULATOR_LATENCY_MS=0.
+  load       wrk with bench/payments.lua: the contract's request, a fresh orderId each time.
+  floor      bench/floor.py: the same store and producer calls per payment,
+             without HTTP, validation or upstream, one process with threads.
+
+Steps: floor; service on empty tables; 1,000,000 payments inserted with one
+INSERT ... SELECT generate_series; service again. Each measured window is
+preceded by a warm-up. CPU of each process group is read from /proc/<pid>/stat
+(utime + stime) before and after the measured window; "other" is what the
+rest of the machine used meanwhile (/proc/stat), i.e. noise.
+
+The tables are printed at the end and written into docs/performance.md
+between its `bench:` markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+
+from payment import db, devstack
+from payment.kafka import ensure_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "performance.md"
+CUSTOMER_ID = "a8098c1a-f86e-11da-bd1a-00112444be1e"
+AMOUNT = "150.00"
+TOPICS = ["payment-succeeded", "payment-failed"]
+TICK = os.sysconf("SC_CLK_TCK")
+GROUPS = ("app", "database", "broker", "upstream", "load")
+
+
+# --- /proc -------------------------------------------------------------------------------
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    return text[text.rindex(")") + 2:].split()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def machine_busy_seconds() -> float:
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (values + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / TICK
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+# --- the stack ---------------------------------------------------------------------------
+
+@dataclass
+class Stack:
+    database_url: str
+    bootstrap: str
+    upstream_url: str
+    broker: subprocess.Popen
+    upstream: subprocess.Popen
+    workdir: Path
+    processes: list = field(default_factory=list)
+
+    def database_pids(self) -> list[int]:
+        """The server's processes that serve this database, its background
+        processes, and the postmaster. Backends of other databases on a
+        shared server are left out."""
+        try:
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                rows = conn.execute(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE datname = current_database() OR datname IS NULL").fetchall()
+        except psycopg.Error:
+            return []
+        pids = [pid for (pid,) in rows if Path(f"/proc/{pid}").exists()]
+        if pids:
+            fields = _stat_fields(pids[0])
+            if fields is not None:
+                pids.append(int(fields[1]))  # the postmaster
+        return sorted(set(pids))
+
+
+def start_stack(workdir: Path) -> Stack:
+    url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        url = devstack.start_postgres(workdir / "pgdata")
+    db.apply_schema(url)
+    port = devstack.free_port()
+    broker = devstack.start_broker(port, workdir / "tansu.log")
+    bootstrap = f"127.0.0.1:{port}"
+    ensure_topics(bootstrap, TOPICS)
+    up_port = devstack.free_port()
+    upstream = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "upstream.py"), "--port", str(up_port),
+         "--customer", CUSTOMER_ID, "--amount", AMOUNT], cwd=ROOT)
+    devstack.wait_for_port(up_port, process=upstream)
+    return Stack(url, bootstrap, f"http://127.0.0.1:{up_port}", broker, upstream, workdir)
+
+
+def sql(url: str, statement: str, params=()) -> list[tuple]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(statement, params)
+        return cur.fetchall() if cur.description else []
+
+
+def empty_tables(url: str) -> None:
+    sql(url, "TRUNCATE bc_payment.outbox, bc_payment.payments")
+    sql(url, "CHECKPOINT")
+
+
+def fill_payments(url: str, count: int) -> float:
+    """`count` settled payments of the last six days, each with its sent
+    event in the outbox, in one statement. Returns the seconds it took."""
+    began = time.monotonic()
+    sql(url, """
+        WITH made AS (
+            INSERT INTO bc_payment.payments (
+                id, order_id, customer_id, reservation_id, amount, currency, payment_method,
+                status, error_code, error_message, failure_reason, transaction_id,
+                created_at, processed_at, is_simulated, simulated_response)
+            SELECT gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), gen_random_uuid(),
+                   (10 + n %% 500)::numeric + 0.50, 'USD', 'credit_card',
+                   CASE WHEN n %% 20 = 0 THEN 'failed' ELSE 'succeeded' END,
+                   CASE WHEN n %% 20 = 0 THEN 'CARD_DECLINED' END,
+                   CASE WHEN n %% 20 = 0 THEN 'Card declined' END,
+                   CASE WHEN n %% 20 = 0 THEN 'Issuing bank rejected the transaction' END,
+                   CASE WHEN n %% 20 = 0 THEN NULL ELSE 'txn_' || substr(md5(n::text), 1, 16) END,
+                   t, t + interval '40 milliseconds', true,
+                   CASE WHEN n %% 20 = 0 THEN 'Declined - ErrorCode: CARD_DECLINED'
+                        ELSE 'Success - TransactionId: txn_' || substr(md5(n::text), 1, 16) END
+              FROM generate_series(1, %(count)s) AS n,
+                   LATERAL (SELECT now() - interval '6 days' * n / %(count)s AS t) AS at
+            RETURNING id, order_id, customer_id, amount, status, processed_at
+        )
+        INSERT INTO bc_payment.outbox (event_id, payment_id, topic, event_key, event_type,
+                                       payload, created_at, sent_at)
+        SELECT gen_random_uuid(), id, 'payment-' || status, order_id::text, 'payment-' || status,
+               '{"paymentId":"' || id || '","orderId":"' || order_id || '","customerId":"'
+                 || customer_id || '","amount":' || amount::numeric(20, 2) || ',"status":"'
+                 || status || '"}',
+               processed_at, processed_at + interval '5 milliseconds'
+          FROM made
+    """, {"count": count})
+    sql(url, "ANALYZE bc_payment.payments")
+    sql(url, "ANALYZE bc_payment.outbox")
+    sql(url, "CHECKPOINT")
+    return time.monotonic() - began
+
+
+# --- CPU accounting ------------------------------------------------------------------------
+
+class CpuWindow:
+    """CPU seconds per process group over a window, from /proc/<pid>/stat."""
+
+    def __init__(self, groups):
+        self.groups = groups  # name -> callable returning the group's pids now
+
+    def _snapshot(self) -> dict[str, dict[int, float]]:
+        snap = {}
+        for name, pids in self.groups.items():
+            snap[name] = {}
+            for pid in pids():
+                seconds = cpu_seconds(pid)
+                if seconds is not None:
+                    snap[name][pid] = seconds
+        return snap
+
+    def start(self) -> None:
+        self.before = self._snapshot()
+        self.busy_before = machine_busy_seconds()
+        self.began = time.monotonic()
+
+    def stop(self, extra: dict[str, float] | None = None) -> dict:
+        after = self._snapshot()
+        elapsed = time.monotonic() - self.began
+        busy = machine_busy_seconds() - self.busy_before
+        used = {}
+        for name, pids in after.items():
+            used[name] = sum(s - self.before[name].get(pid, 0.0) for pid, s in pids.items())
+        used.update(extra or {})
+        used["other"] = max(0.0, busy - sum(used.values()))
+        return {"elapsed": elapsed, "seconds": used}
+
+
+# --- the floor ------------------------------------------------------------------------------
+
+def run_floor(stack: Stack, threads: int, duration: float, warmup: float) -> dict:
+    run_id = secrets.token_hex(4)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.floor", "--database-url", stack.database_url,
+         "--bootstrap", stack.bootstrap, "--threads", str(threads), "--duration", str(duration),
+         "--warmup", str(warmup), "--run-id", run_id],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    window = CpuWindow({
+        "app": lambda: [process.pid],
+        "database": stack.database_pids,
+        "broker": lambda: [stack.broker.pid],
+        "upstream": lambda: [stack.upstream.pid],
+    })
+    time.sleep(warmup)
+    window.start()
+    result = None
+    for line in process.stdout:
+        if line.startswith("BENCH_JSON "):
+            result = json.loads(line[len("BENCH_JSON "):])
+            break
+    cpu = window.stop({"load": 0.0})
+    process.wait()
+    if result is None:
+        raise RuntimeError("the floor printed no result")
+    result["cpu"] = cpu
+    return result
+
+
+# --- the service ----------------------------------------------------------------------------
+
+class Service:
+    """gunicorn app:app -c gunicorn.conf.py, as deployed."""
+
+    def __init__(self, stack: Stack):
+        self.stack = stack
+        self.port = devstack.free_port()
+        self.log_path = stack.workdir / f"gunicorn-{self.port}.log"
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("DATABASE_URL", "ConnectionStrings", "KAFKA_", "Kafka__"))}
+        env.update({
+            "DATABASE_URL": stack.database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+            "ORDERING_SERVICE_URL": stack.upstream_url,
+            "RESERVATION_SERVICE_URL": stack.upstream_url,
+            "PORT": str(self.port),
+            "SIMULATOR_LATENCY_MS": "0",
+        })
+        self.env = env
+
+    def start(self) -> float:
+        """Starts gunicorn; returns the seconds until GET /health/ready answered 200."""
+        log = open(self.log_path, "ab")
+        began = time.monotonic()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "app:app", "-c", "gunicorn.conf.py"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = began + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}; see {self.log_path}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                conn.request("GET", "/health/ready")
+                status = conn.getresponse().status
+                conn.close()
+                if status == 200:
+                    return time.monotonic() - began
+            except OSError:
+                pass
+            time.sleep(0.01)
+        raise RuntimeError(f"gunicorn not ready after 60 s; see {self.log_path}")
+
+    def pids(self) -> list[int]:
+        return [self.process.pid] + children(self.process.pid)
+
+    def workers(self) -> list[int]:
+        return children(self.process.pid)
+
+    def stop(self) -> None:
+        devstack.stop(self.process, timeout=30)
+
+
+def wrk(url: str, *, connections: int, duration: float, run_id: str, threads: int = 2) -> dict:
+    """One wrk run; returns its BENCH_JSON result plus its own CPU seconds."""
+    process = subprocess.Popen(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(duration)}s", "--timeout", "5s",
+         "-s", str(ROOT / "bench" / "payments.lua"), url, "--", run_id],
+        stdout=subprocess.PIPE, text=True)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    match = re.search(r"^BENCH_JSON (.*)$", output, re.M)
+    if process.returncode != 0 or not match:
+        raise RuntimeError(f"wrk failed ({process.returncode}):\n{output}")
+    result = json.loads(match.group(1))
+    result["cpu_s"] = usage.ru_utime + usage.ru_stime
+    return result
+
+
+def check_payments(url: str, run_id: str) -> dict:
+    """The run's payments as the database holds them (orderIds start with run_id)."""
+    low, high = f"{run_id}-0000-0000-0000-000000000000", f"{run_id}-ffff-ffff-ffff-ffffffffffff"
+    [(total, succeeded, unsent)] = sql(url, """
+        SELECT count(*), count(*) FILTER (WHERE p.status = 'succeeded'),
+               count(*) FILTER (WHERE o.sent_at IS NULL)
+          FROM bc_payment.payments p LEFT JOIN bc_payment.outbox o ON o.payment_id = p.id
+         WHERE p.order_id BETWEEN %s AND %s""", (low, high))
+    return {"rows": total, "succeeded": succeeded, "unsent_events": unsent}
+
+
+def measure_service(service: Service, stack: Stack, *, connections: int, duration: float,
+                    warmup: float) -> dict:
+    url = f"http://127.0.0.1:{service.port}"
+    run_id = secrets.token_hex(4)
+    wrk(url, connections=connections, duration=warmup, run_id=run_id)
+    window = CpuWindow({
+        "app": service.pids,
+        "database": stack.database_pids,
+        "broker": lambda: [stack.broker.pid],
+        "upstream": lambda: [stack.upstream.pid],
+    })
+    measured_id = secrets.token_hex(4)
+    window.start()
+    result = wrk(url, connections=connections, duration=duration, run_id=measured_id)
+    cpu = window.stop({"load": result["cpu_s"]})
+    time.sleep(1)  # requests cut by wrk's end still finish on the server
+    check = check_payments(stack.database_url, measured_id)
+    http_errors = sum(result[k] for k in (
+        "connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"))
+    return {
+        "payments": result["requests"],
+        "duration_s": result["duration_us"] / 1e6,
+        "rate": result["requests"] / (result["duration_us"] / 1e6),
+        "p50_us": result["p50_us"], "p95_us": result["p95_us"], "p99_us": result["p99_us"],
+        "http_errors": http_errors,
+        "not_succeeded": check["rows"] - check["succeeded"],
+        "unsent_events": check["unsent_events"],
+        "missing_rows": max(0, result["requests"] - check["rows"]),
+        "errors": http_errors + (check["rows"] - check["succeeded"]) + check["unsent_events"]
+                  + max(0, result["requests"] - check["rows"]),
+        "cpu": cpu,
+        "connections": connections,
+    }
+
+
+# --- report ---------------------------------------------------------------------------------
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    return (f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {model}, "
+            f"{mem_kb / 1024 / 1024:.1f} GiB memory, Linux {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def _ms(us) -> str:
+    return f"{us / 1000:.1f}"
+
+
+def _cpu_cells(cpu: dict) -> list[str]:
+    seconds, elapsed = cpu["seconds"], cpu["elapsed"]
+    return [f"{seconds.get(name, 0.0) / elapsed:.2f}" for name in GROUPS + ("other",)]
+
+
+def _cpu_per_payment(r: dict) -> str:
+    """CPU of the stack (everything but "other") per payment made in the window."""
+    seconds = sum(r["cpu"]["seconds"].get(name, 0.0) for name in GROUPS)
+    payments = r["rate"] * r["cpu"]["elapsed"]
+    return f"{seconds / payments * 1000:.2f}" if payments else "—"
+
+
+def results_table(rows: list[tuple[str, dict]], floor_rate: float) -> str:
+    head = ("| run | payments/s | p50 ms | p95 ms | p99 ms | errors | of floor | CPU ms/payment "
+            "| CPU cores: app | database | broker | upstream | wrk | other |")
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for label, r in rows:
+        ratio = f"{r['rate'] / floor_rate:.0%}" if floor_rate and label != "floor" else "—"
+        lines.append("| " + " | ".join([
+            label, f"{r['rate']:.0f}", _ms(r["p50_us"]), _ms(r["p95_us"]), _ms(r["p99_us"]),
+            str(r["errors"]), ratio, _cpu_per_payment(r), *_cpu_cells(r["cpu"])]) + " |")
+    return "\n".join(lines)
+
+
+def targets_table(floor: dict, empty: dict, full: dict | None, ready_s: float) -> str:
+    ratio = empty["rate"] / floor["rate"]
+    rows = [
+        ("throughput ≥ 70% of the floor, zero errors",
+         f"{ratio:.0%} of {floor['rate']:.0f}/s, {empty['errors']} errors",
+         ratio >= 0.70 and empty["errors"] == 0),
+        (f"p99 < 25 ms at {empty['connections']} connections", f"{_ms(empty['p99_us'])} ms",
+         empty["p99_us"] < 25_000),
+    ]
+    if full is not None:
+        change = full["rate"] / empty["rate"] - 1
+        rows.append(("1,000,000 existing payments: within 10% of empty",
+                     f"{change:+.0%} ({full['rate']:.0f}/s), {full['errors']} errors",
+                     change >= -0.10 and full["errors"] == 0))
+    rows.append(("ready within 2 s of start", f"{ready_s:.2f} s", ready_s < 2.0))
+    lines = ["| target | measured | met |", "| --- | --- | --- |"]
+    lines += [f"| {t} | {m} | {'yes' if ok else 'NO'} |" for t, m, ok in rows]
+    return "\n".join(lines)
+
+
+def write_doc(section: str, body: str) -> None:
+    """Replace the text between `<!-- bench:SECTION:begin -->` and its end marker."""
+    begin, end = f"<!-- bench:{section}:begin -->", f"<!-- bench:{section}:end -->"
+    text = DOC.read_text() if DOC.exists() else ""
+    block = f"{begin}\n{body.strip()}\n{end}"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(text)
+
+
+# --- the two commands -----------------------------------------------------------------------
+
+def bench(args, stack: Stack) -> None:
+    url = stack.database_url
+    empty_tables(url)
+    print(f"floor: {args.floor_threads} threads, {args.duration:.0f} s", flush=True)
+    floor = run_floor(stack, args.floor_threads, args.duration, args.warmup)
+    print(f"  {floor['rate']:.0f} payments/s", flush=True)
+
+    empty_tables(url)
+    service = Service(stack)
+    stack.processes.append(service)
+    ready_s = service.start()
+    print(f"service: ready {ready_s:.2f} s after start; {args.connections} connections, "
+          f"{args.duration:.0f} s", flush=True)
+    empty = measure_service(service, stack, connections=args.connections,
+                            duration=args.duration, warmup=args.warmup)
+    print(f"  {empty['rate']:.0f} payments/s, p99 {_ms(empty['p99_us'])} ms", flush=True)
+
+    full = None
+    if args.rows:
+        fill_s = fill_payments(url, args.rows)
+        print(f"{args.rows:,} payments inserted in {fill_s:.0f} s; service again", flush=True)
+        full = measure_service(service, stack, connections=args.connections,
+                               duration=args.duration, warmup=args.warmup)
+        print(f"  {full['rate']:.0f} payments/s, p99 {_ms(full['p99_us'])} ms", flush=True)
+    workers_mb = [rss_mb(pid) for pid in service.workers()]
+    service.stop()
+    empty_tables(url)
+
+    rows = [("floor", floor), (f"service, {args.connections} conn, empty tables", empty)]
+    if full is not None:
+        rows.append((f"service, {args.connections} conn, {args.rows:,} payments", full))
+    table = results_table(rows, floor["rate"])
+    targets = targets_table(floor, empty, full, ready_s)
+    details = [
+        f"- floor: {floor['threads']} threads in one process; errors {floor['errors']}.",
+        f"- ratio service/floor: {empty['rate'] / floor['rate']:.2f}.",
+        f"- ready: {ready_s:.2f} s from starting gunicorn to the first 200 on /health/ready.",
+        f"- worker memory (RSS) at the end: {', '.join(f'{m:.0f} MB' for m in workers_mb if m)}.",
+    ]
+    for label, r in rows[1:]:
+        details.append(
+            f"- {label}: {r['payments']} payments in {r['duration_s']:.1f} s; "
+            f"errors = {r['http_errors']} HTTP/socket + {r['not_succeeded']} not succeeded + "
+            f"{r['unsent_events']} events unacknowledged at answer time + {r['missing_rows']} missing rows.")
+    details.append("- CPU columns are cores used during the measured window (CPU seconds per second); "
+                   "app is the floor process or gunicorn's master and workers; database counts this "
+                   "database's backends and the server's background processes; other is the rest of "
+                   "the machine (noise).")
+    report = "\n".join([table, "", targets, "", *details])
+    print("\n" + report, flush=True)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    write_doc("results", "\n".join([
+        f"Command: `{args.command_line}` ({when})", "",
+        f"Machine: {machine()}", "", report]))
+
+
+def soak(args, stack: Stack) -> None:
+    url = stack.database_url
+    empty_tables(url)
+    service = Service(stack)
+    stack.processes.append(service)
+    ready_s = service.start()
+    base_url = f"http://127.0.0.1:{service.port}"
+    print(f"soak: ready {ready_s:.2f} s; warm-up {args.warmup:.0f} s, then "
+          f"{args.soak:.0f} s at {args.connections} connections", flush=True)
+    wrk(base_url, connections=args.connections, duration=args.warmup, run_id=secrets.token_hex(4))
+    samples: list[tuple[float, dict[int, float]]] = []
+    run_id = secrets.token_hex(4)
+    process = subprocess.Popen(
+        ["wrk", "-t2", f"-c{args.connections}", f"-d{int(args.soak)}s", "--timeout", "5s",
+         "-s", str(ROOT / "bench" / "payments.lua"), base_url, "--", run_id],
+        stdout=subprocess.PIPE, text=True)
+    began = time.monotonic()
+    while process.poll() is None:
+        samples.append((time.monotonic() - began, {pid: rss_mb(pid) for pid in service.workers()}))
+        print(f"  {samples[-1][0]:4.0f} s  " + "  ".join(
+            f"{pid}: {mb:.1f} MB" for pid, mb in samples[-1][1].items() if mb), flush=True)
+        time.sleep(min(args.sample, max(0.1, args.soak + 5 - (time.monotonic() - began))))
+    output = process.stdout.read()
+    result = json.loads(re.search(r"^BENCH_JSON (.*)$", output, re.M).group(1))
+    time.sleep(1)
+    check = check_payments(url, run_id)
+    service.stop()
+    empty_tables(url)
+
+    first, last = samples[0][1], samples[-1][1]
+    lines = ["| worker pid | RSS at start of soak MB | max MB | at end MB | growth |",
+             "| --- | --- | --- | --- | --- |"]
+    worst = 0.0
+    for pid in sorted(first):
+        seen = [s[1].get(pid) for s in samples if s[1].get(pid)]
+        if pid not in last or not last[pid]:
+            lines.append(f"| {pid} | {first[pid]:.1f} | {max(seen):.1f} | (exited) | — |")
+            continue
+        growth = last[pid] / first[pid] - 1
+        worst = max(worst, growth)
+        lines.append(f"| {pid} | {first[pid]:.1f} | {max(seen):.1f} | {last[pid]:.1f} | {growth:+.1%} |")
+    http_errors = sum(result[k] for k in (
+        "connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"))
+    rate = result["requests"] / (result["duration_us"] / 1e6)
+    peak = max(mb for _, s in samples for mb in s.values() if mb)
+    summary = (f"{result['requests']} payments in {result['duration_us'] / 1e6:.0f} s "
+               f"({rate:.0f}/s), p99 {_ms(result['p99_us'])} ms; errors: {http_errors} HTTP/socket, "
+               f"{check['rows'] - check['succeeded']} not succeeded, {check['unsent_events']} events "
+               f"unacknowledged at answer time. Worst growth {worst:+.1%} (target < 5%), "
+               f"largest worker {peak:.1f} MB (target < 80 MB).")
+    report = "\n".join(lines) + "\n\n" + summary
+    print("\n" + report, flush=True)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    write_doc("soak", "\n".join([
+        f"Command: `{args.command_line}` ({when}); RSS sampled every {args.sample:.0f} s "
+        f"after a {args.warmup:.0f} s warm-up.", "", f"Machine: {machine()}", "", report]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=20, help="seconds per measured window")
+    parser.add_argument("--warmup", type=float, default=5, help="seconds of warm-up before each")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--floor-threads", type=int, default=8)
+    parser.add_argument("--rows", type=int, default=1_000_000,
+                        help="existing payments for the second service run (0: skip it)")
+    parser.add_argument("--soak", type=float, default=0, help="run the soak for this many seconds instead")
+    parser.add_argument("--sample", type=float, default=10, help="soak: seconds between memory samples")
+    parser.add_argument("--command-line", default="make bench", help="how this run was started, for the doc")
+    args = parser.parse_args()
+    args.duration = min(args.duration, 600)
+    args.soak = min(args.soak, 3600)
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed: apt-get install -y wrk")
+
+    workdir = Path(tempfile.mkdtemp(prefix="payment-bench-"))
+    stack = None
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    try:
+        stack = start_stack(workdir)
+        (soak if args.soak else bench)(args, stack)
+    finally:
+        if stack is not None:
+            for service in stack.processes:
+                service.stop()
+            devstack.stop(stack.upstream)
+            devstack.stop(stack.broker)
+        print(f"logs: {workdir}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

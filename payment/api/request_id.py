@@ -1,0 +1,36 @@
+"""The request id: taken from X-Request-ID or made, bound to every log line of
+the request, returned in the response and passed on to the upstream calls."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from payment import logs
+
+HEADER = "X-Request-ID"
+
+# An id from outside goes into log lines and upstream headers; anything that
+# could break either (control characters, quotes, an unbounded length) is
+# replaced rather than passed on.
+_ACCEPTABLE = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
+
+
+def request_id_from(value: str | None) -> str:
+    if value and _ACCEPTABLE.fullmatch(value):
+        return value
+    return uuid.uuid4().hex
+
+
+class RequestIdMiddleware:
+    def process_request(self, req, resp):
+        req.context.request_id = request_id_from(req.get_header(HEADER))
+        req.context.log_token = logs.bind(requestId=req.context.request_id)
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        resp.set_header(HEADER, req.context.request_id)
+        logs.unbind(req.context.log_token)
+
+
+def upstream_headers(req) -> dict:
+    return {HEADER: req.context.request_id}

@@ -1,0 +1,149 @@
+"""The service's Prometheus metrics.
+
+Under gunicorn every worker is a process of its own, so counters and
+histograms are kept in prometheus-client's multiprocess mode: each worker
+writes its values to files in PROMETHEUS_MULTIPROC_DIR (made afresh by
+gunicorn.conf.py at every start) and a scrape, whichever worker answers it,
+adds up the files of all of them. Without that variable (a single process,
+as in the tests) the values stay in this object's own registry.
+
+The outbox figures are read from the database when scraped: they describe
+the database, not a worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from payment.errors import PaymentError
+
+log = logging.getLogger(__name__)
+
+# Prometheus' classic text format, which every Prometheus version scrapes.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def error_code(error: PaymentError) -> str:
+    """`OrderNotFound` -> `ORDER_NOT_FOUND`: a stable label for each error kind."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).upper()
+
+
+class Metrics:
+    def __init__(self, *, pool_stats: Callable[[], dict] | None = None,
+                 outbox_backlog: Callable[[], tuple[int, float | None]] | None = None):
+        self.pool_stats = pool_stats
+        self.outbox_backlog = outbox_backlog
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter(
+            "payment_http_requests", "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"], registry=r)
+        self.http_duration = Histogram(
+            "payment_http_request_duration_seconds", "Time to answer an HTTP request, by route template and method.",
+            ["route", "method"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.payments = Counter(
+            "payment_payments", "POST /payments outcomes: succeeded, failed (declined), replayed, rejected "
+            "(4xx) or error (5xx), with the gateway's errorCode or the kind of error.",
+            ["outcome", "error_code"], registry=r)
+        self.upstream_duration = Histogram(
+            "payment_upstream_request_duration_seconds", "Calls to the ordering and reservation services.",
+            ["service"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.upstream_errors = Counter(
+            "payment_upstream_errors", "Failed calls to the ordering and reservation services, by kind.",
+            ["service", "kind"], registry=r)
+        # Gauges of a worker's own pool; `livesum` adds up the workers alive.
+        self.pool_connections = Gauge(
+            "payment_db_pool_connections", "Database connections held by the pools, in use or idle.",
+            ["state"], multiprocess_mode="livesum", registry=r)
+        self.pool_max = Gauge(
+            "payment_db_pool_max_connections", "The most connections the pools may open.",
+            multiprocess_mode="livesum", registry=r)
+        self.pool_waiting = Gauge(
+            "payment_db_pool_requests_waiting", "Requests waiting for a database connection.",
+            multiprocess_mode="livesum", registry=r)
+
+    # --- recording -----------------------------------------------------------
+
+    def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(route, method, str(status)).inc()
+        self.http_duration.labels(route, method).observe(seconds)
+        self.sample_pool()
+
+    def payment_settled(self, payment, replayed: bool = False) -> None:
+        if replayed:
+            self.payments.labels("replayed", "").inc()
+        else:
+            self.payments.labels(payment.status, payment.error_code or "").inc()
+
+    def payment_refused(self, error: PaymentError, status: int) -> None:
+        if error.payment is not None:
+            self.payment_settled(error.payment)
+        else:
+            self.payments.labels("error" if status >= 500 else "rejected", error_code(error)).inc()
+
+    def upstream_call(self, service: str, seconds: float, error_kind: str | None = None) -> None:
+        self.upstream_duration.labels(service).observe(seconds)
+        if error_kind:
+            self.upstream_errors.labels(service, error_kind).inc()
+
+    def sample_pool(self) -> None:
+        if self.pool_stats is None:
+            return
+        stats = self.pool_stats()
+        size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
+        self.pool_connections.labels("in_use").set(size - idle)
+        self.pool_connections.labels("idle").set(idle)
+        self.pool_max.set(stats.get("pool_max", 0))
+        self.pool_waiting.set(stats.get("requests_waiting", 0))
+
+    # --- exposition ----------------------------------------------------------
+
+    def exposition(self) -> bytes:
+        self.sample_pool()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+        else:
+            registry = CollectorRegistry()
+            registry.register(_Own(self.registry))
+        registry.register(_OutboxCollector(self.outbox_backlog))
+        return generate_latest(registry)
+
+
+class _Own:
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+
+    def collect(self):
+        return self.registry.collect()
+
+
+class _OutboxCollector:
+    def __init__(self, backlog):
+        self.backlog = backlog
+
+    def collect(self):
+        if self.backlog is None:
+            return
+        try:
+            unsent, oldest_age = self.backlog()
+        except PaymentError:
+            # The database is away: no figure rather than a wrong one.
+            log.warning("outbox backlog not available for metrics")
+            return
+        yield GaugeMetricFamily("payment_outbox_unsent_events",
+                                "Events committed to the outbox and not yet confirmed by the broker.",
+                                value=unsent)
+        yield GaugeMetricFamily("payment_outbox_oldest_unsent_age_seconds",
+                                "Age of the oldest unsent outbox event; 0 when none is waiting.",
+                                value=oldest_age or 0.0)

@@ -1,0 +1,126 @@
+"""The OpenAPI document and the schema files, as the service serves them:
+the document is the repository's file, describes every route, refers to the
+schema files instead of copying them, and every reference resolves over HTTP,
+by relative path or by the files' own `$id`s."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import falcon.inspect
+import pytest
+from referencing import Registry, Resource
+from referencing.exceptions import Unresolvable
+
+from payment.api import errors
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_FILES = sorted(p.name for p in (ROOT / "schemas").glob("*.schema.json"))
+ID_BASE = "https://schemas.ticketing.example/payments/"
+
+
+@pytest.fixture
+def http(make_client, config):
+    return make_client(config).app
+
+
+def refs(node):
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield node["$ref"]
+        for value in node.values():
+            yield from refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from refs(value)
+
+
+def test_the_served_document_is_the_repository_file(http):
+    response = http.get("/openapi.json")
+    assert response.content_type == "application/json"
+    assert response.body == (ROOT / "openapi.json").read_bytes()
+    assert response.json["openapi"].startswith("3.1.")
+
+
+def test_every_route_and_method_is_described_and_nothing_else(http, make_client, config):
+    document = http.get("/openapi.json").json
+    app = make_client(config).app.app
+    routes = {(route.path, method.method.lower())
+              for route in falcon.inspect.inspect_routes(app) for method in route.methods if not method.internal}
+    described = {(path, method) for path, item in document["paths"].items() for method in item}
+    assert described == routes
+
+
+def test_schemas_are_referenced_not_copied(http):
+    document = http.get("/openapi.json").json
+    used = {ref.split("#")[0] for ref in refs(document) if not ref.startswith("#")}
+    assert used == {"schemas/payment-request.schema.json", "schemas/payment-response.schema.json",
+                    "schemas/payment-lookup.schema.json", "schemas/payment-list.schema.json"}
+    # The local components are only the operational bodies, none of the contract's.
+    assert set(document["components"]["schemas"]) == {"Live", "Readiness", "CheckResult"}
+
+
+def test_every_post_status_the_service_can_answer_is_documented(http):
+    responses = http.get("/openapi.json").json["paths"]["/payments"]["post"]["responses"]
+    assert {str(status) for status in errors.STATUS.values()} | {"200", "500"} == set(responses)
+    for status in ("502", "503", "504"):
+        assert "Retry-After" in responses[status]["headers"]
+    assert "Idempotent-Replayed" in responses["200"]["headers"]
+    assert all("X-Request-ID" in response["headers"] for response in responses.values())
+
+
+@pytest.mark.parametrize("name", SCHEMA_FILES)
+def test_each_schema_file_is_served_under_the_name_its_id_ends_with(http, name):
+    response = http.get(f"/schemas/{name}")
+    assert response.headers["Content-Type"] == "application/schema+json"
+    assert response.body == (ROOT / "schemas" / name).read_bytes()
+    assert json.loads(response.body)["$id"] == ID_BASE + name
+
+
+@pytest.mark.parametrize("name", ["nope.schema.json", "payment.schema", "..", "openapi.json", "schemas.py"])
+def test_any_other_file_name_is_a_404_envelope(http, name):
+    response = http.get(f"/schemas/{name}", expect_errors=True)
+    assert response.status_int == 404
+    assert response.json == {"success": False, "errorMessage": "Schema file not found", "payment": None}
+
+
+@pytest.mark.parametrize("path", ["/schemas/..%2Fopenapi.json", "/schemas/%2Fetc%2Fpasswd", "/schemas/a/b.json"])
+def test_no_path_reaches_past_the_schema_files(http, path):
+    response = http.get(path, expect_errors=True)
+    assert response.status_int == 404
+    assert response.json["success"] is False and response.json["payment"] is None
+
+
+def served_registry(http, base: str) -> Registry:
+    """Documents fetched from the service only: `base` + file name -> GET /schemas/<file>."""
+
+    def retrieve(uri: str) -> Resource:
+        if not uri.startswith(base):
+            raise Unresolvable(uri)
+        response = http.get("/schemas/" + uri[len(base):], expect_errors=True)
+        if response.status_int != 200:
+            raise Unresolvable(uri)
+        return Resource.from_contents(json.loads(response.body))
+
+    return Registry(retrieve=retrieve)
+
+
+def test_every_reference_resolves_from_the_service(http):
+    # The document's relative references, from where it is served...
+    document = http.get("/openapi.json").json
+    served = served_registry(http, "http://payments.test/schemas/")
+    resolver = served.resolver(base_uri="http://payments.test/openapi.json")
+    for ref in refs(document):
+        if not ref.startswith("#"):
+            resolved = resolver.lookup(ref)
+            # ...and from each file found, its own references, by its `$id`.
+            for inner in refs(resolved.contents):
+                resolved.resolver.lookup(inner)
+    # Every file's references, followed by `$id` against the files the service serves.
+    by_id = served_registry(http, ID_BASE)
+    for name in SCHEMA_FILES:
+        schema = json.loads(http.get(f"/schemas/{name}").body)
+        file_resolver = by_id.resolver(base_uri=schema["$id"])
+        for ref in refs(schema):
+            file_resolver.lookup(ref)

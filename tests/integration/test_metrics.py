@@ -1,0 +1,101 @@
+"""GET /metrics in one process: every metric the README lists, counted from
+real requests against the real database, broker and sandbox."""
+
+from __future__ import annotations
+
+import uuid
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import new_order, payment_body
+
+
+def scrape(client) -> dict:
+    """{(sample name, frozenset(labels)): value} of one scrape."""
+    response = client.app.get("/metrics")
+    assert response.content_type == "text/plain"
+    assert "version=0.0.4" in response.headers["Content-Type"]
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples, name, **labels) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_requests_are_counted_by_route_method_and_status(client, sandbox):
+    for _ in range(3):
+        client.app.get(f"/payments/{uuid.uuid4()}", expect_errors=True)
+    client.app.get("/payments/nope", expect_errors=True)
+    client.pay(payment_body(new_order(sandbox)))
+    client.app.get("/no/such/route", expect_errors=True)
+
+    samples = scrape(client)
+    route = "/payments/{paymentId}"
+    assert value(samples, "payment_http_requests_total", route=route, method="GET", status="404") == 3
+    assert value(samples, "payment_http_requests_total", route=route, method="GET", status="400") == 1
+    assert value(samples, "payment_http_requests_total", route="/payments", method="POST", status="200") == 1
+    assert value(samples, "payment_http_requests_total", route="unmatched", method="GET", status="404") == 1
+    assert value(samples, "payment_http_request_duration_seconds_count", route=route, method="GET") == 4
+    assert value(samples, "payment_http_request_duration_seconds_bucket", route=route, method="GET", le="+Inf") == 4
+
+
+def test_payments_are_counted_by_outcome_and_error_code(client, sandbox):
+    paid = new_order(sandbox)
+    client.pay(payment_body(paid))
+    client.pay(payment_body(paid))
+    client.pay(payment_body(new_order(sandbox, total=150.13), amount="150.13"))
+    client.pay(payment_body(str(uuid.uuid4())))
+    sandbox_order = new_order(sandbox)
+    sandbox.script(f"/orders/{sandbox_order}", status=500, body="{}")
+    client.pay(payment_body(sandbox_order))
+
+    samples = scrape(client)
+    assert value(samples, "payment_payments_total", outcome="succeeded", error_code="") == 1
+    assert value(samples, "payment_payments_total", outcome="replayed", error_code="") == 1
+    assert value(samples, "payment_payments_total", outcome="failed", error_code="CARD_DECLINED") == 1
+    assert value(samples, "payment_payments_total", outcome="rejected", error_code="ORDER_NOT_FOUND") == 1
+    assert value(samples, "payment_payments_total", outcome="error", error_code="UPSTREAM_BAD_RESPONSE") == 1
+
+
+def test_upstream_calls_are_timed_and_failures_counted_by_kind(client, sandbox):
+    client.pay(payment_body(new_order(sandbox), reservationId="f47ac10b-58cc-4372-a567-0e02b2c3d479"))
+    broken = new_order(sandbox)
+    sandbox.script(f"/orders/{broken}", status=200, body="not json")
+    client.pay(payment_body(broken))
+    slow = new_order(sandbox)
+    sandbox.script(f"/orders/{slow}", delay_ms=1500)
+    client.pay(payment_body(slow))
+
+    samples = scrape(client)
+    assert value(samples, "payment_upstream_request_duration_seconds_count", service="ordering") == 3
+    assert value(samples, "payment_upstream_request_duration_seconds_count", service="reservation") == 1
+    assert value(samples, "payment_upstream_request_duration_seconds_sum", service="ordering") >= 1.0
+    assert value(samples, "payment_upstream_errors_total", service="ordering", kind="bad_response") == 1
+    assert value(samples, "payment_upstream_errors_total", service="ordering", kind="timeout") == 1
+    assert value(samples, "payment_upstream_errors_total", service="reservation", kind="timeout") == 0
+
+
+def test_pool_usage_is_reported(make_client, config, database):
+    client = make_client(config, db_pool_max=5)
+    client.app.get(f"/payments/{uuid.uuid4()}", expect_errors=True)
+    samples = scrape(client)
+    assert value(samples, "payment_db_pool_max_connections") == 5
+    assert value(samples, "payment_db_pool_connections", state="in_use") == 0
+    assert value(samples, "payment_db_pool_connections", state="idle") >= 1
+    assert value(samples, "payment_db_pool_requests_waiting") == 0
+
+
+def test_outbox_backlog_and_oldest_age_come_from_the_database(client, sandbox, database):
+    assert value(scrape(client), "payment_outbox_unsent_events") == 0
+    assert value(scrape(client), "payment_outbox_oldest_unsent_age_seconds") == 0
+    client.pay(payment_body(new_order(sandbox)))
+    client.pay(payment_body(new_order(sandbox)))
+    database.execute("UPDATE bc_payment.outbox SET sent_at = NULL, created_at = now() - interval '90 seconds'")
+
+    samples = scrape(client)
+    assert value(samples, "payment_outbox_unsent_events") == 2
+    assert 90 <= value(samples, "payment_outbox_oldest_unsent_age_seconds") < 120

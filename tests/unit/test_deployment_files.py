@@ -1,0 +1,174 @@
+"""The Dockerfile and docker-compose.yml, checked without a Docker engine:
+they parse, every path and command they name exists, and the payment
+service gets exactly the documented deployment's variables, which point at
+the services the compose file defines. (tests/e2e/test_image_command.py runs
+the image's command in a plain virtual environment.)"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from psycopg.conninfo import conninfo_to_dict
+
+from payment.__main__ import build_parser
+from payment.config import DEFAULT_PORT, Config
+from tests.support import dockerfile_instructions
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCUMENTED_VARIABLES = {"ASPNETCORE_URLS", "ConnectionStrings__Default", "Kafka__BootstrapServers"}
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    return dockerfile_instructions(ROOT / "Dockerfile")
+
+
+def only(keyword: str) -> str:
+    [arguments] = [a for k, a in dockerfile() if k == keyword]
+    return arguments
+
+
+def exec_form(arguments: str) -> list[str]:
+    command = json.loads(arguments)
+    assert isinstance(command, list) and all(isinstance(part, str) for part in command)
+    return command
+
+
+def healthcheck_command() -> list[str]:
+    options, _, command = only("HEALTHCHECK").partition("CMD ")
+    assert all(re.fullmatch(r"--[a-z-]+=\S+", option) for option in options.split())
+    return exec_form(command)
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def assert_payment_command(command: list[str], name: str | None = None):
+    """`python -m payment X ...` that the service's own parser accepts."""
+    assert command[:3] == ["python", "-m", "payment"], command
+    args = build_parser().parse_args(command[3:])
+    if name:
+        assert args.command == name
+    return args
+
+
+# --- Dockerfile --------------------------------------------------------------
+
+
+def test_dockerfile_uses_only_known_instructions():
+    known = {"FROM", "ENV", "WORKDIR", "COPY", "RUN", "USER", "EXPOSE", "HEALTHCHECK", "CMD"}
+    assert {keyword for keyword, _ in dockerfile()} <= known
+    assert dockerfile()[0][0] == "FROM"
+
+
+def test_base_image_is_a_python_the_service_supports():
+    match = re.fullmatch(r"python:(\d+)\.(\d+)-slim", only("FROM"))
+    assert match and (int(match[1]), int(match[2])) >= (3, 11)
+
+
+def test_every_copied_path_exists_and_the_runtime_files_are_copied():
+    copied = []
+    for keyword, arguments in dockerfile():
+        if keyword == "COPY":
+            *sources, _destination = shlex.split(arguments)
+            for source in sources:
+                assert (ROOT / source).exists(), source
+                copied.append(source.rstrip("/"))
+    # Read at run time: the WSGI entry, gunicorn's settings, the OpenAPI
+    # document, the schema files and the SQL.
+    for needed in ("app.py", "gunicorn.conf.py", "openapi.json", "payment", "schemas", "sql", "requirements.txt"):
+        assert needed in copied, needed
+
+
+def test_the_image_installs_the_runtime_requirements_only():
+    assert "pip install -r requirements.txt" in [a for k, a in dockerfile() if k == "RUN"]
+    assert not any("requirements-dev" in a for _, a in dockerfile())
+
+
+def test_the_image_runs_as_a_non_root_user():
+    assert only("USER") not in ("root", "0")
+
+
+def test_the_exposed_port_is_the_service_default():
+    assert only("EXPOSE") == str(DEFAULT_PORT)
+
+
+def test_the_entry_command_is_serve():
+    assert_payment_command(exec_form(only("CMD")), "serve")
+
+
+def test_the_health_check_is_the_healthcheck_command():
+    assert_payment_command(healthcheck_command(), "healthcheck")
+
+
+# --- the command line --------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["migrate", "serve", "relay", "sandbox", "healthcheck", "dev"])
+def test_each_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args([command, "--help"])
+    assert exited.value.code == 0
+    assert f"usage: python -m payment {command}" in capsys.readouterr().out
+
+
+# --- docker-compose.yml ------------------------------------------------------
+
+
+def test_compose_runs_postgres_kafka_in_kraft_mode_the_sandbox_and_the_service():
+    services = compose()["services"]
+    assert set(services) == {"postgres", "kafka", "ordering", "payment"}
+    assert services["postgres"]["image"].startswith("postgres:")
+    kafka = services["kafka"]
+    assert kafka["image"].startswith("apache/kafka:")
+    assert set(kafka["environment"]["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert not any("ZOOKEEPER" in name for name in kafka["environment"])
+
+
+def test_the_service_gets_exactly_the_documented_variables():
+    assert set(compose()["services"]["payment"]["environment"]) == DOCUMENTED_VARIABLES
+
+
+def test_the_documented_variables_point_at_the_compose_services():
+    services = compose()["services"]
+    config = Config.from_env({k: str(v) for k, v in services["payment"]["environment"].items()})
+
+    database = conninfo_to_dict(config.database_url)
+    postgres = services["postgres"]["environment"]
+    assert database["host"] == "postgres" and database["port"] == "5432"
+    assert (database["dbname"], database["user"], database["password"]) == (
+        postgres["POSTGRES_DB"], postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"])
+
+    advertised = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert f"PLAINTEXT://{config.kafka_bootstrap_servers}" in advertised.split(",")
+
+    ordering = urlsplit(config.ordering_service_url)
+    sandbox = assert_payment_command(services["ordering"]["command"], "sandbox")
+    assert ordering.hostname == "ordering" and ordering.port == sandbox.port
+    assert sandbox.host == "0.0.0.0"
+    assert config.reservation_service_url == config.ordering_service_url
+
+    assert f"{config.port}:{config.port}" in services["payment"]["ports"]
+
+
+def test_compose_builds_the_image_and_runs_its_commands():
+    services = compose()["services"]
+    for name in ("payment", "ordering"):
+        assert services[name]["build"] == "."
+        assert (ROOT / services[name]["build"] / "Dockerfile").is_file()
+    assert services["payment"]["image"] == services["ordering"]["image"]
+    assert_payment_command(services["payment"]["command"], "serve")
+
+
+def test_dependencies_are_services_with_health_checks():
+    services = compose()["services"]
+    for name, condition in services["payment"]["depends_on"].items():
+        assert name in services
+        assert condition == {"condition": "service_healthy"}
+        assert services[name]["healthcheck"]["test"][0] == "CMD"
