@@ -38,7 +38,10 @@ def producer_config(bootstrap_servers: str) -> dict:
         # and one request in flight per connection keeps retries in order.
         "enable.idempotence": False,
         "max.in.flight.requests.per.connection": 1,
-        "linger.ms": 1,
+        # No linger: the request is waiting for this message's delivery
+        # report, so it leaves at once; messages produced while a request is
+        # in flight still share the next one.
+        "linger.ms": 0,
         "message.timeout.ms": MESSAGE_TIMEOUT_MS,
         "socket.connection.setup.timeout.ms": 3000,
         "reconnect.backoff.max.ms": 2000,
