@@ -33,7 +33,10 @@ def producer_config(bootstrap_servers: str, message_timeout_s: float = 10.0) -> 
         # and one request in flight per connection keeps retries in order.
         "enable.idempotence": False,
         "max.in.flight.requests.per.connection": 1,
-        "linger.ms": 1,
+        # No linger: the request is waiting for this message's delivery
+        # report, so it leaves at once; messages produced while a request is
+        # in flight still share the next one.
+        "linger.ms": 0,
         # How long librdkafka keeps retrying one message before reporting it
         # failed. Past that the outbox relay owns the event (see relay.py).
         "message.timeout.ms": int(message_timeout_s * 1000),
