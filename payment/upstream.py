@@ -1,6 +1,6 @@
 """HTTP adapters for the ordering and reservation services.
 
-One requests.Session per process keeps connections alive between calls. A
+One connection pool per process keeps connections alive between calls. A
 404 is an answer (None); anything else that is not a well-formed 200 is the
 upstream's fault and becomes the DependencyError that names it.
 """
@@ -12,23 +12,16 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from uuid import UUID
 
-import requests
-from requests.adapters import HTTPAdapter
-
 from payment import jsonio
 from payment.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
+from payment.httpclient import ConnectionPool, HTTPTimeout, HTTPUnavailable
 from payment.model import Order, Reservation
 
 
-def new_session(pool_size: int = 16) -> requests.Session:
-    session = requests.Session()
+def new_session(pool_size: int = 16) -> ConnectionPool:
     # No retries here: a POST /payments is retried by its client, and a
     # retry inside the request would blow the timeout budget.
-    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.trust_env = False
-    return session
+    return ConnectionPool(max_idle_per_host=pool_size)
 
 
 _ERROR_KINDS = {UpstreamTimeout: "timeout", UpstreamUnavailable: "unavailable", UpstreamBadResponse: "bad_response"}
@@ -38,11 +31,12 @@ class _JsonUpstream:
     part = "upstream service"
     service = "upstream"  # the metrics label
 
-    def __init__(self, base_url: str, session: requests.Session, *, connect_timeout: float, read_timeout: float,
+    def __init__(self, base_url: str, session: ConnectionPool, *, connect_timeout: float, read_timeout: float,
                  metrics=None):
         self.base_url = base_url.rstrip("/")
         self.session = session
-        self.timeout = (connect_timeout, read_timeout)
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
         self.metrics = metrics  # metrics.Metrics, or None to record nothing
 
     def _get(self, path: str, headers: dict | None, parse):
@@ -67,15 +61,15 @@ class _JsonUpstream:
 
     def _fetch(self, path: str, headers: dict | None) -> dict | None:
         try:
-            response = self.session.get(self.base_url + path, timeout=self.timeout, headers=headers)
-            body = response.content
-        except requests.Timeout:
+            status, body = self.session.get(self.base_url + path, connect_timeout=self.connect_timeout,
+                                            read_timeout=self.read_timeout, headers=headers)
+        except HTTPTimeout:
             raise UpstreamTimeout(self.part) from None
-        except requests.RequestException:
+        except HTTPUnavailable:
             raise UpstreamUnavailable(self.part) from None
-        if response.status_code == 404:
+        if status == 404:
             return None
-        if response.status_code != 200:
+        if status != 200:
             raise UpstreamBadResponse(self.part)
         try:
             data = jsonio.loads(body)

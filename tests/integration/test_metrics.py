@@ -3,6 +3,7 @@ real requests against the real database, broker and sandbox."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -82,7 +83,14 @@ def test_upstream_calls_are_timed_and_failures_counted_by_kind(client, sandbox):
 def test_pool_usage_is_reported(make_client, config, database):
     client = make_client(config, db_pool_max=5)
     client.app.get(f"/payments/{uuid.uuid4()}", expect_errors=True)
+    # The pool opens in the background, and grows by one connection when the
+    # first request has to wait for it; a connection still being made counts
+    # in the pool's size but not as idle. Scrape once that one has arrived.
+    deadline = time.monotonic() + 5
     samples = scrape(client)
+    while value(samples, "payment_db_pool_connections", state="in_use") and time.monotonic() < deadline:
+        time.sleep(0.05)
+        samples = scrape(client)
     assert value(samples, "payment_db_pool_max_connections") == 5
     assert value(samples, "payment_db_pool_connections", state="in_use") == 0
     assert value(samples, "payment_db_pool_connections", state="idle") >= 1
