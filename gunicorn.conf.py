@@ -15,11 +15,14 @@ except ConfigError as _exc:
     sys.exit(f"payment-service: configuration error: {_exc}")
 bind = f"0.0.0.0:{_config.port}"
 
-# Workers are processes; each has a few threads because a payment mostly waits
-# (ordering service, database, broker acknowledgement), not computes.
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
+# Workers are processes; each has threads because a payment mostly waits
+# (ordering service, database, broker acknowledgement), not computes. One
+# worker per core: more only add GIL and scheduler contention on a small box
+# that also runs the database and broker (docs/performance.md). Eight threads
+# match DB_POOL_MAX's default of eight connections per worker.
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", 4))
+threads = int(os.environ.get("GUNICORN_THREADS", 8))
 
 # A request's own budget is a few seconds (upstream, database and Kafka
 # timeouts); 30 s means a worker is stuck, not slow.
