@@ -44,6 +44,7 @@ def cmd_serve(args) -> None:
 
 def cmd_relay(args) -> None:
     """Run the outbox relay alone, without HTTP."""
+    import logging
     import signal
 
     from payment import db
@@ -60,6 +61,7 @@ def cmd_relay(args) -> None:
     delivery = Delivery(store, publisher)
     relay = make_relay(config, store, delivery)
     signal.signal(signal.SIGTERM, lambda *_: relay.stop(timeout=0))
+    logging.getLogger("payment.relay").info("outbox relay running")
     try:
         relay.run()
     except KeyboardInterrupt:

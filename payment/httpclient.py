@@ -26,7 +26,11 @@ class HTTPTimeout(Exception):
 
 
 class HTTPUnavailable(Exception):
-    """The connection failed, or the answer was not HTTP."""
+    """The connection failed, or closed before any answer."""
+
+
+class HTTPBadAnswer(Exception):
+    """Something answered, but not well-formed HTTP (or it was cut short)."""
 
 
 # A reused connection that fails in one of these ways before any answer was
@@ -42,7 +46,7 @@ class ConnectionPool:
 
     def get(self, url: str, *, connect_timeout: float, read_timeout: float,
             headers: dict | None = None) -> tuple[int, bytes]:
-        """GET url; returns (status, body) or raises HTTPTimeout / HTTPUnavailable."""
+        """GET url; returns (status, body) or raises HTTPTimeout, HTTPUnavailable or HTTPBadAnswer."""
         parts = urlsplit(url)
         key = (parts.scheme, parts.netloc)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -64,9 +68,12 @@ class ConnectionPool:
         except (TimeoutError, socket.timeout):
             _close(conn)
             raise HTTPTimeout() from None
-        except (OSError, http.client.HTTPException, ValueError):
+        except (OSError, http.client.RemoteDisconnected):
             _close(conn)
             raise HTTPUnavailable() from None
+        except (http.client.HTTPException, ValueError):
+            _close(conn)
+            raise HTTPBadAnswer() from None
         if keep:
             self._checkin(key, conn)
         else:

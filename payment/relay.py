@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from payment import logs
 from payment.errors import DatabaseUnavailable
@@ -22,6 +23,7 @@ from payment.errors import DatabaseUnavailable
 log = logging.getLogger(__name__)
 
 GRACE_S = 15.0
+CLEANUP_EVERY_S = 600.0
 
 INTERRUPTED = "PROCESSING_INTERRUPTED"
 
@@ -75,7 +77,7 @@ class OutboxRelay:
     def run(self) -> None:
         """Loop until stopped, backing off while the broker or database is away."""
         delay = self.interval_s
-        passes = 0
+        next_cleanup = 0.0
         while not self._stopping.is_set():
             try:
                 self.resolve_stranded()
@@ -85,9 +87,11 @@ class OutboxRelay:
                 delay = self.interval_s if sent == claimed else min(delay * 2, self.max_backoff_s)
                 if sent == self.batch_size:
                     delay = 0
-                passes += 1
-                if passes % 600 == 0:
-                    self.store.delete_sent(self.retention_s)
+                if time.monotonic() >= next_cleanup:
+                    deleted = self.store.delete_sent(self.retention_s)
+                    if deleted:
+                        log.info("outbox relay deleted %d sent events past retention", deleted)
+                    next_cleanup = time.monotonic() + CLEANUP_EVERY_S
             except DatabaseUnavailable:
                 delay = min(max(delay, self.interval_s) * 2, self.max_backoff_s)
             except Exception:

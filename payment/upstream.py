@@ -14,7 +14,7 @@ from uuid import UUID
 
 from payment import jsonio
 from payment.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
-from payment.httpclient import ConnectionPool, HTTPTimeout, HTTPUnavailable
+from payment.httpclient import ConnectionPool, HTTPBadAnswer, HTTPTimeout, HTTPUnavailable
 from payment.model import Order, Reservation
 
 
@@ -67,6 +67,8 @@ class _JsonUpstream:
             raise UpstreamTimeout(self.part) from None
         except HTTPUnavailable:
             raise UpstreamUnavailable(self.part) from None
+        except HTTPBadAnswer:
+            raise UpstreamBadResponse(self.part) from None
         if status == 404:
             return None
         if status != 200:

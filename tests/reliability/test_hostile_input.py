@@ -17,8 +17,6 @@ from payment import jsonio, schemas
 from payment.currencies import MINOR_UNITS
 from tests.support import payment_body
 
-pytest_plugins = ["tests.integration.conftest"]
-
 REQUEST_SCHEMA = schemas.load("payment-request.schema.json")
 FIELDS = list(REQUEST_SCHEMA["properties"])
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,

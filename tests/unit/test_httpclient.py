@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from payment.devstack import free_port
-from payment.httpclient import ConnectionPool, HTTPTimeout, HTTPUnavailable
+from payment.httpclient import ConnectionPool, HTTPBadAnswer, HTTPTimeout, HTTPUnavailable
 
 
 class Server:
@@ -163,7 +163,7 @@ def test_nothing_listening_is_unavailable():
         get(ConnectionPool(), f"http://127.0.0.1:{free_port()}/orders/1")
 
 
-def test_an_answer_that_is_not_http_is_unavailable():
+def test_an_answer_that_is_not_http_is_a_bad_answer():
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -176,7 +176,7 @@ def test_an_answer_that_is_not_http_is_unavailable():
 
     threading.Thread(target=garbage, daemon=True).start()
     try:
-        with pytest.raises(HTTPUnavailable):
+        with pytest.raises(HTTPBadAnswer):
             get(ConnectionPool(), f"http://127.0.0.1:{listener.getsockname()[1]}/orders/1")
     finally:
         listener.close()
