@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test install clean bench soak wrk
+.PHONY: run test install clean bench soak wrk reliability-soak
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,11 @@ bench: install wrk
 # Ten minutes of load, each worker's memory sampled (docs/performance.md).
 soak: install wrk
 	$(PY) -m bench.run --soak 600 --command-line "make soak"
+
+# The reliability tests at ten times their size: ten broker outages in a row,
+# ten times as many generated bodies (docs/reliability.md).
+reliability-soak: install
+	RELIABILITY_CYCLES=10 RELIABILITY_SCALE=10 $(PY) -m pytest tests/reliability
 
 wrk:
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } \

@@ -74,25 +74,25 @@ def test_concurrent_duplicates_charge_once(gunicorn, sandbox, database, events):
 
 def test_sigterm_lets_requests_in_flight_finish(gunicorn, sandbox, database, events):
     url = gunicorn(SIMULATOR_LATENCY_MS="1500")
-    order_id = new_order(sandbox)
+    order_ids = [new_order(sandbox) for _ in range(6)]
     [served] = gunicorn.served
     master = served.process
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(post, url, payment_body(order_id))
-        # Signal once the request is surely in flight: its pending row exists.
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        futures = [pool.submit(post, url, payment_body(order_id)) for order_id in order_ids]
+        # Signal once every request is surely in flight: its pending row exists.
         deadline = time.monotonic() + 10
-        while not database.rows() and time.monotonic() < deadline:
+        while len(database.rows()) < 6 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert database.rows()[0]["status"] == "pending"
+        assert [row["status"] for row in database.rows()] == ["pending"] * 6
         master.send_signal(signal.SIGTERM)
-        reply = future.result()
+        replies = [future.result() for future in futures]
     assert master.wait(30) == 0
-    assert reply.status_code == 200
-    [row] = database.rows()
-    assert row["status"] == "succeeded"
-    [outbox] = database.rows("outbox")
-    assert outbox["sent_at"] is not None
-    assert len(events.read("payment-succeeded")) == 1
+    assert [reply.status_code for reply in replies] == [200] * 6
+    # Nothing left pending, every event flushed and confirmed before exit.
+    assert [row["status"] for row in database.rows()] == ["succeeded"] * 6
+    assert database.rows("outbox", "sent_at IS NULL") == []
+    assert len(database.rows("outbox")) == 6
+    assert sorted(e["key"] for e in events.read("payment-succeeded")) == sorted(order_ids)
 
 
 def test_bad_configuration_stops_startup_with_one_line(service_env):

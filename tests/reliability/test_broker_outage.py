@@ -3,11 +3,14 @@ and comes back; every committed payment ends with its event on its topic."""
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.support import EventLog, new_order, payment_body
 
+# `make reliability-soak` repeats the outage; the suite runs it once.
+CYCLES = int(os.environ.get("RELIABILITY_CYCLES", "1"))
 DELIVERY_TIMEOUT_S = 2.0
 # A payment's answer may wait for its event at most DELIVERY_TIMEOUT_S.
 ANSWER_BOUND_S = DELIVERY_TIMEOUT_S + 1.5
@@ -51,41 +54,50 @@ def test_broker_outage_loses_no_event(own_broker, services, service_env, databas
                        KAFKA_DELIVERY_TIMEOUT_S=DELIVERY_TIMEOUT_S, KAFKA_MESSAGE_TIMEOUT_S=1, OUTBOX_RELAY_GRACE_S=2,
                        OUTBOX_RELAY_INTERVAL_S=0.5, OUTBOX_RELAY_MAX_BACKOFF_S=1,
                        DB_TIMEOUT_S=2)
+    seen: dict[str, str] = {}  # eventId -> the bytes on the topic
+    repeat_orders = []
+
+    def collect():
+        """What this broker incarnation holds (an in-memory broker restarts empty)."""
+        messages = read_all(own_broker.bootstrap)
+        for topic in ("payment-succeeded", "payment-failed"):
+            for message in messages[topic]:
+                # A repeat is the same event: same id, same bytes.
+                assert seen.setdefault(message["headers"]["eventId"], message["raw"]) == message["raw"]
+        return messages
+
+    for cycle in range(CYCLES):
+        pay_stream(service, sandbox, 20)
+        wait_until_outbox_drained(database)
+        messages = collect()
+        if repeat_orders:
+            assert_commit_order(messages, database, repeat_orders[-1])
+
+        own_broker.kill()
+        during = pay_stream(service, sandbox, 20)
+        # Two declines of one order while the broker is away: their events
+        # must reach the topic in commit order.
+        repeat_orders.append(new_order(sandbox, total=150.13))
+        for _ in range(2):
+            assert service.post(payment_body(repeat_orders[-1], amount="150.13")).status_code == 402
+        assert len(database.rows("outbox", "sent_at IS NULL")) >= len(during)
+        # Longer than the producer's own retries (KAFKA_MESSAGE_TIMEOUT_S=1):
+        # from here on only the outbox relay can bring these events out.
+        time.sleep(1.5)
+        own_broker.start()
 
     pay_stream(service, sandbox, 20)
     wait_until_outbox_drained(database)
-    before = read_all(own_broker.bootstrap)
-
-    own_broker.kill()
-    during = pay_stream(service, sandbox, 20)
-    # Two declines of one order while the broker is away: their events must
-    # reach the topic in commit order.
-    repeat_order = new_order(sandbox, total=150.13)
-    for _ in range(2):
-        assert service.post(payment_body(repeat_order, amount="150.13")).status_code == 402
-    assert len(database.rows("outbox", "sent_at IS NULL")) >= len(during)
-    # Longer than the producer's own retries (KAFKA_MESSAGE_TIMEOUT_S=1): from
-    # here on only the outbox relay can bring these events out.
-    time.sleep(1.5)
-
-    own_broker.start()
-    pay_stream(service, sandbox, 20)
-    wait_until_outbox_drained(database)
-    after = read_all(own_broker.bootstrap)
+    assert_commit_order(collect(), database, repeat_orders[-1])
 
     committed = database.rows("outbox")
-    assert len(committed) == 62
-    seen = {}
-    for topic in ("payment-succeeded", "payment-failed"):
-        for message in before[topic] + after[topic]:
-            event_id = message["headers"]["eventId"]
-            # A repeat is the same event: same id, same bytes.
-            assert seen.setdefault(event_id, message["raw"]) == message["raw"]
-    missing = [row for row in committed if str(row["event_id"]) not in seen]
-    assert missing == []
+    assert len(committed) == CYCLES * 42 + 20
+    assert [row for row in committed if str(row["event_id"]) not in seen] == []
     for row in committed:
         assert seen[str(row["event_id"])] == row["payload"]
 
-    failed_for_repeat = [m["headers"]["eventId"] for m in after["payment-failed"] if m["key"] == repeat_order]
-    expected_order = [str(r["event_id"]) for r in committed if r["event_key"] == repeat_order]
-    assert list(dict.fromkeys(failed_for_repeat)) == expected_order
+
+def assert_commit_order(messages, database, order_id):
+    on_topic = [m["headers"]["eventId"] for m in messages["payment-failed"] if m["key"] == order_id]
+    committed = [str(r["event_id"]) for r in database.rows("outbox") if r["event_key"] == order_id]
+    assert list(dict.fromkeys(on_topic)) == committed

@@ -5,6 +5,7 @@ envelope with a message a person can act on; never a 5xx, a row or an event."""
 from __future__ import annotations
 
 import json
+import os
 import string
 from decimal import ROUND_UP, Decimal
 
@@ -19,7 +20,9 @@ from tests.support import payment_body
 
 REQUEST_SCHEMA = schemas.load("payment-request.schema.json")
 FIELDS = list(REQUEST_SCHEMA["properties"])
-SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
+# `make reliability-soak` draws ten times as many.
+EXAMPLES = 60 * int(os.environ.get("RELIABILITY_SCALE", "1"))
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 json_values = st.recursive(
