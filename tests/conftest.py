@@ -18,7 +18,7 @@ from payment.config import Config
 from payment.kafka import ensure_topics
 from payment.runtime import build
 from payment.sandbox import make_sandbox_server
-from tests.support import TOPICS, Database, EventLog, Sandbox
+from tests.support import TOPICS, Database, EventLog, Sandbox, Served
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +69,33 @@ def events(broker):
     log.mark()
     yield log
     log.close()
+
+
+@pytest.fixture
+def nothing_happened(database, events):
+    """Asserted after the test body: no payment row, no outbox row, no event."""
+    yield
+    assert database.rows() == []
+    assert database.rows("outbox") == []
+    assert events.all() == {"payment-succeeded": [], "payment-failed": []}
+
+
+@pytest.fixture
+def serve(service_env, database, sandbox, events):
+    """serve(env=service_env, workers=2, **more_env) -> Served: `python -m
+    payment serve` on a free port; every one started is stopped at the end."""
+    started: list[Served] = []
+
+    def start(env: dict | None = None, workers: int = 2, **extra) -> Served:
+        full_env = {**os.environ, **(env or service_env), "WEB_CONCURRENCY": str(workers),
+                    **{name: str(value) for name, value in extra.items()}}
+        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        started.append(Served(full_env))
+        return started[-1]
+
+    yield start
+    for served in started:
+        served.stop()
 
 
 @pytest.fixture

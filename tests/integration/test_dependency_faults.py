@@ -21,12 +21,6 @@ def assert_no_leak(reply):
         assert word.lower() not in reply.text.lower(), word
 
 
-@pytest.fixture
-def nothing_happened(database, events):
-    yield
-    assert database.rows() == []
-    assert database.rows("outbox") == []
-    assert events.all() == {"payment-succeeded": [], "payment-failed": []}
 
 
 def error_body(message):

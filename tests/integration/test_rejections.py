@@ -11,13 +11,6 @@ from payment.sandbox import EXAMPLE_CUSTOMER_ID
 from tests.support import new_order, payment_body
 
 
-@pytest.fixture
-def nothing_happened(database, events):
-    """Asserted after the test body: no payment row, no outbox row, no event."""
-    yield
-    assert database.rows() == []
-    assert database.rows("outbox") == []
-    assert events.all() == {"payment-succeeded": [], "payment-failed": []}
 
 
 def refused(message: str) -> dict:

@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from payment import db, devstack
 from payment.kafka import ensure_topics
 from tests.reliability.postgres import StoppablePostgres
-from tests.support import TOPICS, Served
+from tests.support import TOPICS
 
 
 class RestartableBroker:
@@ -44,21 +42,3 @@ def own_postgres():
     db.apply_schema(server.url)
     yield server
     server.close()
-
-
-@pytest.fixture
-def services():
-    """services(env, workers=2, **more_env): instances of `python -m payment
-    serve`, stopped after the test."""
-    started = []
-
-    def start(env, workers=2, **extra):
-        full_env = {**os.environ, **env, "WEB_CONCURRENCY": str(workers),
-                    **{name: str(value) for name, value in extra.items()}}
-        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        started.append(Served(full_env))
-        return started[-1]
-
-    yield start
-    for service in started:
-        service.stop()

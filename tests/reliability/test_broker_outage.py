@@ -49,8 +49,8 @@ def wait_until_outbox_drained(database, timeout_s=60):
     raise AssertionError(f"{len(database.rows('outbox', 'sent_at IS NULL'))} events still unsent")
 
 
-def test_broker_outage_loses_no_event(own_broker, services, service_env, database, sandbox):
-    service = services({**service_env, "KAFKA_BOOTSTRAP_SERVERS": own_broker.bootstrap},
+def test_broker_outage_loses_no_event(own_broker, serve, service_env, database, sandbox):
+    service = serve({**service_env, "KAFKA_BOOTSTRAP_SERVERS": own_broker.bootstrap},
                        KAFKA_DELIVERY_TIMEOUT_S=DELIVERY_TIMEOUT_S, KAFKA_MESSAGE_TIMEOUT_S=1, OUTBOX_RELAY_GRACE_S=2,
                        OUTBOX_RELAY_INTERVAL_S=0.5, OUTBOX_RELAY_MAX_BACKOFF_S=1,
                        DB_TIMEOUT_S=2)

@@ -40,8 +40,8 @@ class Load(threading.Thread):
             thread.join()
 
 
-def test_database_stopped_mid_load(own_postgres, services, service_env, sandbox):
-    service = services({**service_env, "DATABASE_URL": own_postgres.url}, DB_TIMEOUT_S=DB_TIMEOUT_S)
+def test_database_stopped_mid_load(own_postgres, serve, service_env, sandbox):
+    service = serve({**service_env, "DATABASE_URL": own_postgres.url}, DB_TIMEOUT_S=DB_TIMEOUT_S)
     order_ids = [new_order(sandbox) for _ in range(400)]
     load = Load(service, sandbox, order_ids)
     load.start()

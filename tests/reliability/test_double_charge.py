@@ -15,10 +15,10 @@ IN_PROGRESS = {"success": False, "payment": None, "errorMessage": "A payment for
 
 
 @pytest.fixture
-def two_instances(services, service_env, tmp_path):
+def two_instances(serve, service_env, tmp_path):
     ledger = tmp_path / "gateway-ledger.jsonl"
     env = {**service_env, "SIMULATOR_LEDGER_PATH": str(ledger), "SIMULATOR_LATENCY_MS": "200"}
-    instances = [services(env, workers=3, GUNICORN_THREADS=4) for _ in range(2)]
+    instances = [serve(env, workers=3, GUNICORN_THREADS=4) for _ in range(2)]
     return instances, ledger
 
 

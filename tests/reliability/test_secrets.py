@@ -22,10 +22,10 @@ def with_password(url: str) -> str:
     return make_conninfo(**{**conninfo_to_dict(url), "password": PASSWORD})
 
 
-def test_password_stays_out_of_logs_and_responses(services, service_env, own_postgres, sandbox):
+def test_password_stays_out_of_logs_and_responses(serve, service_env, own_postgres, sandbox):
     env = {**service_env, "DATABASE_URL": with_password(own_postgres.url)}
-    healthy = services(env, DB_TIMEOUT_S=0.5)
-    no_upstream = services({**env, "ORDERING_SERVICE_URL": f"http://user:{PASSWORD}@127.0.0.1:{free_port()}"})
+    healthy = serve(env, DB_TIMEOUT_S=0.5)
+    no_upstream = serve({**env, "ORDERING_SERVICE_URL": f"http://user:{PASSWORD}@127.0.0.1:{free_port()}"})
 
     replies = [healthy.post(payment_body(new_order(sandbox))) for _ in range(3)]
     replies.append(no_upstream.post(payment_body(new_order(sandbox))))

@@ -23,8 +23,8 @@ def wait_for(predicate, timeout_s=20, interval=0.1):
     raise AssertionError("condition not met in time")
 
 
-def test_killed_worker_leaves_a_payment_that_is_failed_later(services, service_env, database, sandbox, events):
-    service = services(service_env, workers=1, SIMULATOR_LATENCY_MS=1500, PENDING_TIMEOUT_S=2,
+def test_killed_worker_leaves_a_payment_that_is_failed_later(serve, service_env, database, sandbox, events):
+    service = serve(service_env, workers=1, SIMULATOR_LATENCY_MS=1500, PENDING_TIMEOUT_S=2,
                        OUTBOX_RELAY_GRACE_S=0.5, OUTBOX_RELAY_INTERVAL_S=0.3)
     order_id = new_order(sandbox)
     [worker] = service.worker_pids()
