@@ -1,13 +1,15 @@
 """The floor: the database and broker work of one payment, and nothing else.
 
-Per payment, the same calls on the service's own PaymentStore (so the same
-named SQL, the same pool settings) and KafkaPublisher as POST /payments makes:
-idempotency check, pending insert, charge by the simulator, outcome + outbox
-row in one transaction, produce and wait for that message's delivery report,
-mark the outbox row sent. No HTTP, no JSON parsing or schema check, no
-upstream call. One process, THREADS threads, each paying order after order.
+Per payment, what service.pay does once the request is parsed and the
+upstreams agree, with the service's own objects built as payment/runtime.py
+builds them (PaymentStore on the same pool settings, KafkaPublisher,
+Delivery, SimulatedGateway): the idempotency check, the pending insert, then
+service._charge_and_record (charge, outcome + outbox row in one transaction,
+produce and wait for that message's delivery report, mark it sent). No HTTP,
+no JSON parsing or schema check, no upstream call. One process, THREADS
+threads, each paying order after order.
 
-    python -m bench.floor --database-url URL --bootstrap HOST:PORT --threads 16 \
+    python -m bench.floor --database-url URL --bootstrap HOST:PORT --threads 8 \
         --duration 20 --warmup 3 --run-id 0a1b2c3d
 
 Prints one line, `BENCH_JSON {...}`: payments/s over the measured window,
@@ -18,48 +20,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import threading
 import time
 import uuid
 from decimal import Decimal
 
-from payment import db, documents
+from payment import db, service
+from payment.delivery import Delivery
 from payment.gateway import SimulatedGateway
 from payment.kafka import KafkaPublisher
 
 CUSTOMER_ID = uuid.UUID("a8098c1a-f86e-11da-bd1a-00112444be1e")
 RESERVATION_ID = uuid.UUID("f47ac10b-58cc-4372-a567-0e02b2c3d479")
 AMOUNT = Decimal("150.00")
-TOPIC_SUCCEEDED, TOPIC_FAILED = "payment-succeeded", "payment-failed"
+log = logging.getLogger("bench.floor")
 
 
-def pay_once(store, publisher, gateway, order_id: uuid.UUID, delivery_timeout: float) -> None:
-    """What service.pay does once the request is parsed and the upstreams agree."""
-    if store.find_succeeded(order_id) is not None:
+def pay_once(deps: service.Dependencies, order_id: uuid.UUID) -> None:
+    """service.pay without the request, the upstream calls or the answer."""
+    if deps.store.find_succeeded(order_id) is not None:
         raise RuntimeError("order already paid")
-    pending = store.insert_pending({
+    pending = deps.store.insert_pending({
         "id": uuid.uuid4(), "order_id": order_id, "customer_id": CUSTOMER_ID,
         "reservation_id": RESERVATION_ID, "amount": AMOUNT, "currency": "USD",
-        "payment_method": "credit_card", "is_simulated": gateway.is_simulated,
+        "payment_method": "credit_card", "is_simulated": deps.gateway.is_simulated,
     })
     if pending is None:
         raise RuntimeError("order has a live payment")
-    result = gateway.charge(pending)
-    payment, event = store.record_outcome(
-        {
-            "id": pending.id,
-            "status": "succeeded" if result.succeeded else "failed",
-            "transaction_id": result.transaction_id,
-            "error_code": result.error_code,
-            "error_message": result.error_message,
-            "failure_reason": result.failure_reason,
-            "simulated_response": result.simulated_response,
-        },
-        lambda settled: documents.outbox_event(
-            settled, topic_succeeded=TOPIC_SUCCEEDED, topic_failed=TOPIC_FAILED),
-    )
-    publisher.publish(event).result(timeout=delivery_timeout)
-    store.mark_sent([event.event_id])
+    payment = service._charge_and_record(pending, deps)
     if payment.status != "succeeded":
         raise RuntimeError("payment declined")
 
@@ -70,7 +59,11 @@ def run(database_url: str, bootstrap: str, threads: int, duration: float, warmup
     pool.wait(10)
     store = db.PaymentStore(pool)
     publisher = KafkaPublisher(bootstrap)
-    gateway = SimulatedGateway(0)
+    delivery = Delivery(store, publisher)
+    deps = service.Dependencies(
+        store=store, ordering=None, reservations=None, gateway=SimulatedGateway(0),
+        delivery=delivery, topic_succeeded="payment-succeeded", topic_failed="payment-failed",
+        delivery_timeout=delivery_timeout)
     start = time.monotonic()
     measure_from, deadline = start + warmup, start + warmup + duration
     latencies: list[list[float]] = [[] for _ in range(threads)]
@@ -86,8 +79,10 @@ def run(database_url: str, bootstrap: str, threads: int, duration: float, warmup
             counter += 1
             order_id = uuid.UUID(f"{run_id}-{index:04x}-4000-8000-{counter:012x}")
             try:
-                pay_once(store, publisher, gateway, order_id, delivery_timeout)
+                pay_once(deps, order_id)
             except Exception:
+                if not any(errors):
+                    log.exception("payment failed")  # the first one; the count says the rest
                 if began >= measure_from:
                     errors[index] += 1
                 continue
@@ -113,6 +108,7 @@ def run(database_url: str, bootstrap: str, threads: int, duration: float, warmup
     # to be accounted for.
     print("BENCH_JSON " + json.dumps(result), flush=True)
     publisher.close(5)
+    delivery.close()
     pool.close()
     return result
 
