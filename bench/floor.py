@@ -12,8 +12,9 @@ threads, each paying order after order.
     python -m bench.floor --database-url URL --bootstrap HOST:PORT --threads 8 \
         --duration 20 --warmup 3 --run-id 0a1b2c3d
 
-Prints one line, `BENCH_JSON {...}`: payments/s over the measured window,
-latency percentiles in microseconds, errors.
+Prints `BENCH_START` when the measured window opens, then one line,
+`BENCH_JSON {...}`: payments/s over that window, latency percentiles in
+microseconds, errors.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ def run(database_url: str, bootstrap: str, threads: int, duration: float, warmup
     workers = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
     for thread in workers:
         thread.start()
+    time.sleep(max(0.0, measure_from - time.monotonic()))
+    print("BENCH_START", flush=True)  # the measured window opens
     for thread in workers:
         thread.join()
     all_latencies = sorted(x for mine in latencies for x in mine)

