@@ -254,3 +254,14 @@ def dockerfile_instructions(path) -> list[tuple[str, str]]:
     assert not pending, "Dockerfile ends inside a continued line"
     return instructions
 
+
+def json_refs(node):
+    """Every `$ref` in a JSON document (a schema, the OpenAPI document)."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            yield node["$ref"]
+        for value in node.values():
+            yield from json_refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from json_refs(value)

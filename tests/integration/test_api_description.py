@@ -14,6 +14,7 @@ from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 
 from payment.api import errors
+from tests.support import json_refs
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILES = sorted(p.name for p in (ROOT / "schemas").glob("*.schema.json"))
@@ -25,15 +26,6 @@ def http(make_client, config):
     return make_client(config).app
 
 
-def refs(node):
-    if isinstance(node, dict):
-        if isinstance(node.get("$ref"), str):
-            yield node["$ref"]
-        for value in node.values():
-            yield from refs(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from refs(value)
 
 
 def test_the_served_document_is_the_repository_file(http):
@@ -54,7 +46,7 @@ def test_every_route_and_method_is_described_and_nothing_else(http, make_client,
 
 def test_schemas_are_referenced_not_copied(http):
     document = http.get("/openapi.json").json
-    used = {ref.split("#")[0] for ref in refs(document) if not ref.startswith("#")}
+    used = {ref.split("#")[0] for ref in json_refs(document) if not ref.startswith("#")}
     assert used == {"schemas/payment-request.schema.json", "schemas/payment-response.schema.json",
                     "schemas/payment-lookup.schema.json", "schemas/payment-list.schema.json"}
     # The local components are only the operational bodies, none of the contract's.
@@ -111,16 +103,16 @@ def test_every_reference_resolves_from_the_service(http):
     document = http.get("/openapi.json").json
     served = served_registry(http, "http://payments.test/schemas/")
     resolver = served.resolver(base_uri="http://payments.test/openapi.json")
-    for ref in refs(document):
+    for ref in json_refs(document):
         if not ref.startswith("#"):
             resolved = resolver.lookup(ref)
             # ...and from each file found, its own references, by its `$id`.
-            for inner in refs(resolved.contents):
+            for inner in json_refs(resolved.contents):
                 resolved.resolver.lookup(inner)
     # Every file's references, followed by `$id` against the files the service serves.
     by_id = served_registry(http, ID_BASE)
     for name in SCHEMA_FILES:
         schema = json.loads(http.get(f"/schemas/{name}").body)
         file_resolver = by_id.resolver(base_uri=schema["$id"])
-        for ref in refs(schema):
+        for ref in json_refs(schema):
             file_resolver.lookup(ref)

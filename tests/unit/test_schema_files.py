@@ -11,6 +11,7 @@ from referencing import Registry, Resource
 
 from payment.currencies import MINOR_UNITS
 from tests.contract_examples import CONTRACT_EXAMPLES
+from tests.support import json_refs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCHEMA_DIR = ROOT / "schemas"
@@ -68,15 +69,6 @@ def example(name: str):
     return copy.deepcopy(CONTRACT_EXAMPLES[name][1])
 
 
-def refs(node):
-    if isinstance(node, dict):
-        if "$ref" in node:
-            yield node["$ref"]
-        for value in node.values():
-            yield from refs(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from refs(value)
 
 
 # --- the files themselves ---------------------------------------------------
@@ -106,7 +98,7 @@ def test_ids_are_unique_and_match_file_names():
 def test_every_ref_resolves_in_the_registry(name):
     schema = SCHEMAS[name]
     resolver = REGISTRY.resolver(base_uri=schema["$id"])
-    found = list(refs(schema))
+    found = list(json_refs(schema))
     for ref in found:
         resolver.lookup(ref)  # raises if unresolvable
 
