@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from payment.kafka import MESSAGE_TIMEOUT_S
+
 
 class ConfigError(ValueError):
     """A bad configuration value; its message names the variable."""
@@ -38,7 +40,7 @@ class Config:
     db_pool_max: int = 8
     db_timeout: float = 2.0
     kafka_delivery_timeout: float = 2.0
-    kafka_message_timeout: float = 10.0
+    kafka_message_timeout: float = MESSAGE_TIMEOUT_S
     topic_succeeded: str = "payment-succeeded"
     topic_failed: str = "payment-failed"
     simulator_latency_ms: int = 0
@@ -68,7 +70,7 @@ class Config:
             db_pool_max=_int(env, "DB_POOL_MAX", 8, low=1),
             db_timeout=_seconds(env, "DB_TIMEOUT_S", 2.0),
             kafka_delivery_timeout=_seconds(env, "KAFKA_DELIVERY_TIMEOUT_S", 2.0),
-            kafka_message_timeout=_seconds(env, "KAFKA_MESSAGE_TIMEOUT_S", 10.0),
+            kafka_message_timeout=_seconds(env, "KAFKA_MESSAGE_TIMEOUT_S", MESSAGE_TIMEOUT_S),
             topic_succeeded=_topic(env, "KAFKA_TOPIC_PAYMENT_SUCCEEDED", "payment-succeeded"),
             topic_failed=_topic(env, "KAFKA_TOPIC_PAYMENT_FAILED", "payment-failed"),
             simulator_latency_ms=_int(env, "SIMULATOR_LATENCY_MS", 0, low=0),

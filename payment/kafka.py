@@ -22,7 +22,12 @@ class PublishFailed(Exception):
     pass
 
 
-def producer_config(bootstrap_servers: str, message_timeout_s: float = 10.0) -> dict:
+# How long librdkafka keeps retrying one message by default
+# (KAFKA_MESSAGE_TIMEOUT_S); the outbox relay's grace period is derived from it.
+MESSAGE_TIMEOUT_S = 10.0
+
+
+def producer_config(bootstrap_servers: str, message_timeout_s: float = MESSAGE_TIMEOUT_S) -> dict:
     return {
         "bootstrap.servers": bootstrap_servers,
         "client.id": "payment-service",
@@ -47,7 +52,7 @@ def producer_config(bootstrap_servers: str, message_timeout_s: float = 10.0) -> 
 
 
 class KafkaPublisher:
-    def __init__(self, bootstrap_servers: str, message_timeout_s: float = 10.0):
+    def __init__(self, bootstrap_servers: str, message_timeout_s: float = MESSAGE_TIMEOUT_S):
         config = producer_config(bootstrap_servers, message_timeout_s)
         config["error_cb"] = self._on_error
         self.producer = Producer(config)

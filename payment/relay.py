@@ -19,10 +19,17 @@ import time
 
 from payment import logs
 from payment.errors import DatabaseUnavailable
+from payment.kafka import MESSAGE_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
-GRACE_S = 15.0
+
+def grace_after(message_timeout_s: float) -> float:
+    """Past the producer's own retry window, so as not to race it."""
+    return message_timeout_s + 5
+
+
+GRACE_S = grace_after(MESSAGE_TIMEOUT_S)
 CLEANUP_EVERY_S = 600.0
 
 INTERRUPTED = "PROCESSING_INTERRUPTED"

@@ -20,7 +20,7 @@ from payment.delivery import Delivery
 from payment.gateway import SimulatedGateway
 from payment.kafka import KafkaPublisher, ensure_topics
 from payment.metrics import Metrics
-from payment.relay import OutboxRelay
+from payment.relay import OutboxRelay, grace_after
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,7 @@ def make_relay(config: Config, store, delivery: Delivery) -> OutboxRelay:
             payment, topic_succeeded=config.topic_succeeded, topic_failed=config.topic_failed),
         stranded_after_s=config.pending_timeout,
         interval_s=config.relay_interval,
-        # Past the producer's own retry window, so as not to race it.
-        grace_s=config.relay_grace or config.kafka_message_timeout + 5,
+        grace_s=config.relay_grace or grace_after(config.kafka_message_timeout),
         max_backoff_s=config.relay_max_backoff,
         retention_s=config.outbox_retention,
     )
