@@ -68,6 +68,9 @@ class Payment:
     processed_at: datetime | None
     is_simulated: bool
     simulated_response: str | None
+    # The processor's own id for this payment (a Stripe PaymentIntent id),
+    # stored before the charge so the charge can be looked up again.
+    gateway_reference: str | None = None
 
 
 @dataclass(frozen=True)
