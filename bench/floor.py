@@ -4,7 +4,7 @@ Per payment, what service.pay does once the request is parsed and the
 upstreams agree, with the service's own objects built as payment/runtime.py
 builds them (PaymentStore on the same pool settings, KafkaPublisher,
 Delivery, SimulatedGateway): the idempotency check, the pending insert, then
-service._charge_and_record (charge, outcome + outbox row in one transaction,
+service.charge_and_settle (charge, outcome + outbox row in one transaction,
 produce and wait for that message's delivery report, mark it sent). No HTTP,
 no JSON parsing or schema check, no upstream call. One process, THREADS
 threads, each paying order after order.
@@ -29,8 +29,9 @@ from decimal import Decimal
 
 from payment import db, service
 from payment.delivery import Delivery
-from payment.gateway import SimulatedGateway
 from payment.kafka import KafkaPublisher
+from payment.model import PaymentRequest
+from payment.simulator import SimulatedGateway
 
 CUSTOMER_ID = uuid.UUID("a8098c1a-f86e-11da-bd1a-00112444be1e")
 RESERVATION_ID = uuid.UUID("f47ac10b-58cc-4372-a567-0e02b2c3d479")
@@ -42,14 +43,12 @@ def pay_once(deps: service.Dependencies, order_id: uuid.UUID) -> None:
     """service.pay without the request, the upstream calls or the answer."""
     if deps.store.find_succeeded(order_id) is not None:
         raise RuntimeError("order already paid")
-    pending = deps.store.insert_pending({
-        "id": uuid.uuid4(), "order_id": order_id, "customer_id": CUSTOMER_ID,
-        "reservation_id": RESERVATION_ID, "amount": AMOUNT, "currency": "USD",
-        "payment_method": "credit_card", "is_simulated": deps.gateway.is_simulated,
-    })
+    request = PaymentRequest(order_id=order_id, customer_id=CUSTOMER_ID, reservation_id=RESERVATION_ID,
+                             amount=AMOUNT, currency="USD", payment_method="credit_card")
+    pending = deps.store.insert_pending(request, uuid.uuid4(), is_simulated=deps.gateway.is_simulated)
     if pending is None:
         raise RuntimeError("order has a live payment")
-    payment = service._charge_and_record(pending, deps)
+    payment = service.charge_and_settle(pending, deps)
     if payment.status != "succeeded":
         raise RuntimeError("payment declined")
 
@@ -62,7 +61,7 @@ def run(database_url: str, bootstrap: str, threads: int, duration: float, warmup
     publisher = KafkaPublisher(bootstrap)
     delivery = Delivery(store, publisher)
     deps = service.Dependencies(
-        store=store, ordering=None, reservations=None, gateway=SimulatedGateway(0),
+        store=store, ordering=None, reservations=None, gateway=SimulatedGateway(pool),
         delivery=delivery, topic_succeeded="payment-succeeded", topic_failed="payment-failed",
         delivery_timeout=delivery_timeout)
     start = time.monotonic()

@@ -165,7 +165,8 @@ def sql(url: str, statement: str, params=()) -> list[tuple]:
 
 
 def empty_tables(url: str) -> None:
-    sql(url, "TRUNCATE bc_payment.outbox, bc_payment.payments")
+    sql(url, "TRUNCATE bc_payment.outbox, bc_payment.payment_checks, bc_payment.payments,"
+             " bc_payment.simulator_charges, bc_payment.simulator_voids")
     sql(url, "CHECKPOINT")
 
 

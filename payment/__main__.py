@@ -43,33 +43,39 @@ def cmd_serve(args) -> None:
 
 
 def cmd_relay(args) -> None:
-    """Run the outbox relay alone, without HTTP."""
+    """Run the outbox relay alone, without HTTP; it runs the reconciler too."""
+    _run_loop("outbox relay", lambda core: runtime_module().make_relay(core))
+
+
+def cmd_reconcile(args) -> None:
+    """Run the reconciler alone: settle overdue pending payments from what
+    the gateway knows of them."""
+    _run_loop("reconciler", lambda core: runtime_module().make_relay(core, outbox=False))
+
+
+def runtime_module():
+    from payment import runtime
+
+    return runtime
+
+
+def _run_loop(name: str, make) -> None:
     import logging
     import signal
 
-    from payment import db
-    from payment.delivery import Delivery
-    from payment.kafka import KafkaPublisher
     from payment.logs import configure_logging
-    from payment.runtime import make_relay
 
     configure_logging()
-    config = _config()
-    pool = db.open_pool(config.database_url, min_size=1, max_size=3, timeout=config.db_timeout)
-    publisher = KafkaPublisher(config.kafka_bootstrap_servers, config.kafka_message_timeout)
-    store = db.PaymentStore(pool)
-    delivery = Delivery(store, publisher)
-    relay = make_relay(config, store, delivery)
-    signal.signal(signal.SIGTERM, lambda *_: relay.stop(timeout=0))
-    logging.getLogger("payment.relay").info("outbox relay running")
+    core = runtime_module().build_core(_config(), pool_max=3)
+    loop = make(core)
+    signal.signal(signal.SIGTERM, lambda *_: loop.stop(timeout=0))
+    logging.getLogger("payment." + name.split()[-1]).info("%s running", name)
     try:
-        relay.run()
+        loop.run()
     except KeyboardInterrupt:
         pass
     finally:
-        publisher.close()
-        delivery.close()
-        pool.close()
+        core.close()
 
 
 def cmd_sandbox(args) -> None:
@@ -115,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     relay = commands.add_parser("relay", help=cmd_relay.__doc__, description=cmd_relay.__doc__)
     relay.set_defaults(func=cmd_relay)
+    reconcile = commands.add_parser("reconcile", help=cmd_reconcile.__doc__, description=cmd_reconcile.__doc__)
+    reconcile.set_defaults(func=cmd_reconcile)
     sandbox = commands.add_parser("sandbox", help=cmd_sandbox.__doc__, description=cmd_sandbox.__doc__)
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     sandbox.add_argument("--port", type=int, default=5005, help="port to listen on")

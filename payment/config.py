@@ -44,13 +44,14 @@ class Config:
     topic_succeeded: str = "payment-succeeded"
     topic_failed: str = "payment-failed"
     simulator_latency_ms: int = 0
-    simulator_ledger_path: str | None = None
+    simulator_delay_before_charge_ms: int = 0
     max_body_bytes: int = 64 * 1024
     relay_interval: float = 1.0
     relay_grace: float | None = None  # None: the message timeout plus 5 s
     relay_max_backoff: float = 10.0
     outbox_retention: float = 7 * 24 * 3600
     pending_timeout: float = 120.0
+    reconcile_max_backoff: float = 300.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Config":
@@ -74,12 +75,13 @@ class Config:
             topic_succeeded=_topic(env, "KAFKA_TOPIC_PAYMENT_SUCCEEDED", "payment-succeeded"),
             topic_failed=_topic(env, "KAFKA_TOPIC_PAYMENT_FAILED", "payment-failed"),
             simulator_latency_ms=_int(env, "SIMULATOR_LATENCY_MS", 0, low=0),
-            simulator_ledger_path=env.get("SIMULATOR_LEDGER_PATH") or None,
+            simulator_delay_before_charge_ms=_int(env, "SIMULATOR_DELAY_BEFORE_CHARGE_MS", 0, low=0),
             relay_interval=_seconds(env, "OUTBOX_RELAY_INTERVAL_S", 1.0),
             relay_grace=_seconds(env, "OUTBOX_RELAY_GRACE_S", None),
             relay_max_backoff=_seconds(env, "OUTBOX_RELAY_MAX_BACKOFF_S", 10.0),
             outbox_retention=_seconds(env, "OUTBOX_RETENTION_S", 7 * 24 * 3600, high=90 * 24 * 3600),
-            pending_timeout=_seconds(env, "PENDING_TIMEOUT_S", 120.0),
+            pending_timeout=_seconds(env, "PENDING_TIMEOUT_S", 120.0, high=24 * 3600),
+            reconcile_max_backoff=_seconds(env, "RECONCILE_MAX_BACKOFF_S", 300.0, high=24 * 3600),
         )
 
     def redacted_database_url(self) -> str:

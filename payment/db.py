@@ -17,8 +17,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import class_row, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from payment.errors import DatabaseUnavailable
-from payment.model import OutboxEvent, Payment
+from payment.errors import DatabaseUnavailable, PaymentAlreadySettled
+from payment.model import ChargeResult, OutboxEvent, Payment, PaymentRequest
 from payment.queries import QUERIES, SCHEMA_SQL
 
 log = logging.getLogger(__name__)
@@ -121,23 +121,27 @@ class PaymentStore:
     def find_live(self, order_id: UUID) -> Payment | None:
         return self._one_payment("find_live_payment", {"order_id": order_id})
 
-    def insert_pending(self, params: dict) -> Payment | None:
+    def insert_pending(self, request: PaymentRequest, payment_id: UUID, *, is_simulated: bool) -> Payment | None:
         """The new pending payment, or None if the order already has a live one."""
-        return self._one_payment("insert_pending_payment", params)
+        return self._one_payment("insert_pending_payment", {
+            "id": payment_id, "order_id": request.order_id, "customer_id": request.customer_id,
+            "reservation_id": request.reservation_id, "amount": request.amount,
+            "currency": request.currency, "payment_method": request.payment_method,
+            "is_simulated": is_simulated,
+        })
 
-    def record_outcome(self, params: dict, event_for) -> tuple[Payment, OutboxEvent, bool]:
-        """Outcome and its event in one transaction: both or neither.
-        `event_for(payment)` builds the event from the settled row, whose
-        processed_at the database has just set. The flag says an older event
-        of the same order is still unsent."""
+    def attach_reference(self, payment: Payment, reference: str) -> Payment:
+        """Keep the processor's reference on the pending payment, before it is charged."""
+        attached = self._one_payment("attach_gateway_reference", {"id": payment.id, "reference": reference})
+        if attached is None:
+            raise PaymentAlreadySettled()
+        return attached
+
+    @contextmanager
+    def settlement(self):
+        """One transaction for a payment's outcome and its event: both or neither."""
         with self._transaction(class_row(Payment)) as cur:
-            payment = cur.execute(QUERIES["record_outcome"], params).fetchone()
-            if payment is None:
-                raise RuntimeError("payment was not pending when its outcome arrived")
-            event = event_for(payment)
-            earlier_unsent = cur.connection.execute(
-                QUERIES["insert_outbox_event"], _outbox_params(event)).fetchone()[0]
-            return payment, event, earlier_unsent
+            yield Settlement(cur)
 
     def mark_sent(self, event_ids: list[UUID]) -> None:
         # Each mark is a statement of its own: committed alone, no BEGIN or
@@ -166,19 +170,29 @@ class PaymentStore:
             for event_id in sent:
                 cur.execute(QUERIES["mark_outbox_sent"], {"event_id": event_id})
 
-    def abandon_stranded(self, *, older_than_s: float, limit: int, outcome: dict, event_for) -> list[OutboxEvent]:
-        """Mark failed the payments left pending past `older_than_s`, each with
-        its failed event in the outbox, in one transaction. Returns the events."""
-        events = []
-        with self._transaction(class_row(Payment)) as cur:
-            ids = [row[0] for row in cur.connection.execute(
-                QUERIES["claim_stranded_payments"], {"older_than_s": older_than_s, "limit": limit})]
-            for payment_id in ids:
-                payment = cur.execute(QUERIES["record_outcome"], {**outcome, "id": payment_id}).fetchone()
-                event = event_for(payment)
-                cur.connection.execute(QUERIES["insert_outbox_event"], _outbox_params(event))
-                events.append(event)
-        return events
+    def claim_overdue(self, *, older_than_s: float, lease_s: float, limit: int) -> list[tuple[Payment, int]]:
+        """Pending payments older than `older_than_s` that no other reconciler
+        is asking about, each leased for `lease_s`, with its attempt number."""
+        with self._statement() as cur:
+            attempts = dict(cur.execute(QUERIES["claim_overdue_payments"], {
+                "older_than_s": older_than_s, "lease_s": lease_s, "limit": limit}).fetchall())
+        if not attempts:
+            return []
+        with self._statement(class_row(Payment)) as cur:
+            payments = cur.execute(QUERIES["find_pending_payments"], {"ids": list(attempts)}).fetchall()
+        return [(payment, attempts[payment.id]) for payment in payments]
+
+    def postpone_check(self, payment: Payment, after_s: float) -> None:
+        with self._statement() as cur:
+            cur.execute(QUERIES["postpone_check"], {"payment_id": payment.id, "after_s": after_s})
+
+    def forget_check(self, payment: Payment) -> None:
+        with self._statement() as cur:
+            cur.execute(QUERIES["forget_check"], {"payment_id": payment.id})
+
+    def count_overdue(self, older_than_s: float) -> int:
+        with self._statement() as cur:
+            return cur.execute(QUERIES["count_overdue_payments"], {"older_than_s": older_than_s}).fetchone()[0]
 
     def delete_sent(self, retention_s: float) -> int:
         with self._transaction() as cur:
@@ -197,6 +211,31 @@ class PaymentStore:
         with self._transaction() as cur:
             unsent, oldest_age_s = cur.execute(QUERIES["outbox_backlog"]).fetchone()
             return unsent, oldest_age_s
+
+
+class Settlement:
+    """The statements of one settling transaction (PaymentStore.settlement)."""
+
+    def __init__(self, cursor):
+        self.cursor = cursor
+
+    def record_outcome(self, payment: Payment, result: ChargeResult) -> Payment | None:
+        """The payment settled with the gateway's result (processed_at from
+        the database clock), or None if it was no longer pending."""
+        return self.cursor.execute(QUERIES["record_outcome"], {
+            "id": payment.id,
+            "status": "succeeded" if result.succeeded else "failed",
+            "transaction_id": result.transaction_id,
+            "error_code": result.error_code,
+            "error_message": result.error_message,
+            "failure_reason": result.failure_reason,
+            "simulated_response": result.simulated_response,
+        }).fetchone()
+
+    def add_event(self, event: OutboxEvent) -> bool:
+        """Write the event to the outbox; True if an older event of the same
+        order is still unsent (this one must then wait its turn)."""
+        return self.cursor.connection.execute(QUERIES["insert_outbox_event"], _outbox_params(event)).fetchone()[0]
 
 
 def _outbox_params(event: OutboxEvent) -> dict:

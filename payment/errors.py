@@ -5,7 +5,10 @@ from __future__ import annotations
 
 
 class PaymentError(Exception):
-    """Base of every error the service answers on purpose."""
+    """Base of every error the service answers on purpose. `retry_after_s`,
+    when set, tells the client when a retry may succeed (Retry-After)."""
+
+    retry_after_s: int | None = None
 
     def __init__(self, message: str, payment=None):
         super().__init__(message)
@@ -51,8 +54,13 @@ class ReservationInvalid(PaymentError):
 
 
 class PaymentInProgress(PaymentError):
-    def __init__(self):
+    def __init__(self, retry_after_s: int = 1):
         super().__init__("A payment for this order is already in progress")
+        self.retry_after_s = retry_after_s
+
+
+class PaymentAlreadySettled(Exception):
+    """A step meant for a pending payment found it settled by another path."""
 
 
 class PaymentDeclined(PaymentError):
@@ -64,6 +72,8 @@ class PaymentDeclined(PaymentError):
 
 class DependencyError(PaymentError):
     """A part the service depends on failed; `part` names it for the client."""
+
+    retry_after_s = 1
 
     def __init__(self, part: str, message: str):
         super().__init__(f"Payment processing error: {message}")

@@ -34,6 +34,11 @@ def bound(name: str):
     return _bound.get().get(name)
 
 
+def payment_fields(payment) -> dict:
+    """The ids a line about a payment carries."""
+    return {"paymentId": str(payment.id), "orderId": str(payment.order_id)}
+
+
 def event_fields(event) -> dict:
     """The ids a line about an outbox event carries (its key is the orderId)."""
     return {"paymentId": str(event.payment_id), "orderId": event.key, "eventId": str(event.event_id)}

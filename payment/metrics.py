@@ -40,9 +40,11 @@ def error_code(error: PaymentError) -> str:
 
 class Metrics:
     def __init__(self, *, pool_stats: Callable[[], dict] | None = None,
-                 outbox_backlog: Callable[[], tuple[int, float | None]] | None = None):
+                 outbox_backlog: Callable[[], tuple[int, float | None]] | None = None,
+                 overdue_payments: Callable[[], int] | None = None):
         self.pool_stats = pool_stats
         self.outbox_backlog = outbox_backlog
+        self.overdue_payments = overdue_payments
         self.registry = CollectorRegistry()
         r = self.registry
         self.http_requests = Counter(
@@ -61,6 +63,10 @@ class Metrics:
         self.upstream_errors = Counter(
             "payment_upstream_errors", "Failed calls to the ordering and reservation services, by kind.",
             ["service", "kind"], registry=r)
+        self.reconciliations = Counter(
+            "payment_reconciliations", "Overdue pending payments the reconciler asked the gateway about, by "
+            "answer: charged, declined, never_charged, or unknown (the payment stays pending).",
+            ["result"], registry=r)
         # Gauges of a worker's own pool; `livesum` adds up the workers alive.
         self.pool_connections = Gauge(
             "payment_db_pool_connections", "Database connections held by the pools, in use or idle.",
@@ -96,6 +102,9 @@ class Metrics:
         if error_kind:
             self.upstream_errors.labels(service, error_kind).inc()
 
+    def reconciled(self, result: str) -> None:
+        self.reconciliations.labels(result).inc()
+
     def sample_pool(self) -> None:
         if self.pool_stats is None:
             return
@@ -117,6 +126,7 @@ class Metrics:
             registry = CollectorRegistry()
             registry.register(_Own(self.registry))
         registry.register(_OutboxCollector(self.outbox_backlog))
+        registry.register(_OverdueCollector(self.overdue_payments))
         return generate_latest(registry)
 
 
@@ -147,3 +157,21 @@ class _OutboxCollector:
         yield GaugeMetricFamily("payment_outbox_oldest_unsent_age_seconds",
                                 "Age of the oldest unsent outbox event; 0 when none is waiting.",
                                 value=oldest_age or 0.0)
+
+
+class _OverdueCollector:
+    def __init__(self, overdue):
+        self.overdue = overdue
+
+    def collect(self):
+        if self.overdue is None:
+            return
+        try:
+            count = self.overdue()
+        except PaymentError:
+            log.warning("overdue payments not available for metrics")
+            return
+        yield GaugeMetricFamily("payment_pending_overdue_payments",
+                                "Payments still pending past PENDING_TIMEOUT_S: the reconciler is asking "
+                                "the gateway about them; above 0 for long, the gateway cannot say.",
+                                value=count)

@@ -13,30 +13,32 @@ from dataclasses import dataclass
 
 import falcon
 
-from payment import db, documents, service, upstream
+from payment import db, service, upstream
 from payment.api.app import create_app
 from payment.config import Config
 from payment.delivery import Delivery
-from payment.gateway import SimulatedGateway
 from payment.kafka import KafkaPublisher, ensure_topics
 from payment.metrics import Metrics
+from payment.reconciler import Reconciler
 from payment.relay import OutboxRelay, grace_after
+from payment.simulator import SimulatedGateway
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class Runtime:
-    app: falcon.App
-    deps: service.Dependencies
+class Core:
+    """What every process of the service holds: pool, store, producer,
+    delivery, gateway and the service's dependencies. Closed in one order."""
+
+    config: Config
     pool: object
+    store: db.PaymentStore
     publisher: KafkaPublisher
     delivery: Delivery
-    relay: OutboxRelay | None
+    deps: service.Dependencies
 
     def close(self, timeout: float = 10.0) -> None:
-        if self.relay:
-            self.relay.stop()
         left = self.publisher.close(timeout=timeout)
         if left:
             log.warning("%d events left unconfirmed at shutdown; the outbox keeps them", left)
@@ -44,11 +46,10 @@ class Runtime:
         self.pool.close()
 
 
-def build(config: Config, *, start_relay: bool = True) -> Runtime:
-    pool = db.open_pool(config.database_url, min_size=config.db_pool_min,
-                        max_size=config.db_pool_max, timeout=config.db_timeout)
+def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int | None = None) -> Core:
+    pool = db.open_pool(config.database_url, min_size=min(config.db_pool_min, pool_max or config.db_pool_max),
+                        max_size=pool_max or config.db_pool_max, timeout=config.db_timeout)
     store = db.PaymentStore(pool)
-    metrics = Metrics(pool_stats=pool.get_stats, outbox_backlog=store.outbox_backlog)
     session = upstream.new_session(pool_size=config.db_pool_max)
     upstream_options = dict(connect_timeout=config.upstream_connect_timeout,
                             read_timeout=config.upstream_read_timeout, metrics=metrics)
@@ -58,26 +59,63 @@ def build(config: Config, *, start_relay: bool = True) -> Runtime:
         store=store,
         ordering=upstream.OrderingClient(config.ordering_service_url, session, **upstream_options),
         reservations=upstream.ReservationClient(config.reservation_service_url, session, **upstream_options),
-        gateway=SimulatedGateway(config.simulator_latency_ms, config.simulator_ledger_path),
+        gateway=build_gateway(config, pool),
         delivery=delivery,
         topic_succeeded=config.topic_succeeded,
         topic_failed=config.topic_failed,
         delivery_timeout=config.kafka_delivery_timeout,
+        pending_timeout=config.pending_timeout,
     )
-    relay = make_relay(config, store, delivery).start() if start_relay else None
-    app = create_app(deps, max_body_bytes=config.max_body_bytes, metrics=metrics, ready_checks={
-        "database": store.ping,
-        "broker": publisher.is_reachable,
+    return Core(config=config, pool=pool, store=store, publisher=publisher, delivery=delivery, deps=deps)
+
+
+def build_gateway(config: Config, pool):
+    return SimulatedGateway(pool, latency_ms=config.simulator_latency_ms,
+                            delay_before_charge_ms=config.simulator_delay_before_charge_ms)
+
+
+@dataclass
+class Runtime:
+    app: falcon.App
+    core: Core
+    relay: OutboxRelay | None
+
+    @property
+    def deps(self) -> service.Dependencies:
+        return self.core.deps
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self.relay:
+            self.relay.stop()
+        self.core.close(timeout)
+
+
+def build(config: Config, *, start_relay: bool = True) -> Runtime:
+    metrics = Metrics()
+    core = build_core(config, metrics=metrics)
+    metrics.pool_stats = core.pool.get_stats
+    metrics.outbox_backlog = core.store.outbox_backlog
+    metrics.overdue_payments = lambda: core.store.count_overdue(config.pending_timeout)
+    relay = make_relay(core, metrics=metrics).start() if start_relay else None
+    app = create_app(core.deps, max_body_bytes=config.max_body_bytes, metrics=metrics, ready_checks={
+        "database": core.store.ping,
+        "broker": core.publisher.is_reachable,
     })
-    return Runtime(app=app, deps=deps, pool=pool, publisher=publisher, delivery=delivery, relay=relay)
+    return Runtime(app=app, core=core, relay=relay)
 
 
-def make_relay(config: Config, store, delivery: Delivery) -> OutboxRelay:
+def make_reconciler(core: Core, *, metrics: Metrics | None = None) -> Reconciler:
+    config = core.config
+    return Reconciler(core.deps, older_than_s=config.pending_timeout, base_backoff_s=config.relay_interval,
+                      max_backoff_s=config.reconcile_max_backoff, metrics=metrics)
+
+
+def make_relay(core: Core, *, metrics: Metrics | None = None, outbox: bool = True) -> OutboxRelay:
+    """The relay loop with the reconciler in it; `outbox=False`: the reconciler alone."""
+    config = core.config
     return OutboxRelay(
-        store, delivery,
-        event_for=lambda payment: documents.outbox_event(
-            payment, topic_succeeded=config.topic_succeeded, topic_failed=config.topic_failed),
-        stranded_after_s=config.pending_timeout,
+        core.store, core.delivery, outbox=outbox,
+        reconciler=make_reconciler(core, metrics=metrics),
         interval_s=config.relay_interval,
         grace_s=config.relay_grace or grace_after(config.kafka_message_timeout),
         max_backoff_s=config.relay_max_backoff,

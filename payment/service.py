@@ -3,20 +3,25 @@
   1. idempotency check        4. pending payment committed (uniqueness guard)
   2. order validation         5. charge through the gateway
   3. reservation validation   6. outcome + event committed together, then produced
+
+A payment whose outcome could not be recorded (a fault after the charge left)
+stays pending; `reconcile` settles it later from what the gateway knows.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from payment import documents, logs
 from payment.errors import (
-    CustomerMismatch, GatewayUnavailable, OrderInvalid, OrderNotFound, PaymentDeclined,
-    PaymentInProgress, ReservationInvalid,
+    CustomerMismatch, DatabaseUnavailable, GatewayUnavailable, OrderInvalid, OrderNotFound,
+    PaymentAlreadySettled, PaymentDeclined, PaymentInProgress, ReservationInvalid,
 )
+from payment.gateway import Found, GatewayUnreachable
 from payment.model import CLOSED_ORDER_STATUSES, ChargeResult, Payment, PaymentRequest
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,7 @@ class Dependencies:
     topic_succeeded: str
     topic_failed: str
     delivery_timeout: float
+    pending_timeout: float = 120.0  # age at which the reconciler asks the gateway
 
 
 @dataclass(frozen=True)
@@ -51,16 +57,11 @@ def pay(request: PaymentRequest, deps: Dependencies, *, upstream_headers: dict |
         validate_reservation(
             request, deps.reservations.get_reservation(request.reservation_id, upstream_headers))
 
-    pending = deps.store.insert_pending({
-        "id": uuid.uuid4(), "order_id": request.order_id, "customer_id": request.customer_id,
-        "reservation_id": request.reservation_id, "amount": request.amount,
-        "currency": request.currency, "payment_method": request.payment_method,
-        "is_simulated": deps.gateway.is_simulated,
-    })
+    pending = deps.store.insert_pending(request, uuid.uuid4(), is_simulated=deps.gateway.is_simulated)
     if pending is None:
         return _resolve_conflict(request, deps)
 
-    payment = _charge_and_record(pending, deps)
+    payment = charge_and_settle(pending, deps)
     if payment.status != "succeeded":
         raise PaymentDeclined(payment)
     return Outcome(payment)
@@ -75,11 +76,26 @@ def _replay(existing: Payment, request: PaymentRequest) -> Outcome:
 
 def _resolve_conflict(request: PaymentRequest, deps: Dependencies) -> Outcome:
     """Another request holds the order: its success is ours to replay; a
-    charge still in flight is a 409."""
+    charge still in flight is a 409 that says when to ask again."""
     live = deps.store.find_live(request.order_id)
     if live is not None and live.status == "succeeded":
         return _replay(live, request)
-    raise PaymentInProgress()
+    raise PaymentInProgress(retry_after(live, deps.pending_timeout))
+
+
+# A charge in flight normally settles within a few seconds.
+IN_FLIGHT_S = 10
+
+
+def retry_after(live: Payment | None, pending_timeout: float, now: datetime | None = None) -> int:
+    """Seconds until a retry may find the payment settled: soon while its
+    charge is in flight; else when the reconciler will have asked the gateway."""
+    if live is None or live.status != "pending":
+        return 1
+    age = ((now or datetime.now(timezone.utc)) - live.created_at).total_seconds()
+    if age < min(IN_FLIGHT_S, pending_timeout):
+        return 1
+    return max(1, math.ceil(pending_timeout - age))
 
 
 def validate_order(request: PaymentRequest, order) -> None:
@@ -108,30 +124,62 @@ def validate_reservation(request: PaymentRequest, reservation, now: datetime | N
         raise ReservationInvalid("reservation has expired")
 
 
-def _charge_and_record(pending: Payment, deps: Dependencies) -> Payment:
+def charge_and_settle(pending: Payment, deps: Dependencies) -> Payment:
+    """Charge a pending payment once and settle it from the gateway's answer.
+    Whatever fails after the payment reached the gateway leaves it pending,
+    for the reconciler to settle from what the gateway knows; nothing is
+    guessed."""
+    fields = logs.payment_fields(pending)
     try:
+        reference = deps.gateway.prepare(pending)
+        if reference is not None:
+            pending = deps.store.attach_reference(pending, reference)
         result: ChargeResult = deps.gateway.charge(pending)
-    except Exception:
-        # The charge's fate is unknown: the payment stays pending, to be
-        # resolved later, rather than being guessed failed or succeeded.
-        log.exception("gateway error", extra={"paymentId": str(pending.id), "orderId": str(pending.order_id)})
+    except GatewayUnreachable:
+        log.warning("gateway outcome unknown; the payment stays pending for the reconciler", extra=fields)
         raise GatewayUnavailable() from None
+    except PaymentAlreadySettled:
+        return deps.store.find(pending.id)
+    try:
+        return settle(pending, result, deps)
+    except DatabaseUnavailable:
+        log.warning("charge outcome not recorded; the payment stays pending for the reconciler",
+                    extra={**fields, "charged": result.succeeded})
+        raise
 
-    payment, event, earlier_unsent = deps.store.record_outcome(
-        {
-            "id": pending.id,
-            "status": "succeeded" if result.succeeded else "failed",
-            "transaction_id": result.transaction_id,
-            "error_code": result.error_code,
-            "error_message": result.error_message,
-            "failure_reason": result.failure_reason,
-            "simulated_response": result.simulated_response,
-        },
-        lambda settled: documents.outbox_event(
-            settled, topic_succeeded=deps.topic_succeeded, topic_failed=deps.topic_failed),
-    )
+
+def settle(payment: Payment, result: ChargeResult, deps: Dependencies) -> Payment:
+    """The one way a payment leaves pending, for the request path and the
+    reconciler alike: the outcome and its event commit in one transaction,
+    then the event is produced. A payment some other path settled first is
+    returned as that path left it."""
+    with deps.store.settlement() as tx:
+        settled = tx.record_outcome(payment, result)
+        if settled is not None:
+            event = documents.outbox_event(settled, topic_succeeded=deps.topic_succeeded,
+                                           topic_failed=deps.topic_failed)
+            earlier_unsent = tx.add_event(event)
+    if settled is None:
+        return deps.store.find(payment.id)
     _publish_committed(event, earlier_unsent, deps)
-    return payment
+    return settled
+
+
+INTERRUPTED = ChargeResult(
+    succeeded=False, transaction_id=None, simulated_response=None,
+    error_code="PROCESSING_INTERRUPTED",
+    error_message="Payment processing was interrupted",
+    failure_reason="The payment gateway has no charge for this payment: processing stopped before it was charged",
+)
+
+
+def reconcile(payment: Payment, deps: Dependencies) -> Payment | None:
+    """Settle an overdue pending payment from what the gateway knows of it.
+    None when the gateway cannot say (unreachable): it stays pending."""
+    answer = deps.gateway.lookup(payment)
+    if answer.found is Found.UNKNOWN:
+        return None
+    return settle(payment, answer.result or INTERRUPTED, deps)
 
 
 def _publish_committed(event, earlier_unsent: bool, deps: Dependencies) -> None:

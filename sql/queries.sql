@@ -81,10 +81,67 @@ SELECT count(*) AS unsent,
   FROM bc_payment.outbox
  WHERE sent_at IS NULL;
 
--- name: claim_stranded_payments
--- Pending payments whose request never recorded an outcome (its worker died).
-SELECT id FROM bc_payment.payments
- WHERE status = 'pending' AND created_at < now() - make_interval(secs => %(older_than_s)s)
- ORDER BY created_at
- LIMIT %(limit)s
-   FOR UPDATE SKIP LOCKED;
+-- name: attach_gateway_reference
+UPDATE bc_payment.payments SET gateway_reference = %(reference)s
+ WHERE id = %(id)s AND status = 'pending'
+RETURNING *;
+
+-- name: claim_overdue_payments
+-- Pending payments older than the request path could still be working on,
+-- not already being asked about (lease) or waiting out a backoff. The lease
+-- is taken in the same statement; SKIP LOCKED keeps two reconcilers apart.
+WITH due AS (
+    SELECT p.id FROM bc_payment.payments p
+     WHERE p.status = 'pending'
+       AND p.created_at < now() - make_interval(secs => %(older_than_s)s)
+       AND NOT EXISTS (SELECT 1 FROM bc_payment.payment_checks c
+                        WHERE c.payment_id = p.id AND c.next_check_at > now())
+     ORDER BY p.created_at
+     LIMIT %(limit)s
+       FOR UPDATE OF p SKIP LOCKED)
+INSERT INTO bc_payment.payment_checks AS c (payment_id, attempts, next_check_at)
+SELECT id, 1, now() + make_interval(secs => %(lease_s)s) FROM due
+    ON CONFLICT (payment_id) DO UPDATE
+   SET attempts = c.attempts + 1, next_check_at = EXCLUDED.next_check_at
+RETURNING payment_id, attempts;
+
+-- name: find_pending_payments
+SELECT * FROM bc_payment.payments WHERE id = ANY(%(ids)s) AND status = 'pending';
+
+-- name: postpone_check
+UPDATE bc_payment.payment_checks
+   SET next_check_at = now() + make_interval(secs => %(after_s)s)
+ WHERE payment_id = %(payment_id)s;
+
+-- name: forget_check
+DELETE FROM bc_payment.payment_checks WHERE payment_id = %(payment_id)s;
+
+-- name: count_overdue_payments
+SELECT count(*) FROM bc_payment.payments
+ WHERE status = 'pending' AND created_at < now() - make_interval(secs => %(older_than_s)s);
+
+-- name: simulator_charge
+-- One round trip, one implicit transaction (several statements in one simple
+-- query): the lock on the payment id orders a charge against a void of the
+-- same payment; the charge is taken unless voided, and the first one stays.
+SELECT pg_advisory_xact_lock(hashtextextended(%(payment_id)s::text, 7296368));
+INSERT INTO bc_payment.simulator_charges (
+    payment_id, order_id, amount, currency, succeeded, transaction_id,
+    error_code, error_message, failure_reason, response)
+SELECT %(payment_id)s, %(order_id)s, %(amount)s, %(currency)s, %(succeeded)s, %(transaction_id)s,
+       %(error_code)s, %(error_message)s, %(failure_reason)s, %(response)s
+ WHERE NOT EXISTS (SELECT 1 FROM bc_payment.simulator_voids WHERE payment_id = %(payment_id)s)
+    ON CONFLICT (payment_id) DO NOTHING;
+SELECT c.succeeded, c.transaction_id, c.error_code, c.error_message, c.failure_reason, c.response
+  FROM bc_payment.simulator_charges c WHERE c.payment_id = %(payment_id)s;
+
+-- name: simulator_lookup
+-- What the simulated processor knows of a payment; with no charge, the
+-- payment id is voided first, so a charge still on its way is refused.
+SELECT pg_advisory_xact_lock(hashtextextended(%(payment_id)s::text, 7296368));
+INSERT INTO bc_payment.simulator_voids (payment_id)
+SELECT %(payment_id)s
+ WHERE NOT EXISTS (SELECT 1 FROM bc_payment.simulator_charges WHERE payment_id = %(payment_id)s)
+    ON CONFLICT (payment_id) DO NOTHING;
+SELECT c.succeeded, c.transaction_id, c.error_code, c.error_message, c.failure_reason, c.response
+  FROM bc_payment.simulator_charges c WHERE c.payment_id = %(payment_id)s;

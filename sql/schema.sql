@@ -30,6 +30,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS payments_one_live_payment_per_order
     ON bc_payment.payments (order_id)
     WHERE status IN ('pending', 'succeeded');
 
+-- The processor's own id for the payment (a Stripe PaymentIntent id), stored
+-- before the charge so that the charge can always be looked up again.
+ALTER TABLE bc_payment.payments ADD COLUMN IF NOT EXISTS gateway_reference text;
+
 CREATE INDEX IF NOT EXISTS payments_by_order
     ON bc_payment.payments (order_id, created_at DESC);
 
@@ -65,3 +69,36 @@ CREATE INDEX IF NOT EXISTS outbox_unsent_by_key
 CREATE INDEX IF NOT EXISTS outbox_sent_at
     ON bc_payment.outbox (sent_at)
     WHERE sent_at IS NOT NULL;
+
+-- The reconciler's bookkeeping for pending payments it has asked the gateway
+-- about: how often, and not again before next_check_at (a lease while one
+-- reconciler asks, then the backoff after an unknown answer).
+CREATE TABLE IF NOT EXISTS bc_payment.payment_checks (
+    payment_id    uuid        PRIMARY KEY REFERENCES bc_payment.payments (id),
+    attempts      integer     NOT NULL,
+    next_check_at timestamptz NOT NULL
+);
+
+-- The simulated processor's own records, kept apart from the payments as an
+-- external processor's would be: one row per charge it took (keyed by the
+-- payment id, the idempotency key), committed on its own when it charges.
+CREATE TABLE IF NOT EXISTS bc_payment.simulator_charges (
+    payment_id     uuid        PRIMARY KEY,
+    order_id       uuid        NOT NULL,
+    amount         numeric(20, 4) NOT NULL,
+    currency       char(3)     NOT NULL,
+    succeeded      boolean     NOT NULL,
+    transaction_id text,
+    error_code     text,
+    error_message  text,
+    failure_reason text,
+    response       text        NOT NULL,
+    charged_at     timestamptz NOT NULL DEFAULT now()
+);
+
+-- Payment ids the simulated processor was told will never be charged (the
+-- reconciler found no charge): a charge still on its way for one is refused.
+CREATE TABLE IF NOT EXISTS bc_payment.simulator_voids (
+    payment_id uuid        PRIMARY KEY,
+    voided_at  timestamptz NOT NULL DEFAULT now()
+);

@@ -73,10 +73,11 @@ def events(broker):
 
 @pytest.fixture
 def nothing_happened(database, events):
-    """Asserted after the test body: no payment row, no outbox row, no event."""
+    """Asserted after the test body: no payment row, no outbox row, no charge, no event."""
     yield
     assert database.rows() == []
     assert database.rows("outbox") == []
+    assert database.rows("simulator_charges") == []
     assert events.all() == {"payment-succeeded": [], "payment-failed": []}
 
 

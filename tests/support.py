@@ -85,18 +85,26 @@ class Database:
     def __init__(self, url: str):
         self.url = url
 
+    TABLES = {"payments": "created_at", "outbox": "created_at", "simulator_charges": "charged_at",
+              "simulator_voids": "voided_at", "payment_checks": "payment_id"}
+
     def rows(self, table: str = "payments", where: str = "TRUE", params=()) -> list[dict]:
-        assert table in ("payments", "outbox")
+        order = self.TABLES[table]
         with psycopg.connect(self.url, row_factory=dict_row) as conn:
             return conn.execute(
-                f"SELECT * FROM bc_payment.{table} WHERE {where} ORDER BY created_at", params).fetchall()
+                f"SELECT * FROM bc_payment.{table} WHERE {where} ORDER BY {order}", params).fetchall()
+
+    def charges(self, order_id) -> list[dict]:
+        """What the simulated processor charged for the order, in its own ledger."""
+        return self.rows("simulator_charges", "order_id = %s", (str(order_id),))
 
     def execute(self, sql: str, params=()) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute(sql, params)
 
     def truncate(self) -> None:
-        self.execute("TRUNCATE bc_payment.outbox, bc_payment.payments")
+        self.execute("TRUNCATE bc_payment.outbox, bc_payment.payment_checks, bc_payment.payments,"
+                     " bc_payment.simulator_charges, bc_payment.simulator_voids")
 
 
 class Sandbox:

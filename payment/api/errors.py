@@ -56,7 +56,8 @@ def handle_payment_error(req, resp, error: errors.PaymentError, params) -> None:
     status = status_of(error)
     if isinstance(error, errors.DependencyError):
         log.warning("dependency failed: %s", error.part)
-        resp.set_header("Retry-After", "1")
+    if error.retry_after_s:
+        resp.set_header("Retry-After", str(error.retry_after_s))
     write(resp, status, envelope(error.message, error.payment))
 
 

@@ -11,11 +11,9 @@ import uuid
 
 import pytest
 
-from payment import db
 from payment.devstack import free_port
-from payment.kafka import KafkaPublisher
 from payment.logs import JsonFormatter
-from payment.runtime import make_relay
+from payment.runtime import build_core, make_reconciler
 from payment.sandbox import EXAMPLE_RESERVATION_ID
 from tests.support import new_order, payment_body
 
@@ -123,20 +121,19 @@ def test_lines_about_an_undelivered_event_carry_payment_and_order_ids(make_clien
         assert line["paymentId"] == reply.body["payment"]["id"] and line["orderId"] == order_id
 
 
-def test_the_relays_line_about_a_stranded_payment_carries_payment_and_order_ids(
+def test_the_reconcilers_line_about_a_pending_payment_carries_payment_and_order_ids(
         config, database, broker, log_lines):
     order_id, payment_id = uuid.uuid4(), uuid.uuid4()
     database.execute(
         "INSERT INTO bc_payment.payments (id, order_id, customer_id, amount, currency, payment_method,"
         " status, is_simulated, created_at) VALUES (%s, %s, %s, 150, 'USD', 'credit_card', 'pending', true,"
         " now() - interval '1 hour')", (payment_id, order_id, uuid.uuid4()))
-    pool = db.open_pool(database.url, min_size=1, max_size=2, timeout=2)
-    publisher = KafkaPublisher(broker)
+    core = build_core(config)
     try:
-        assert make_relay(config, db.PaymentStore(pool), publisher).resolve_stranded() == 1
+        make_reconciler(core).run_once()
     finally:
-        publisher.close()
-        pool.close()
+        core.close(timeout=2)
 
-    [line] = [line for line in log_lines() if line["message"] == "stranded payment marked failed"]
+    [line] = [line for line in log_lines() if line["message"] == "pending payment settled from the gateway's answer"]
     assert line["paymentId"] == str(payment_id) and line["orderId"] == str(order_id)
+    assert line["gatewayAnswer"] == "never_charged" and line["errorCode"] == "PROCESSING_INTERRUPTED"

@@ -4,6 +4,7 @@ is (not) charged, written or published on each path."""
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 import uuid
 from concurrent.futures import Future
 from dataclasses import replace
@@ -14,7 +15,9 @@ import pytest
 
 from payment import errors, service
 from payment.delivery import Delivery
-from payment.gateway import SimulatedGateway, decline_for
+from payment.gateway import NEVER_CHARGED, UNKNOWN, Found, GatewayUnreachable, Lookup
+from payment.reconciler import Reconciler, backoff
+from payment.simulator import decide, decline_for
 from payment.model import Order, Payment, PaymentRequest, Reservation
 
 CUSTOMER = uuid.uuid4()
@@ -27,6 +30,11 @@ class FakeStore:
         self.outbox = []
         self.sent = []
         self.log = []
+        self.checks: dict[uuid.UUID, int] = {}
+        self.fail_settlement = False
+
+    def find(self, payment_id):
+        return self.payments.get(payment_id)
 
     def find_succeeded(self, order_id):
         return next((p for p in self.payments.values() if p.order_id == order_id and p.status == "succeeded"), None)
@@ -35,28 +43,74 @@ class FakeStore:
         return next((p for p in self.payments.values()
                      if p.order_id == order_id and p.status in ("pending", "succeeded")), None)
 
-    def insert_pending(self, params):
-        if self.find_live(params["order_id"]):
+    def insert_pending(self, request, payment_id, *, is_simulated, created_at=NOW):
+        if self.find_live(request.order_id):
             return None
         payment = Payment(
-            **params, status="pending", error_code=None, error_message=None, failure_reason=None,
-            transaction_id=None, created_at=NOW, processed_at=None, simulated_response=None)
+            id=payment_id, order_id=request.order_id, customer_id=request.customer_id,
+            reservation_id=request.reservation_id, amount=request.amount, currency=request.currency,
+            payment_method=request.payment_method, is_simulated=is_simulated,
+            status="pending", error_code=None, error_message=None, failure_reason=None,
+            transaction_id=None, created_at=created_at, processed_at=None, simulated_response=None)
         self.payments[payment.id] = payment
         self.log.append("insert_pending")
         return payment
 
-    def record_outcome(self, params, event_for):
-        payment = replace(self.payments[params["id"]], **{k: v for k, v in params.items() if k != "id"},
-                          processed_at=NOW + timedelta(seconds=1))
-        self.payments[payment.id] = payment
-        event = event_for(payment)
-        earlier_unsent = any(e.key == event.key and e.event_id not in self.sent for e in self.outbox)
-        self.outbox.append(event)
-        self.log.append("commit_outcome")
-        return payment, event, earlier_unsent
+    def attach_reference(self, payment, reference):
+        self.payments[payment.id] = replace(self.payments[payment.id], gateway_reference=reference)
+        self.log.append("attach_reference")
+        return self.payments[payment.id]
+
+    @contextmanager
+    def settlement(self):
+        if self.fail_settlement:
+            raise errors.DatabaseUnavailable()
+        staged = FakeSettlement(self)
+        yield staged
+        # Committed only when the block ends without raising.
+        self.payments.update(staged.payments)
+        self.outbox.extend(staged.events)
+        if staged.payments:
+            self.log.append("commit_outcome")
 
     def mark_sent(self, event_ids):
         self.sent.extend(event_ids)
+
+    def claim_overdue(self, *, older_than_s, lease_s, limit):
+        due = [p for p in self.payments.values() if p.status == "pending"]
+        for payment in due:
+            self.checks[payment.id] = self.checks.get(payment.id, 0) + 1
+        return [(p, self.checks[p.id]) for p in due[:limit]]
+
+    def postpone_check(self, payment, after_s):
+        self.log.append(("postpone", after_s))
+
+    def forget_check(self, payment):
+        self.checks.pop(payment.id, None)
+
+
+class FakeSettlement:
+    def __init__(self, store):
+        self.store = store
+        self.payments = {}
+        self.events = []
+
+    def record_outcome(self, payment, result):
+        current = self.store.payments[payment.id]
+        if current.status != "pending":
+            return None
+        settled = replace(
+            current, status="succeeded" if result.succeeded else "failed",
+            transaction_id=result.transaction_id, error_code=result.error_code,
+            error_message=result.error_message, failure_reason=result.failure_reason,
+            simulated_response=result.simulated_response, processed_at=NOW + timedelta(seconds=1))
+        self.payments[payment.id] = settled
+        return settled
+
+    def add_event(self, event):
+        outbox = self.store.outbox + self.events
+        self.events.append(event)
+        return any(e.key == event.key and e.event_id not in self.store.sent for e in outbox)
 
 
 class FakePublisher:
@@ -92,17 +146,37 @@ class FakeUpstream:
         return self.reservation
 
 
-class CountingGateway(SimulatedGateway):
-    def __init__(self, fail_with=None):
-        super().__init__()
+class FakeGateway:
+    """A processor that keeps its charges by payment id, as the port requires."""
+
+    is_simulated = True
+
+    def __init__(self, fail_with=None, reference=None):
+        self.charged: dict[uuid.UUID, object] = {}
         self.charges = 0
         self.fail_with = fail_with
+        self.reference = reference
+        self.unreachable = False
+
+    def prepare(self, payment):
+        return self.reference
 
     def charge(self, payment):
         self.charges += 1
+        if self.reference is not None:
+            assert payment.gateway_reference == self.reference, "charged before the reference was kept"
+        if payment.id not in self.charged:
+            self.charged[payment.id] = decide(payment)
         if self.fail_with:
             raise self.fail_with
-        return super().charge(payment)
+        return self.charged[payment.id]
+
+    def lookup(self, payment):
+        if self.unreachable:
+            return UNKNOWN
+        if payment.id in self.charged:
+            return Lookup.of(self.charged[payment.id])
+        return NEVER_CHARGED
 
 
 def make(amount="150.00", order_status="pending", deliver=True, gateway=None, reservation=None):
@@ -113,7 +187,7 @@ def make(amount="150.00", order_status="pending", deliver=True, gateway=None, re
     store = FakeStore()
     upstream = FakeUpstream(order, reservation)
     deps = service.Dependencies(
-        store=store, ordering=upstream, reservations=upstream, gateway=gateway or CountingGateway(),
+        store=store, ordering=upstream, reservations=upstream, gateway=gateway or FakeGateway(),
         delivery=Delivery(store, FakePublisher(store, deliver)), topic_succeeded="ok", topic_failed="ko",
         delivery_timeout=0.01)
     return request, deps
@@ -147,12 +221,11 @@ def test_replay_skips_upstream_and_gateway():
 
 def test_in_flight_payment_is_409_without_charge():
     request, deps = make()
-    deps.store.insert_pending({"id": uuid.uuid4(), "order_id": request.order_id, "customer_id": CUSTOMER,
-                               "reservation_id": None, "amount": request.amount, "currency": "USD",
-                               "payment_method": "paypal", "is_simulated": True})
-    with pytest.raises(errors.PaymentInProgress):
+    deps.store.insert_pending(request, uuid.uuid4(), is_simulated=True, created_at=datetime.now(timezone.utc))
+    with pytest.raises(errors.PaymentInProgress) as raised:
         service.pay(request, deps)
     assert deps.gateway.charges == 0
+    assert raised.value.retry_after_s == 1
 
 
 def test_decline_records_failed_payment_and_failed_event():
@@ -166,7 +239,7 @@ def test_decline_records_failed_payment_and_failed_event():
 
 
 def test_gateway_exception_leaves_payment_pending_and_nothing_published():
-    request, deps = make(gateway=CountingGateway(fail_with=ConnectionError("boom")))
+    request, deps = make(gateway=FakeGateway(fail_with=GatewayUnreachable()))
     with pytest.raises(errors.GatewayUnavailable):
         service.pay(request, deps)
     [payment] = deps.store.payments.values()
@@ -204,3 +277,97 @@ def test_reservation_checks():
 def test_simulator_outcomes_follow_the_amount(amount, code):
     decline = decline_for(Decimal(amount))
     assert (decline[0] if decline else None) == code
+
+
+# --- settling from the gateway's answer ---------------------------------------
+
+
+def reconciler(deps, **options):
+    return Reconciler(deps, older_than_s=0, base_backoff_s=1, max_backoff_s=8, **options)
+
+
+def test_reference_is_kept_before_the_charge():
+    request, deps = make(gateway=FakeGateway(reference="pi_123"))
+    service.pay(request, deps)
+    assert deps.store.log[:2] == ["insert_pending", "attach_reference"]
+    [payment] = deps.store.payments.values()
+    assert payment.gateway_reference == "pi_123" and payment.status == "succeeded"
+
+
+def test_outcome_not_recorded_leaves_the_payment_pending_and_the_reconciler_settles_it():
+    request, deps = make()
+    deps.store.fail_settlement = True
+    with pytest.raises(errors.DatabaseUnavailable):
+        service.pay(request, deps)
+    [payment] = deps.store.payments.values()
+    assert payment.status == "pending" and deps.store.outbox == []
+    assert deps.gateway.charged[payment.id].succeeded
+
+    deps.store.fail_settlement = False
+    counts = reconciler(deps).run_once()
+    assert counts[Found.CHARGED] == 1
+    settled = deps.store.payments[payment.id]
+    assert settled.status == "succeeded"
+    assert settled.transaction_id == deps.gateway.charged[payment.id].transaction_id
+    [event] = deps.store.outbox
+    assert event.event_type == "payment-succeeded" and deps.gateway.charges == 1
+    # The order is paid: the next attempt is a replay, not a charge.
+    again = service.pay(request, deps)
+    assert again.replayed and deps.gateway.charges == 1
+
+
+def test_reconciler_settles_a_decline_with_the_gateways_code():
+    request, deps = make(amount="10.13")
+    deps.store.fail_settlement = True
+    with pytest.raises(errors.DatabaseUnavailable):
+        service.pay(request, deps)
+    deps.store.fail_settlement = False
+    assert reconciler(deps).run_once()[Found.DECLINED] == 1
+    [payment] = deps.store.payments.values()
+    assert (payment.status, payment.error_code) == ("failed", "CARD_DECLINED")
+    [event] = deps.store.outbox
+    assert event.event_type == "payment-failed"
+
+
+def test_never_charged_fails_the_payment_and_frees_the_order():
+    request, deps = make()
+    stranded = deps.store.insert_pending(request, uuid.uuid4(), is_simulated=True)
+    assert reconciler(deps).run_once()[Found.NEVER_CHARGED] == 1
+    failed = deps.store.payments[stranded.id]
+    assert (failed.status, failed.error_code) == ("failed", "PROCESSING_INTERRUPTED")
+    assert deps.gateway.charges == 0
+    outcome = service.pay(request, deps)
+    assert outcome.payment.status == "succeeded" and deps.gateway.charges == 1
+
+
+def test_unknown_answer_keeps_the_payment_pending_and_backs_off():
+    request, deps = make()
+    stranded = deps.store.insert_pending(request, uuid.uuid4(), is_simulated=True)
+    deps.gateway.unreachable = True
+    job = reconciler(deps)
+    assert job.run_once()[Found.UNKNOWN] == 1
+    assert job.run_once()[Found.UNKNOWN] == 1
+    assert deps.store.payments[stranded.id].status == "pending" and deps.store.outbox == []
+    assert [entry for entry in deps.store.log if entry[0] == "postpone"] == [("postpone", 1), ("postpone", 2)]
+    deps.gateway.unreachable = False
+    assert job.run_once()[Found.NEVER_CHARGED] == 1
+
+
+def test_a_payment_settled_elsewhere_first_is_not_settled_twice():
+    request, deps = make()
+    pending = deps.store.insert_pending(request, uuid.uuid4(), is_simulated=True)
+    first = service.settle(pending, decide(pending), deps)
+    second = service.settle(pending, service.INTERRUPTED, deps)
+    assert second == first and first.status == "succeeded"
+    assert len(deps.store.outbox) == 1
+
+
+def test_backoff_doubles_up_to_its_cap():
+    assert [backoff(n, base_s=1, max_s=8) for n in range(1, 7)] == [1, 2, 4, 8, 8, 8]
+
+
+@pytest.mark.parametrize("age_s, expected", [(0, 1), (9, 1), (30, 90), (119.5, 1), (500, 1)])
+def test_retry_after_says_when_the_payment_will_be_settled(age_s, expected):
+    request, deps = make()
+    live = deps.store.insert_pending(request, uuid.uuid4(), is_simulated=True)
+    assert service.retry_after(live, 120, now=NOW + timedelta(seconds=age_s)) == expected

@@ -1,0 +1,121 @@
+"""The simulated payment processor, behind the gateway port.
+
+It answers from the amount, so that every outcome can be produced on
+purpose (README, "Test amounts"), and keeps a durable ledger the way a real
+processor keeps its own records: one row per charge in
+`bc_payment.simulator_charges`, keyed by the payment id (the idempotency
+key) and committed on its own when the charge is taken, whatever becomes of
+the payment's own transactions. A repeated charge returns the first result;
+a lookup reads the ledger, so it survives a restart of the service.
+
+Latency: `delay_before_charge_ms` passes before the processor takes the
+charge (the request's way there), `latency_ms` after (the answer's way
+back). A fault in between is a charge taken and an answer lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from decimal import Decimal
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from payment.gateway import NEVER_CHARGED, UNKNOWN, GatewayUnreachable, Lookup
+from payment.model import ChargeResult, Payment
+from payment.queries import QUERIES
+
+log = logging.getLogger(__name__)
+
+LARGEST_ACCEPTED = Decimal("999999.99")
+
+# cents -> (errorCode, errorMessage, failureReason)
+_DECLINES = {
+    Decimal("0.13"): ("CARD_DECLINED", "Card declined", "Issuing bank rejected the transaction"),
+    Decimal("0.66"): ("INSUFFICIENT_FUNDS", "Card declined due to insufficient funds",
+                      "The payment gateway returned error code 51"),
+    Decimal("0.99"): ("PROCESSOR_TIMEOUT", "Payment processor timed out",
+                      "The payment processor did not answer in time"),
+}
+_TOO_LARGE = ("AMOUNT_TOO_LARGE", "Amount exceeds the gateway limit",
+              "The payment gateway accepts amounts below 999999.99")
+_VOIDED = ChargeResult(
+    succeeded=False, transaction_id=None, simulated_response="Declined - ErrorCode: PAYMENT_VOIDED",
+    error_code="PAYMENT_VOIDED", error_message="Payment was cancelled",
+    failure_reason="The payment gateway had closed this payment before the charge arrived",
+)
+
+
+def decline_for(amount: Decimal):
+    """The simulated decline for this amount, or None for a success."""
+    if amount >= LARGEST_ACCEPTED:
+        return _TOO_LARGE
+    return _DECLINES.get(amount % 1)
+
+
+def decide(payment: Payment) -> ChargeResult:
+    decline = decline_for(payment.amount)
+    if decline:
+        code, message, reason = decline
+        return ChargeResult(
+            succeeded=False, transaction_id=None, simulated_response=f"Declined - ErrorCode: {code}",
+            error_code=code, error_message=message, failure_reason=reason,
+        )
+    transaction_id = "txn_" + secrets.token_hex(8)
+    return ChargeResult(succeeded=True, transaction_id=transaction_id,
+                        simulated_response=f"Success - TransactionId: {transaction_id}")
+
+
+class SimulatedGateway:
+    is_simulated = True
+
+    def __init__(self, pool: ConnectionPool, *, latency_ms: int = 0, delay_before_charge_ms: int = 0):
+        self.pool = pool
+        self.latency_s = latency_ms / 1000
+        self.delay_before_s = delay_before_charge_ms / 1000
+
+    def prepare(self, payment: Payment) -> None:
+        return None  # the payment id is the simulator's key
+
+    def charge(self, payment: Payment) -> ChargeResult:
+        if self.delay_before_s:
+            time.sleep(self.delay_before_s)
+        decision = decide(payment)
+        row = self._ledger("simulator_charge", {
+            "payment_id": payment.id, "order_id": payment.order_id, "amount": payment.amount,
+            "currency": payment.currency, "succeeded": decision.succeeded,
+            "transaction_id": decision.transaction_id, "error_code": decision.error_code,
+            "error_message": decision.error_message, "failure_reason": decision.failure_reason,
+            "response": decision.simulated_response,
+        })
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        return _result(row) if row else _VOIDED
+
+    def lookup(self, payment: Payment) -> Lookup:
+        try:
+            row = self._ledger("simulator_lookup", {"payment_id": payment.id})
+        except GatewayUnreachable:
+            return UNKNOWN
+        return Lookup.of(_result(row)) if row else NEVER_CHARGED
+
+    def _ledger(self, query: str, params: dict):
+        """Run one ledger statement group; the last statement's row, if any."""
+        try:
+            with self.pool.connection() as conn, psycopg.ClientCursor(conn) as cur:
+                cur.execute(QUERIES[query], params)
+                while cur.nextset():
+                    pass
+                return cur.fetchone()
+        except (psycopg.Error, PoolTimeout) as exc:
+            log.warning("simulated processor unavailable: %s", type(exc).__name__,
+                        extra={"paymentId": str(params["payment_id"])})
+            raise GatewayUnreachable() from None
+
+
+def _result(row) -> ChargeResult:
+    succeeded, transaction_id, code, message, reason, response = row
+    return ChargeResult(succeeded=succeeded, transaction_id=transaction_id, simulated_response=response,
+                        error_code=code, error_message=message, failure_reason=reason)
