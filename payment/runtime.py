@@ -78,6 +78,7 @@ def build_gateway(config: Config, pool):
 class Runtime:
     app: falcon.App
     core: Core
+    metrics: Metrics
     relay: OutboxRelay | None
 
     @property
@@ -101,7 +102,7 @@ def build(config: Config, *, start_relay: bool = True) -> Runtime:
         "database": core.store.ping,
         "broker": core.publisher.is_reachable,
     })
-    return Runtime(app=app, core=core, relay=relay)
+    return Runtime(app=app, core=core, metrics=metrics, relay=relay)
 
 
 def make_reconciler(core: Core, *, metrics: Metrics | None = None) -> Reconciler:

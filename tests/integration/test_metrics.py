@@ -6,8 +6,11 @@ from __future__ import annotations
 import time
 import uuid
 
+import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
+from payment.runtime import build, make_reconciler
+from tests.conftest import Client
 from tests.support import new_order, payment_body
 
 
@@ -107,3 +110,35 @@ def test_outbox_backlog_and_oldest_age_come_from_the_database(client, sandbox, d
     samples = scrape(client)
     assert value(samples, "payment_outbox_unsent_events") == 2
     assert 90 <= value(samples, "payment_outbox_oldest_unsent_age_seconds") < 120
+
+
+def test_reconciler_answers_are_counted_and_overdue_payments_shown(config, database, caplog):
+    charged, unknown = uuid.uuid4(), uuid.uuid4()
+    for payment_id in (charged, unknown):
+        database.execute(
+            "INSERT INTO bc_payment.payments (id, order_id, customer_id, amount, currency, payment_method,"
+            " status, is_simulated, created_at) VALUES (%s, %s, %s, 150, 'USD', 'credit_card', 'pending',"
+            " true, now() - interval '1 hour')", (payment_id, uuid.uuid4(), uuid.uuid4()))
+    database.execute(
+        "INSERT INTO bc_payment.simulator_charges (payment_id, order_id, amount, currency, succeeded,"
+        " transaction_id, response) SELECT id, order_id, 150, 'USD', true, 'txn_1', 'Success' "
+        " FROM bc_payment.payments WHERE id = %s", (charged,))
+    runtime = build(config, start_relay=False)
+    client = Client(runtime.app)
+    # The gateway cannot answer for the second payment: its ledger row is
+    # held by a transaction that outlasts the statement timeout.
+    holder = psycopg.connect(database.url)
+    try:
+        assert value(scrape(client), "payment_pending_overdue_payments") == 2
+        holder.execute("INSERT INTO bc_payment.simulator_voids (payment_id) VALUES (%s)", (unknown,))
+        make_reconciler(runtime.core, metrics=runtime.metrics).run_once()
+        holder.rollback()
+        samples = scrape(client)
+    finally:
+        holder.close()
+        runtime.close(timeout=2)
+
+    assert value(samples, "payment_reconciliations_total", result="charged") == 1
+    assert value(samples, "payment_reconciliations_total", result="unknown") == 1
+    assert value(samples, "payment_pending_overdue_payments") == 1
+    assert [r.paymentId for r in caplog.records if r.getMessage().startswith("gateway cannot say")] == [str(unknown)]

@@ -1,6 +1,7 @@
 """The relay as its own process (`python -m payment relay`): two of them
 drain one outbox without sending any row twice, and clean up sent rows
-past their retention."""
+past their retention. The reconciler as its own process (`python -m payment
+reconcile`) settles overdue pending payments from the gateway's ledger."""
 
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ from tests.support import ROOT, EventLog, new_order, payment_body
 UNSENT = "sent_at IS NULL"
 
 
-def start_relay(env: dict, log_path) -> subprocess.Popen:
-    """A relay process, returned once it says it runs."""
+def start_relay(env: dict, log_path, command: str = "relay", says: bytes = b"outbox relay running"):
+    """A relay (or reconciler) process, returned once it says it runs."""
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "payment", "relay"], cwd=ROOT,
+        process = subprocess.Popen([sys.executable, "-m", "payment", command], cwd=ROOT,
                                    env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
-    while b"outbox relay running" not in log_path.read_bytes():
+    while says not in log_path.read_bytes():
         assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
         time.sleep(0.05)
     return process
@@ -63,3 +64,49 @@ def test_two_relay_processes_drain_the_outbox_once(make_client, config, service_
     event_ids = [m["headers"]["eventId"] for m in sent]
     assert len(event_ids) == 40 and len(set(event_ids)) == 40
     assert set(event_ids) == {str(r["event_id"]) for r in database.rows("outbox")}
+
+
+def insert_pending(database, amount="150.00") -> tuple[uuid.UUID, uuid.UUID]:
+    """A payment left pending an hour ago; returns (payment id, order id)."""
+    payment_id, order_id = uuid.uuid4(), uuid.uuid4()
+    database.execute(
+        "INSERT INTO bc_payment.payments (id, order_id, customer_id, amount, currency, payment_method,"
+        " status, is_simulated, created_at) VALUES (%s, %s, %s, %s, 'USD', 'credit_card', 'pending', true,"
+        " now() - interval '1 hour')", (payment_id, order_id, uuid.uuid4(), amount))
+    return payment_id, order_id
+
+
+def test_reconciler_process_settles_pending_payments_from_the_gateways_ledger(
+        service_env, database, broker, tmp_path):
+    charged, charged_order = insert_pending(database)
+    # The simulated processor took this charge; its outcome was never recorded.
+    database.execute(
+        "INSERT INTO bc_payment.simulator_charges (payment_id, order_id, amount, currency, succeeded,"
+        " transaction_id, response) VALUES (%s, %s, 150, 'USD', true, 'txn_00000000000000aa',"
+        " 'Success - TransactionId: txn_00000000000000aa')", (charged, charged_order))
+    never, _ = insert_pending(database)
+    log = EventLog(broker)
+    log.mark()
+
+    env = {**service_env, "OUTBOX_RELAY_INTERVAL_S": "0.1"}
+    reconciler = start_relay(env, tmp_path / "reconciler.log", "reconcile", b"reconciler running")
+    try:
+        deadline = time.monotonic() + 30
+        while database.rows(where="status = 'pending'") and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        reconciler.terminate()
+        code = reconciler.wait(15)
+    assert code == 0
+    rows = {row["id"]: row for row in database.rows()}
+    assert (rows[charged]["status"], rows[charged]["transaction_id"]) == ("succeeded", "txn_00000000000000aa")
+    assert (rows[never]["status"], rows[never]["error_code"]) == ("failed", "PROCESSING_INTERRUPTED")
+    # Only this test's payments: the broker may still report an earlier
+    # test's last message as new.
+    [succeeded] = [m for m in log.read("payment-succeeded") if m["value"]["paymentId"] == str(charged)]
+    [failed] = [m for m in log.read("payment-failed") if m["value"]["paymentId"] == str(never)]
+    log.close()
+    assert succeeded["value"]["paymentId"] == str(charged)
+    assert succeeded["value"]["transactionId"] == "txn_00000000000000aa"
+    assert failed["value"]["paymentId"] == str(never)
+    assert [row["payment_id"] for row in database.rows("simulator_voids")] == [never]
