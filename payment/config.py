@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -25,6 +25,9 @@ DEFAULT_PORT = 5004
 # The documented deployment names no ordering service URL: the service finds
 # it by the host name the platform's compose file gives it.
 DEFAULT_ORDERING_SERVICE_URL = "http://ordering:5002"
+GATEWAYS = ("simulator", "stripe")
+DEFAULT_STRIPE_API_BASE = "https://api.stripe.com"
+DEFAULT_STRIPE_PAYMENT_METHOD = "pm_card_visa"
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,12 @@ class Config:
     outbox_retention: float = 7 * 24 * 3600
     pending_timeout: float = 120.0
     reconcile_max_backoff: float = 300.0
+    payment_gateway: str = "simulator"
+    # repr=False: the key never shows when the configuration is printed or logged.
+    stripe_api_key: str | None = field(default=None, repr=False)
+    stripe_api_base: str = DEFAULT_STRIPE_API_BASE
+    stripe_payment_method: str = DEFAULT_STRIPE_PAYMENT_METHOD
+    gateway_timeout: float = 10.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Config":
@@ -82,10 +91,34 @@ class Config:
             outbox_retention=_seconds(env, "OUTBOX_RETENTION_S", 7 * 24 * 3600, high=90 * 24 * 3600),
             pending_timeout=_seconds(env, "PENDING_TIMEOUT_S", 120.0, high=24 * 3600),
             reconcile_max_backoff=_seconds(env, "RECONCILE_MAX_BACKOFF_S", 300.0, high=24 * 3600),
+            **_gateway(env),
         )
 
     def redacted_database_url(self) -> str:
         return redact_conninfo(self.database_url)
+
+
+def _gateway(env: dict[str, str]) -> dict:
+    """PAYMENT_GATEWAY and the Stripe settings; the key is checked for its
+    shape only, and no message ever quotes it."""
+    gateway = env.get("PAYMENT_GATEWAY") or "simulator"
+    if gateway not in GATEWAYS:
+        raise ConfigError("PAYMENT_GATEWAY must be one of: " + ", ".join(GATEWAYS))
+    key = env.get("STRIPE_API_KEY") or None
+    if gateway == "stripe" and not key:
+        raise ConfigError("STRIPE_API_KEY must be set when PAYMENT_GATEWAY is stripe")
+    if key is not None and not re.fullmatch(r"(sk|rk)_(test|live)_[A-Za-z0-9]+", key):
+        raise ConfigError("STRIPE_API_KEY must be a Stripe secret or restricted key (sk_... or rk_...)")
+    method = env.get("STRIPE_PAYMENT_METHOD") or DEFAULT_STRIPE_PAYMENT_METHOD
+    if not re.fullmatch(r"pm_[A-Za-z0-9_]{1,100}", method):
+        raise ConfigError("STRIPE_PAYMENT_METHOD must be a PaymentMethod id (pm_...)")
+    return {
+        "payment_gateway": gateway,
+        "stripe_api_key": key,
+        "stripe_api_base": _url(env, "STRIPE_API_BASE", default=DEFAULT_STRIPE_API_BASE),
+        "stripe_payment_method": method,
+        "gateway_timeout": _seconds(env, "GATEWAY_TIMEOUT_S", 10.0, high=120),
+    }
 
 
 def _database_url(env: dict[str, str]) -> str:

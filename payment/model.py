@@ -44,7 +44,7 @@ class ChargeResult:
 
     succeeded: bool
     transaction_id: str | None
-    simulated_response: str
+    simulated_response: str | None  # the simulator's text; None from a real processor
     error_code: str | None = None
     error_message: str | None = None
     failure_reason: str | None = None

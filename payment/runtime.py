@@ -17,6 +17,7 @@ from payment import db, service, upstream
 from payment.api.app import create_app
 from payment.config import Config
 from payment.delivery import Delivery
+from payment.gateways import build_gateway
 from payment.kafka import KafkaPublisher, ensure_topics
 from payment.metrics import Metrics
 from payment.reconciler import Reconciler
@@ -59,7 +60,7 @@ def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int 
         store=store,
         ordering=upstream.OrderingClient(config.ordering_service_url, session, **upstream_options),
         reservations=upstream.ReservationClient(config.reservation_service_url, session, **upstream_options),
-        gateway=build_gateway(config, pool),
+        gateway=_gateway(config, pool),
         delivery=delivery,
         topic_succeeded=config.topic_succeeded,
         topic_failed=config.topic_failed,
@@ -69,9 +70,10 @@ def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int 
     return Core(config=config, pool=pool, store=store, publisher=publisher, delivery=delivery, deps=deps)
 
 
-def build_gateway(config: Config, pool):
-    return SimulatedGateway(pool, latency_ms=config.simulator_latency_ms,
-                            delay_before_charge_ms=config.simulator_delay_before_charge_ms)
+def _gateway(config: Config, pool):
+    return build_gateway(config, simulator=lambda: SimulatedGateway(
+        pool, latency_ms=config.simulator_latency_ms,
+        delay_before_charge_ms=config.simulator_delay_before_charge_ms))
 
 
 @dataclass

@@ -1,0 +1,235 @@
+"""A real localstripe process (a stateful fake of the Stripe API) and a TCP
+proxy in front of it that can be switched off and on, for the Stripe adapter's
+tests and for end-to-end tests of the service with PAYMENT_GATEWAY=stripe.
+
+Use the fixtures by importing them into a test module (or a conftest):
+
+    from tests.stripe_support import localstripe, stripe_proxy  # noqa: F401
+
+`localstripe` is one process per session (its store is wiped by `reset()`);
+`stripe_proxy` is a fresh proxy per test, pointed at it, always forwarding
+again when the test ends.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from payment.devstack import free_port, stop, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[1]
+# localstripe accepts any key that starts with sk_; a fresh one per session,
+# so that a test can look for it in logs and messages.
+API_KEY = "sk_test_" + secrets.token_hex(16)
+
+
+class LocalStripe:
+    """localstripe run as `python -m tests.localstripe_server`."""
+
+    def __init__(self, log_path: Path):
+        self.port = free_port()
+        self.log = open(log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.localstripe_server", "--port", str(self.port)],
+            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, timeout=30, process=self.process)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.http = requests.Session()
+        self.http.auth = (API_KEY, "")
+
+    def close(self) -> None:
+        self.http.close()
+        stop(self.process)
+        self.log.close()
+
+    def reset(self) -> None:
+        """Forget every object (localstripe's own endpoint)."""
+        self.http.delete(f"{self.url}/_config/data", timeout=10).raise_for_status()
+
+    def _request(self, method: str, path: str, **kwargs) -> dict:
+        answer = self.http.request(method, f"{self.url}{path}", timeout=10, **kwargs)
+        answer.raise_for_status()
+        return answer.json()
+
+    def intent(self, intent_id: str) -> dict:
+        return self._request("GET", f"/v1/payment_intents/{intent_id}")
+
+    def intents(self) -> list[dict]:
+        return self._request("GET", "/v1/payment_intents", params={"limit": 1000})["data"]
+
+    def charges(self, intent_id: str | None = None) -> list[dict]:
+        charges = self._request("GET", "/v1/charges", params={"limit": 1000})["data"]
+        return [c for c in charges if intent_id is None or c["payment_intent"] == intent_id]
+
+    def confirm(self, intent_id: str) -> requests.Response:
+        """A confirm sent behind the adapter's back (a late or second one)."""
+        return self.http.post(f"{self.url}/v1/payment_intents/{intent_id}/confirm", timeout=10)
+
+    def payment_method(self, card_number: str) -> str:
+        """A PaymentMethod for a test card number (localstripe's own card
+        behaviours: 4000000000000341 declines at charge, 4000002500003155
+        asks for 3-D Secure)."""
+        return self._request("POST", "/v1/payment_methods", data={
+            "type": "card", "card[number]": card_number, "card[exp_month]": "12",
+            "card[exp_year]": "2034", "card[cvc]": "123",
+        })["id"]
+
+
+FORWARD = "forward"        # pass everything through
+RESET = "reset"            # accept, then reset the connection at once: a refused call
+BLACKHOLE = "blackhole"    # accept and read, never answer: the client's timeout fires
+LOSE_ANSWER = "lose_answer"  # forward a matching request, then reset instead of answering
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    answered: bool
+
+
+@dataclass
+class GatewayProxy:
+    """A TCP proxy between a client and an HTTP server, one request per
+    connection (it answers `Connection: close`, so no kept-alive connection
+    outlives a switch of mode). Real sockets; the server keeps its state."""
+
+    upstream_port: int
+    mode: str = FORWARD
+    lose_path: str = ""
+    seen: list[Seen] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._lock = threading.Lock()
+        self._held: set[socket.socket] = set()
+        self._switched = threading.Event()
+        self._closed = False
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    def switch(self, mode: str, lose_path: str = "") -> None:
+        """FORWARD, RESET, BLACKHOLE, or LOSE_ANSWER for requests whose path
+        contains `lose_path` (others are forwarded)."""
+        with self._lock:
+            self.mode, self.lose_path = mode, lose_path
+            held, self._held = self._held, set()
+            switched, self._switched = self._switched, threading.Event()
+        switched.set()  # releases the connections held by BLACKHOLE
+        for conn in held:
+            _reset(conn)
+
+    def close(self) -> None:
+        self._closed = True
+        self.switch(FORWARD)
+        self._listener.close()
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with self._lock:
+            mode, lose_path, switched = self.mode, self.lose_path, self._switched
+        try:
+            if mode == RESET:
+                _reset(conn)
+                return
+            if mode == BLACKHOLE:
+                with self._lock:
+                    self._held.add(conn)
+                conn.settimeout(60)
+                _read_request(conn)
+                switched.wait(60)
+                _reset(conn)
+                return
+            head, body = _read_request(conn)
+            method, path = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")[:2]
+            answer = self._forward(_with_close(head), body)
+            lose = mode == LOSE_ANSWER and lose_path in path
+            self.seen.append(Seen(method, path, answered=not lose))
+            if lose:
+                _reset(conn)  # the server did the work; its answer is lost
+                return
+            answer_head, _, answer_body = answer.partition(b"\r\n\r\n")
+            conn.sendall(_with_close(answer_head) + b"\r\n\r\n" + answer_body)
+            conn.close()
+        except OSError:
+            _reset(conn)
+
+    def _forward(self, head: bytes, body: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", self.upstream_port), timeout=30) as upstream:
+            upstream.sendall(head + b"\r\n\r\n" + body)
+            chunks = []
+            while chunk := upstream.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _read_request(conn: socket.socket) -> tuple[bytes, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise OSError("client closed before sending a request")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise OSError("client closed in the middle of a request")
+        body += chunk
+    return head, body
+
+
+def _with_close(head: bytes) -> bytes:
+    lines = [line for line in head.split(b"\r\n")
+             if line.split(b":", 1)[0].strip().lower() != b"connection"]
+    return b"\r\n".join(lines + [b"Connection: close"])
+
+
+def _reset(conn: socket.socket) -> None:
+    """Close with a TCP reset rather than an orderly FIN."""
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+    except OSError:
+        pass
+
+
+@pytest.fixture(scope="session")
+def localstripe(tmp_path_factory):
+    server = LocalStripe(tmp_path_factory.mktemp("localstripe") / "localstripe.log")
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def stripe_proxy(localstripe):
+    proxy = GatewayProxy(localstripe.port)
+    yield proxy
+    proxy.close()
