@@ -234,8 +234,16 @@ def _settled(intent) -> Lookup | None:
     return None
 
 
+def transaction_id(intent_id: str) -> str:
+    """The contract's `txn_<letters and digits>` form of a PaymentIntent id
+    (`pi_3Mtw…` -> `txn_3Mtw…`): the event schema, shared with consumers,
+    holds transaction ids to it. The intent id itself is on the payment
+    (`gateway_reference`)."""
+    return "txn_" + intent_id.removeprefix("pi_").replace("_", "")
+
+
 def _success(intent) -> ChargeResult:
-    return ChargeResult(succeeded=True, transaction_id=intent.id, simulated_response=None)
+    return ChargeResult(succeeded=True, transaction_id=transaction_id(intent.id), simulated_response=None)
 
 
 def _decline_code(error) -> str | None:

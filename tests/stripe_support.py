@@ -90,6 +90,7 @@ FORWARD = "forward"        # pass everything through
 RESET = "reset"            # accept, then reset the connection at once: a refused call
 BLACKHOLE = "blackhole"    # accept and read, never answer: the client's timeout fires
 LOSE_ANSWER = "lose_answer"  # forward a matching request, then reset instead of answering
+HOLD_ANSWER = "hold_answer"  # forward a matching request, answer only at the next switch
 
 
 @dataclass
@@ -124,8 +125,9 @@ class GatewayProxy:
         threading.Thread(target=self._accept_loop, daemon=True).start()
 
     def switch(self, mode: str, lose_path: str = "") -> None:
-        """FORWARD, RESET, BLACKHOLE, or LOSE_ANSWER for requests whose path
-        contains `lose_path` (others are forwarded)."""
+        """The mode for requests whose path contains `lose_path` (all when
+        empty); the others are forwarded. A switch releases what BLACKHOLE and
+        HOLD_ANSWER hold."""
         with self._lock:
             self.mode, self.lose_path = mode, lose_path
             held, self._held = self._held, set()
@@ -151,30 +153,44 @@ class GatewayProxy:
         with self._lock:
             mode, lose_path, switched = self.mode, self.lose_path, self._switched
         try:
+            if mode == RESET and not lose_path:
+                _reset(conn)
+                return
+            if mode == BLACKHOLE and not lose_path:
+                self._hold_then_reset(conn, switched)
+                return
+            head, body = _read_request(conn)
+            method, path = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")[:2]
+            if lose_path not in path:
+                mode = FORWARD
             if mode == RESET:
                 _reset(conn)
                 return
             if mode == BLACKHOLE:
-                with self._lock:
-                    self._held.add(conn)
-                conn.settimeout(60)
-                _read_request(conn)
-                switched.wait(60)
-                _reset(conn)
+                self._hold_then_reset(conn, switched, read=False)
                 return
-            head, body = _read_request(conn)
-            method, path = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")[:2]
             answer = self._forward(_with_close(head), body)
-            lose = mode == LOSE_ANSWER and lose_path in path
+            lose = mode == LOSE_ANSWER
             self.seen.append(Seen(method, path, answered=not lose))
             if lose:
                 _reset(conn)  # the server did the work; its answer is lost
                 return
+            if mode == HOLD_ANSWER:
+                switched.wait(60)  # the server did the work; its answer comes late
             answer_head, _, answer_body = answer.partition(b"\r\n\r\n")
             conn.sendall(_with_close(answer_head) + b"\r\n\r\n" + answer_body)
             conn.close()
         except OSError:
             _reset(conn)
+
+    def _hold_then_reset(self, conn: socket.socket, switched: threading.Event, read: bool = True) -> None:
+        with self._lock:
+            self._held.add(conn)
+        conn.settimeout(60)
+        if read:
+            _read_request(conn)
+        switched.wait(60)
+        _reset(conn)
 
     def _forward(self, head: bytes, body: bytes) -> bytes:
         with socket.create_connection(("127.0.0.1", self.upstream_port), timeout=30) as upstream:
