@@ -51,7 +51,8 @@ def build(config: Config, *, start_relay: bool = True) -> Runtime:
     metrics = Metrics(pool_stats=pool.get_stats, outbox_backlog=store.outbox_backlog)
     session = upstream.new_session(pool_size=config.db_pool_max)
     upstream_options = dict(connect_timeout=config.upstream_connect_timeout,
-                            read_timeout=config.upstream_read_timeout, metrics=metrics)
+                            read_timeout=config.upstream_read_timeout, deadline=config.upstream_deadline,
+                            max_response_bytes=config.upstream_max_response_bytes, metrics=metrics)
     publisher = KafkaPublisher(config.kafka_bootstrap_servers, config.kafka_message_timeout)
     delivery = Delivery(store, publisher)
     deps = service.Dependencies(
