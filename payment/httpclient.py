@@ -112,7 +112,7 @@ class ConnectionPool:
         conn.response_class = functools.partial(_BudgetedResponse, budget=budget)
         response = conn.getresponse()
         if response.length is not None and budget.max_bytes is not None and response.length > budget.max_bytes:
-            raise HTTPTooLarge()  # declared too large: not one byte of it is read
+            raise HTTPTooLarge()  # declared too large: its body is never read
         pieces = []
         while piece := response.read(_PIECE):
             pieces.append(piece)
