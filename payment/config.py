@@ -28,6 +28,12 @@ DEFAULT_ORDERING_SERVICE_URL = "http://ordering:5002"
 GATEWAYS = ("simulator", "stripe")
 DEFAULT_STRIPE_API_BASE = "https://api.stripe.com"
 DEFAULT_STRIPE_PAYMENT_METHOD = "pm_card_visa"
+# One upstream call, connect to last byte: the connect and read timeouts
+# together. A call never outlives it, however the answer trickles in.
+DEFAULT_UPSTREAM_DEADLINE_S = 4.0
+# An order or a reservation is a few hundred bytes; this leaves room for one
+# with many lines and keeps 8 threads x 2 calls far below a worker's memory.
+DEFAULT_UPSTREAM_MAX_RESPONSE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,8 @@ class Config:
     port: int = DEFAULT_PORT
     upstream_connect_timeout: float = 1.0
     upstream_read_timeout: float = 3.0
+    upstream_deadline: float = DEFAULT_UPSTREAM_DEADLINE_S
+    upstream_max_response_bytes: int = DEFAULT_UPSTREAM_MAX_RESPONSE_BYTES
     db_pool_min: int = 1
     db_pool_max: int = 8
     db_timeout: float = 2.0
@@ -76,6 +84,9 @@ class Config:
             port=_port(env),
             upstream_connect_timeout=_seconds(env, "UPSTREAM_CONNECT_TIMEOUT_S", 1.0),
             upstream_read_timeout=_seconds(env, "UPSTREAM_READ_TIMEOUT_S", 3.0),
+            upstream_deadline=_seconds(env, "UPSTREAM_DEADLINE_S", DEFAULT_UPSTREAM_DEADLINE_S, high=60),
+            upstream_max_response_bytes=_int(env, "UPSTREAM_MAX_RESPONSE_BYTES", DEFAULT_UPSTREAM_MAX_RESPONSE_BYTES,
+                                             low=1024, high=64 * 1024 * 1024),
             db_pool_min=_int(env, "DB_POOL_MIN", 1, low=0),
             db_pool_max=_int(env, "DB_POOL_MAX", 8, low=1),
             db_timeout=_seconds(env, "DB_TIMEOUT_S", 2.0),

@@ -4,12 +4,29 @@ Numbers with a fraction or exponent are parsed as Decimal, never float, and
 Decimals are written back digit for digit (`150.00` stays `150.00`). NaN,
 Infinity and duplicate keys are rejected: JSON allows neither meaningfully,
 and a duplicated `amount` would otherwise pass with whichever value came last.
+
+Every number, wherever it is in the document, is held exactly or refused:
+at most MAX_NUMBER_DIGITS digits as written (leading zeros aside) and an
+exponent within Decimal's default range. Nothing is rounded on the way in,
+and a number too long for Python's int conversion never reaches it.
 """
 
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from decimal import (
+    Clamped, Context, Decimal, Inexact, InvalidOperation, Overflow, Rounded, Subnormal,
+    Underflow,
+)
+
+# Decimal128's precision: an amount (below 10^15, four decimals at most) needs
+# 19 digits; no real order or request needs more than 34.
+MAX_NUMBER_DIGITS = 34
+
+# Reading a number in this context raises instead of rounding it (Rounded,
+# Inexact) or moving it into range (Overflow, Underflow, Subnormal, Clamped).
+_HOLD = Context(prec=MAX_NUMBER_DIGITS, Emax=999999, Emin=-999999,
+                traps=[InvalidOperation, Inexact, Rounded, Overflow, Underflow, Subnormal, Clamped])
 
 
 class JSONInputError(ValueError):
@@ -29,6 +46,23 @@ def _no_duplicate_keys(pairs):
     return obj
 
 
+def _held(literal: str) -> Decimal:
+    """The JSON number literal as a Decimal, exactly, or JSONInputError."""
+    try:
+        return _HOLD.create_decimal(literal)
+    except (Overflow, Underflow, Subnormal, Clamped, InvalidOperation):
+        # The exponent: past the context's range, or past what Decimal takes
+        # at all. Checked first: such a number is often also rounded.
+        raise JSONInputError("number is out of range and cannot be held exactly") from None
+    except (Inexact, Rounded):
+        raise JSONInputError(
+            f"number has more than {MAX_NUMBER_DIGITS} digits and cannot be held exactly") from None
+
+
+def _held_int(literal: str) -> int:
+    return int(_held(literal))
+
+
 def loads(data: bytes | str):
     if isinstance(data, bytes):
         try:
@@ -38,7 +72,8 @@ def loads(data: bytes | str):
     try:
         return json.loads(
             data,
-            parse_float=Decimal,
+            parse_float=_held,
+            parse_int=_held_int,
             parse_constant=_reject_constant,
             object_pairs_hook=_no_duplicate_keys,
         )

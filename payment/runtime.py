@@ -53,7 +53,8 @@ def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int 
     store = db.PaymentStore(pool)
     session = upstream.new_session(pool_size=config.db_pool_max)
     upstream_options = dict(connect_timeout=config.upstream_connect_timeout,
-                            read_timeout=config.upstream_read_timeout, metrics=metrics)
+                            read_timeout=config.upstream_read_timeout, deadline=config.upstream_deadline,
+                            max_response_bytes=config.upstream_max_response_bytes, metrics=metrics)
     publisher = KafkaPublisher(config.kafka_bootstrap_servers, config.kafka_message_timeout)
     delivery = Delivery(store, publisher)
     deps = service.Dependencies(

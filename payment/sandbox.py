@@ -9,8 +9,14 @@ the contract's example order, customer and an active reservation:
 and lets a test arrange the world over HTTP:
 
     PUT /orders/{id}, PUT /reservations/{id}     store a document
-    PUT /_script  {"path", "status", "body", "contentType", "delayMs"}
-                                                 answer that path this way instead
+    PUT /_script  {"path", "status", "body", "contentType", "delayMs",
+                   "trickleMs", "padBytes", "declareLength"}
+                                                 answer that path this way instead:
+                                                 after delayMs, the body one byte every
+                                                 trickleMs, followed by padBytes of
+                                                 spaces (still the same JSON), with a
+                                                 Content-Length unless declareLength
+                                                 is false (then the close ends it)
     GET /_calls                                  {"calls": [path], "requestIds": [X-Request-ID]}
     POST /_reset                                 back to the seed
 """
@@ -123,8 +129,29 @@ class _Scripted:
         time.sleep(script.get("delayMs", 0) / 1000)
         resp.status = script.get("status", 200)
         resp.content_type = script.get("contentType", "application/json")
-        resp.data = script.get("body", "").encode()
+        body, pad = script.get("body", "").encode(), script.get("padBytes", 0)
+        if script.get("trickleMs") or pad or script.get("declareLength") is False:
+            resp.stream = _stream(body, pad, script.get("trickleMs", 0) / 1000)
+            if script.get("declareLength", True):
+                resp.content_length = len(body) + pad
+        else:
+            resp.data = body
         resp.complete = True
+
+
+def _stream(body: bytes, pad: int, trickle_s: float):
+    """The body a byte at a time (trickled) or whole, then the padding in
+    64 KiB pieces: a huge answer is never held in memory at once."""
+    if trickle_s:
+        for index in range(len(body)):
+            time.sleep(trickle_s)
+            yield body[index:index + 1]
+    elif body:
+        yield body
+    piece = b" " * 65536
+    while pad > 0:
+        yield piece[:pad]
+        pad -= len(piece)
 
 
 def create_sandbox_app() -> falcon.App:

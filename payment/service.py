@@ -23,8 +23,13 @@ from payment.errors import (
 )
 from payment.gateway import Found, GatewayUnreachable
 from payment.model import CLOSED_ORDER_STATUSES, ChargeResult, Payment, PaymentRequest
+from payment.money import shorten, shown_amount
 
 log = logging.getLogger(__name__)
+
+# The most characters of an upstream's text (a currency, a status) copied
+# into a message: the upstream sends whatever it likes.
+SHOWN_TEXT_CHARS = 40
 
 
 @dataclass
@@ -106,9 +111,12 @@ def validate_order(request: PaymentRequest, order) -> None:
     if order.status in CLOSED_ORDER_STATUSES:
         raise OrderInvalid(f"order is {order.status}")
     if order.currency.upper() != request.currency:
-        raise OrderInvalid(f"currency {request.currency} does not match the order currency {order.currency.upper()}")
+        raise OrderInvalid(f"currency {request.currency} does not match the order currency "
+                           f"{shorten(order.currency.upper(), SHOWN_TEXT_CHARS)}")
+    # Exact comparison: an order total with more decimals than the request,
+    # or too large for any request, differs, and is shown as it is.
     if order.total_amount != request.amount:
-        total = order.total_amount.quantize(request.amount) if order.total_amount.is_finite() else order.total_amount
+        total = shown_amount(order.total_amount, -request.amount.as_tuple().exponent)
         raise OrderInvalid(f"amount {request.amount} does not match the order total {total}")
 
 
@@ -119,7 +127,7 @@ def validate_reservation(request: PaymentRequest, reservation, now: datetime | N
     if reservation.customer_id != request.customer_id:
         raise ReservationInvalid("reservation does not belong to the customer")
     if reservation.status != "active":
-        raise ReservationInvalid(f"reservation is {reservation.status}")
+        raise ReservationInvalid(f"reservation is {shorten(reservation.status, SHOWN_TEXT_CHARS)}")
     if reservation.expires_at <= now:
         raise ReservationInvalid("reservation has expired")
 

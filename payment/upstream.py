@@ -2,7 +2,10 @@
 
 One connection pool per process keeps connections alive between calls. A
 404 is an answer (None); anything else that is not a well-formed 200 is the
-upstream's fault and becomes the DependencyError that names it.
+upstream's fault and becomes the DependencyError that names it: an answer
+not whole within the call's deadline is a timeout (504), one over the size
+cap or holding a number that cannot be held exactly (jsonio's rules, the same
+as for a request) a bad response (502).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from uuid import UUID
 
 from payment import jsonio
 from payment.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
-from payment.httpclient import ConnectionPool, HTTPBadAnswer, HTTPTimeout, HTTPUnavailable
+from payment.httpclient import ConnectionPool, HTTPBadAnswer, HTTPTimeout, HTTPTooLarge, HTTPUnavailable
 from payment.model import Order, Reservation
 
 
@@ -32,11 +35,13 @@ class _JsonUpstream:
     service = "upstream"  # the metrics label
 
     def __init__(self, base_url: str, session: ConnectionPool, *, connect_timeout: float, read_timeout: float,
-                 metrics=None):
+                 deadline: float, max_response_bytes: int, metrics=None):
         self.base_url = base_url.rstrip("/")
         self.session = session
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.deadline = deadline
+        self.max_response_bytes = max_response_bytes
         self.metrics = metrics  # metrics.Metrics, or None to record nothing
 
     def _get(self, path: str, headers: dict | None, parse):
@@ -61,13 +66,14 @@ class _JsonUpstream:
 
     def _fetch(self, path: str, headers: dict | None) -> dict | None:
         try:
-            status, body = self.session.get(self.base_url + path, connect_timeout=self.connect_timeout,
-                                            read_timeout=self.read_timeout, headers=headers)
+            status, body = self.session.get(
+                self.base_url + path, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
+                deadline=self.deadline, max_bytes=self.max_response_bytes, headers=headers)
         except HTTPTimeout:
             raise UpstreamTimeout(self.part) from None
         except HTTPUnavailable:
             raise UpstreamUnavailable(self.part) from None
-        except HTTPBadAnswer:
+        except (HTTPBadAnswer, HTTPTooLarge):
             raise UpstreamBadResponse(self.part) from None
         if status == 404:
             return None

@@ -128,9 +128,10 @@ class Sandbox:
         }).raise_for_status()
 
     def script(self, path: str, *, status: int = 200, body: str = "", content_type: str = "application/json",
-               delay_ms: int = 0) -> None:
+               delay_ms: int = 0, trickle_ms: int = 0, pad_bytes: int = 0, declare_length: bool = True) -> None:
         requests.put(f"{self.url}/_script", timeout=5, json={
             "path": path, "status": status, "body": body, "contentType": content_type, "delayMs": delay_ms,
+            "trickleMs": trickle_ms, "padBytes": pad_bytes, "declareLength": declare_length,
         }).raise_for_status()
 
     def calls(self) -> list[str]:

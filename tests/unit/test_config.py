@@ -33,6 +33,12 @@ def test_defaults():
     assert (config.port, config.topic_succeeded, config.topic_failed) == (5004, "payment-succeeded", "payment-failed")
     assert config.simulator_latency_ms == 0
     assert config.max_body_bytes == 64 * 1024
+    assert (config.upstream_deadline, config.upstream_max_response_bytes) == (4.0, 1024 * 1024)
+
+
+def test_upstream_limits_are_read():
+    config = Config.from_env({**BASE, "UPSTREAM_DEADLINE_S": "1.5", "UPSTREAM_MAX_RESPONSE_BYTES": "65536"})
+    assert (config.upstream_deadline, config.upstream_max_response_bytes) == (1.5, 65536)
 
 
 def test_port_variable_wins_over_aspnetcore_urls():
@@ -49,6 +55,10 @@ def test_port_variable_wins_over_aspnetcore_urls():
     ({"PORT": "70000"}, "PORT is out of range"),
     ({"UPSTREAM_READ_TIMEOUT_S": "-1"}, "UPSTREAM_READ_TIMEOUT_S must be between"),
     ({"SIMULATOR_LATENCY_MS": "fast"}, "SIMULATOR_LATENCY_MS must be an integer"),
+    ({"UPSTREAM_DEADLINE_S": "0"}, "UPSTREAM_DEADLINE_S must be between 0 and 60 seconds"),
+    ({"UPSTREAM_DEADLINE_S": "soon"}, "UPSTREAM_DEADLINE_S must be a number of seconds"),
+    ({"UPSTREAM_MAX_RESPONSE_BYTES": "1mb"}, "UPSTREAM_MAX_RESPONSE_BYTES must be an integer"),
+    ({"UPSTREAM_MAX_RESPONSE_BYTES": "100"}, "UPSTREAM_MAX_RESPONSE_BYTES is out of range"),
     ({"KAFKA_TOPIC_PAYMENT_FAILED": "bad topic"}, "KAFKA_TOPIC_PAYMENT_FAILED is not a valid Kafka topic name"),
 ])
 def test_bad_values_name_the_variable(change, message):

@@ -1,18 +1,20 @@
 """The upstream HTTP client against a real local server: connections kept
 alive and reused, a connection the server closed replaced without the caller
-noticing, timeouts and refusals told apart."""
+noticing, timeouts and refusals told apart; a whole-call deadline and a cap
+on what an answer may send."""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
+import tracemalloc
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from payment.devstack import free_port
-from payment.httpclient import ConnectionPool, HTTPBadAnswer, HTTPTimeout, HTTPUnavailable
+from payment.httpclient import ConnectionPool, HTTPBadAnswer, HTTPTimeout, HTTPTooLarge, HTTPUnavailable
 
 
 class Server:
@@ -180,3 +182,153 @@ def test_an_answer_that_is_not_http_is_a_bad_answer():
             get(ConnectionPool(), f"http://127.0.0.1:{listener.getsockname()[1]}/orders/1")
     finally:
         listener.close()
+
+
+class RawServer:
+    """Answers every connection with `answer(conn)` on a thread of its own;
+    counts the bytes it managed to send."""
+
+    def __init__(self, answer):
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.sent = 0
+        self.answer = answer
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn):
+        try:
+            conn.recv(65536)
+            self.answer(self, conn)
+        except OSError:
+            pass  # the client hung up: the point of most of these tests
+        finally:
+            conn.close()
+
+    def send(self, conn, data: bytes):
+        conn.sendall(data)
+        self.sent += len(data)
+
+    def close(self):
+        self.listener.close()
+
+
+def trickle(pause_s: float, data: bytes):
+    def answer(server, conn):
+        for index in range(len(data)):
+            time.sleep(pause_s)
+            server.send(conn, data[index:index + 1])
+    return answer
+
+
+ORDER = b'{"id": "7c9e6679-7425-40de-944b-e07fc1f90ae7", "status": "pending"}'
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(ORDER)
+
+
+@pytest.mark.parametrize("what", ["status line and headers", "body"])
+def test_a_trickling_answer_ends_at_the_deadline(what):
+    """Each byte comes well within the read timeout; the whole call still ends
+    at the deadline."""
+    if what == "body":
+        def answer(server, conn):
+            server.send(conn, HEAD)
+            trickle(0.05, ORDER)(server, conn)
+    else:
+        answer = trickle(0.05, HEAD + ORDER)
+    server = RawServer(answer)
+    try:
+        started = time.monotonic()
+        with pytest.raises(HTTPTimeout):
+            ConnectionPool().get(server.url + "/orders/1", connect_timeout=1, read_timeout=1, deadline=0.6)
+        elapsed = time.monotonic() - started
+        assert 0.55 < elapsed < 0.9, elapsed
+    finally:
+        server.close()
+
+
+def test_an_answer_within_the_deadline_and_the_cap_is_read_whole(server):
+    status, body = ConnectionPool().get(server.url + "/orders/1", connect_timeout=1, read_timeout=1,
+                                        deadline=1, max_bytes=1024)
+    assert (status, body) == (200, b'{"ok":true}')
+
+
+def test_a_deadline_shorter_than_the_connect_timeout_bounds_the_connect():
+    # A listener whose accept queue is full drops further SYNs: connects hang.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    try:
+        while True:
+            filler = socket.socket()
+            filler.settimeout(0.2)
+            fillers.append(filler)
+            try:
+                filler.connect(listener.getsockname())
+            except (TimeoutError, socket.timeout):
+                break
+        started = time.monotonic()
+        with pytest.raises(HTTPTimeout):
+            ConnectionPool().get("http://127.0.0.1:%d/orders/1" % listener.getsockname()[1],
+                                 connect_timeout=5, read_timeout=5, deadline=0.3)
+        assert time.monotonic() - started < 0.8
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+def test_an_answer_declared_larger_than_the_cap_is_refused_unread():
+    def answer(server, conn):
+        server.send(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n")
+        while True:
+            server.send(conn, b" " * 65536)
+    server = RawServer(answer)
+    try:
+        with pytest.raises(HTTPTooLarge):
+            ConnectionPool().get(server.url + "/orders/1", connect_timeout=1, read_timeout=1, max_bytes=65536)
+        time.sleep(0.2)
+        assert server.sent < 10_000_000  # it stopped writing once the client hung up
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("framing", ["close-delimited", "chunked", "headers"])
+def test_an_endless_answer_stops_at_the_cap_and_memory_stays_flat(framing):
+    """50 MB offered, 1 MiB allowed: the client reads in bounded pieces and
+    hangs up at the cap; what it holds never grows with the answer."""
+    cap = 1024 * 1024
+    heads = {"close-delimited": b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+             "chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+             "headers": b"HTTP/1.1 200 OK\r\n"}
+    pieces = {"close-delimited": b" " * 65536,
+              "chunked": b"10000\r\n" + b" " * 65536 + b"\r\n",
+              "headers": b"X-Filler: " + b"x" * 60000 + b"\r\n"}
+
+    def answer(server, conn):
+        server.send(conn, heads[framing])
+        for _ in range(800):
+            server.send(conn, pieces[framing])
+
+    server = RawServer(answer)
+    try:
+        tracemalloc.start()
+        try:
+            with pytest.raises(HTTPTooLarge):
+                ConnectionPool().get(server.url + "/orders/1", connect_timeout=1, read_timeout=1, max_bytes=cap)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 3 * cap, peak
+    finally:
+        server.close()
