@@ -15,6 +15,7 @@ import falcon
 
 from payment import db, documents, service, upstream
 from payment.api.app import create_app
+from payment.api.auth import verifier_from
 from payment.config import Config
 from payment.delivery import Delivery
 from payment.gateway import SimulatedGateway
@@ -68,7 +69,7 @@ def build(config: Config, *, start_relay: bool = True) -> Runtime:
     app = create_app(deps, max_body_bytes=config.max_body_bytes, metrics=metrics, ready_checks={
         "database": store.ping,
         "broker": publisher.is_reachable,
-    })
+    }, verifier=verifier_from(config))
     return Runtime(app=app, deps=deps, pool=pool, publisher=publisher, delivery=delivery, relay=relay)
 
 
