@@ -51,9 +51,9 @@ def hmac_with(key: bytes, payload: dict | None = None, **headers) -> str:
 
 
 class RsaKey:
-    def __init__(self, kid: str | None = None):
+    def __init__(self, kid: str | None = None, key_size: int = 2048):
         self.kid = kid or secrets.token_hex(8)
-        self.private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.private = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
 
     def sign(self, payload: dict | None = None, kid: str | None = None, algorithm: str = "RS256") -> str:
         return jwt.encode(payload or claims(), self.private, algorithm=algorithm,

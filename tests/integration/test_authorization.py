@@ -287,6 +287,21 @@ def test_refusals_are_counted_by_status(hs_client, sandbox):
     assert 'payment_http_requests_total{method="GET",route="/payments",status="401"}' in metrics
 
 
+def test_the_document_describes_the_optional_bearer_token(hs_client):
+    document = hs_client.app.get("/openapi.json").json
+    scheme = document["components"]["securitySchemes"]["bearerAuth"]
+    assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if path.startswith("/payments"):
+                # `{}` first: no token is a valid choice while authorization is off.
+                assert operation["security"] == [{}, {"bearerAuth": []}], (path, method)
+                assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
+                assert "authorization keys" in operation["responses"]["503"]["description"]
+            else:
+                assert "security" not in operation and "401" not in operation["responses"], (path, method)
+
+
 # --- RS256 from a JWKS endpoint ----------------------------------------------------
 
 
@@ -321,6 +336,15 @@ def test_a_bad_rs256_token_is_401(rs_client, rsa_key, sandbox, make_token, messa
     assert reply.status == 401
     assert reply.body == refused(f"Unauthorized: {message}")
     assert token not in reply.text
+
+
+@pytest.mark.filterwarnings("ignore:The RSA key is 1024 bits")  # the test signing with it
+def test_a_weak_rsa_key_in_the_jwks_is_not_accepted(rs_client, sandbox, jwks):
+    weak = RsaKey(key_size=1024)
+    jwks.keys.append(weak)
+    reply = rs_client.get("/payments", params={"orderId": new_order(sandbox)}, headers=bearer(weak.sign()))
+    assert reply.status == 401
+    assert reply.body == refused("Unauthorized: token signing key is not accepted")
 
 
 def test_the_public_key_as_an_hmac_secret_is_refused_even_with_hs256_on(make_client, config, sandbox, jwks, rsa_key,
