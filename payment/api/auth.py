@@ -114,10 +114,8 @@ class TokenVerifier:
             raise AuthorizationKeysUnavailable() from None
         try:
             return self._jwks.get_signing_key_from_jwt(token)
-        except jwt.PyJWKClientConnectionError:
+        except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError):
             # An unknown kid makes the client fetch again; that fetch failed.
-            raise AuthorizationKeysUnavailable() from None
-        except jwt.PyJWKSetError:
             raise AuthorizationKeysUnavailable() from None
         except jwt.PyJWTError:
             raise Unauthenticated("token signing key is unknown") from None
