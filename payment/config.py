@@ -34,6 +34,9 @@ DEFAULT_UPSTREAM_DEADLINE_S = 4.0
 # An order or a reservation is a few hundred bytes; this leaves room for one
 # with many lines and keeps 8 threads x 2 calls far below a worker's memory.
 DEFAULT_UPSTREAM_MAX_RESPONSE_BYTES = 1024 * 1024
+DEFAULT_SERVICE_SCOPE = "payments:read-all"
+# RFC 7518 3.2: an HS256 key at least as long as the hash, 256 bits.
+MIN_HS256_SECRET_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,20 @@ class Config:
     stripe_api_base: str = DEFAULT_STRIPE_API_BASE
     stripe_payment_method: str = DEFAULT_STRIPE_PAYMENT_METHOD
     gateway_timeout: float = 10.0
+    # Authorization, off unless a key is configured (README "Authorization").
+    # The secret stays out of repr(): a logged Config must not carry it.
+    auth_hs256_secret: str | None = field(default=None, repr=False)
+    auth_jwks_url: str | None = None
+    auth_audience: str | None = None
+    auth_issuer: str | None = None
+    auth_service_scope: str = DEFAULT_SERVICE_SCOPE
+    auth_leeway: float = 0.0
+    auth_jwks_timeout: float = 2.0
+    auth_jwks_cache: float = 300.0
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_hs256_secret or self.auth_jwks_url)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Config":
@@ -103,6 +120,7 @@ class Config:
             pending_timeout=_seconds(env, "PENDING_TIMEOUT_S", 120.0, high=24 * 3600),
             reconcile_max_backoff=_seconds(env, "RECONCILE_MAX_BACKOFF_S", 300.0, high=24 * 3600),
             **_gateway(env),
+            **_auth(env),
         )
 
     def redacted_database_url(self) -> str:
@@ -248,4 +266,59 @@ def _topic(env, name, default) -> str:
     value = env.get(name) or default
     if not re.fullmatch(r"[A-Za-z0-9._\-]{1,249}", value):
         raise ConfigError(f"{name} is not a valid Kafka topic name")
+    return value
+
+
+def _auth(env: dict[str, str]) -> dict:
+    secret = env.get("AUTH_JWT_HS256_SECRET") or None
+    if secret is not None and len(secret.encode()) < MIN_HS256_SECRET_BYTES:
+        # The message gives the rule, never the value.
+        raise ConfigError(f"AUTH_JWT_HS256_SECRET must be at least {MIN_HS256_SECRET_BYTES} bytes")
+    jwks_url = _url(env, "AUTH_JWKS_URL") if env.get("AUTH_JWKS_URL") else None
+    settings = {
+        "auth_hs256_secret": secret,
+        "auth_jwks_url": jwks_url,
+        "auth_audience": _claim_value(env, "AUTH_AUDIENCE"),
+        "auth_issuer": _claim_value(env, "AUTH_ISSUER"),
+        "auth_service_scope": _scope(env, "AUTH_SERVICE_SCOPE", DEFAULT_SERVICE_SCOPE),
+        "auth_leeway": _leeway(env, "AUTH_LEEWAY_S"),
+        "auth_jwks_timeout": _seconds(env, "AUTH_JWKS_TIMEOUT_S", 2.0, high=30),
+        "auth_jwks_cache": _seconds(env, "AUTH_JWKS_CACHE_S", 300.0, high=24 * 3600),
+    }
+    if not (secret or jwks_url):
+        # Checks that would silently do nothing without a key are a mistake, not a choice.
+        for name in ("AUTH_AUDIENCE", "AUTH_ISSUER"):
+            if env.get(name):
+                raise ConfigError(f"{name} needs AUTH_JWT_HS256_SECRET or AUTH_JWKS_URL")
+    return settings
+
+
+def _claim_value(env, name) -> str | None:
+    value = env.get(name)
+    if not value:
+        return None
+    if value != value.strip() or not value.isprintable():
+        raise ConfigError(f"{name} must be printable, without surrounding spaces")
+    return value
+
+
+def _scope(env, name, default) -> str:
+    value = env.get(name) or default
+    # RFC 6749 3.3 scope-token: printable ASCII except space, quote and backslash.
+    if not re.fullmatch(r"[\x21\x23-\x5B\x5D-\x7E]+", value):
+        raise ConfigError(f"{name} must be one OAuth scope (no spaces, quotes or backslashes)")
+    return value
+
+
+def _leeway(env, name) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds") from None
+    # A clock-skew allowance, not a way to keep expired tokens alive.
+    if not 0 <= value <= 300:
+        raise ConfigError(f"{name} must be between 0 and 300 seconds")
     return value

@@ -43,6 +43,15 @@ class CustomerMismatch(PaymentError):
         super().__init__("Unauthorized: Customer does not own this order")
 
 
+class Unauthenticated(PaymentError):
+    """No usable bearer token. `why` says what is wrong with it, never what it holds;
+    `challenge` is the WWW-Authenticate value (RFC 6750 section 3)."""
+
+    def __init__(self, why: str, *, token_sent: bool = True):
+        super().__init__(f"Unauthorized: {why}")
+        self.challenge = 'Bearer error="invalid_token"' if token_sent else "Bearer"
+
+
 class OrderInvalid(PaymentError):
     def __init__(self, why: str):
         super().__init__(f"Order validation failed: {why}")
@@ -103,3 +112,11 @@ class DatabaseUnavailable(DependencyError):
 class GatewayUnavailable(DependencyError):
     def __init__(self):
         super().__init__("payment gateway", "payment gateway is unavailable")
+
+
+class AuthorizationKeysUnavailable(DependencyError):
+    """The JWKS endpoint could not be read: tokens cannot be checked, which
+    says nothing about the token, so a 503 rather than a 401."""
+
+    def __init__(self):
+        super().__init__("authorization keys", "authorization keys are unavailable")

@@ -15,6 +15,7 @@ import falcon
 
 from payment import db, service, upstream
 from payment.api.app import create_app
+from payment.api.auth import verifier_from
 from payment.config import Config
 from payment.delivery import Delivery
 from payment.gateways import build_gateway
@@ -104,7 +105,7 @@ def build(config: Config, *, start_relay: bool = True) -> Runtime:
     app = create_app(core.deps, max_body_bytes=config.max_body_bytes, metrics=metrics, ready_checks={
         "database": core.store.ping,
         "broker": core.publisher.is_reachable,
-    })
+    }, verifier=verifier_from(config))
     return Runtime(app=app, core=core, metrics=metrics, relay=relay)
 
 

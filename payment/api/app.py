@@ -6,6 +6,7 @@ import falcon
 
 from payment import service
 from payment.api import errors
+from payment.api.auth import AuthMiddleware, TokenVerifier
 from payment.api.docs import OpenApiResource, SchemaFileResource
 from payment.api.health import LiveResource, ReadyResource
 from payment.api.payments import PaymentResource, PaymentsResource
@@ -15,11 +16,15 @@ from payment.metrics import Metrics
 
 
 def create_app(deps: service.Dependencies, *, ready_checks: dict | None = None,
-               max_body_bytes: int = 64 * 1024, metrics: Metrics | None = None) -> falcon.App:
+               max_body_bytes: int = 64 * 1024, metrics: Metrics | None = None,
+               verifier: TokenVerifier | None = None) -> falcon.App:
+    """`verifier`: the bearer-token check of the /payments routes; None, the
+    default, leaves them open as the documented deployment has them."""
     metrics = metrics or Metrics()
-    # The request id first: the other middleware's log lines carry it.
+    # The request id first: the other middleware's log lines carry it; a
+    # refused token is still timed, counted and logged.
     app = falcon.App(media_type=falcon.MEDIA_JSON,
-                     middleware=[RequestIdMiddleware(), TelemetryMiddleware(metrics)])
+                     middleware=[RequestIdMiddleware(), TelemetryMiddleware(metrics), AuthMiddleware(verifier)])
     errors.register(app)
     app.add_route("/payments", PaymentsResource(deps, max_body_bytes=max_body_bytes, metrics=metrics))
     app.add_route("/payments/{paymentId}", PaymentResource(deps))

@@ -16,6 +16,7 @@ STATUS = {
     errors.InvalidRequest: 400,
     errors.OrderInvalid: 400,
     errors.ReservationInvalid: 400,
+    errors.Unauthenticated: 401,
     errors.PaymentDeclined: 402,
     errors.CustomerMismatch: 403,
     errors.OrderNotFound: 404,
@@ -27,6 +28,7 @@ STATUS = {
     errors.GatewayUnavailable: 502,
     errors.UpstreamUnavailable: 503,
     errors.DatabaseUnavailable: 503,
+    errors.AuthorizationKeysUnavailable: 503,
     errors.UpstreamTimeout: 504,
 }
 
@@ -61,6 +63,12 @@ def handle_payment_error(req, resp, error: errors.PaymentError, params) -> None:
     write(resp, status, envelope(error.message, error.payment))
 
 
+def handle_unauthenticated(req, resp, error: errors.Unauthenticated, params) -> None:
+    resp.set_header("WWW-Authenticate", error.challenge)
+    log.info("request not authenticated: %s", error.message)
+    write(resp, 401, envelope(error.message))
+
+
 def handle_http_error(req, resp, error: falcon.HTTPError, params) -> None:
     """Falcon's own errors (unknown route, wrong method...) in the envelope."""
     for name, value in (error.headers or {}).items():
@@ -81,3 +89,4 @@ def register(app: falcon.App) -> None:
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)
     app.add_error_handler(errors.PaymentError, handle_payment_error)
+    app.add_error_handler(errors.Unauthenticated, handle_unauthenticated)

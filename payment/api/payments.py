@@ -27,6 +27,9 @@ def guid(value, name: str) -> UUID:
 
 
 class PaymentsResource:
+    # AuthMiddleware puts the caller on req.context (api/auth.py).
+    auth_required = True
+
     def __init__(self, deps: service.Dependencies, *, max_body_bytes: int, metrics):
         self.deps = deps
         self.max_body_bytes = max_body_bytes
@@ -37,6 +40,8 @@ class PaymentsResource:
         # Unbound with the request id when the request ends (request_id.py).
         logs.bind(orderId=str(request.order_id))
         try:
+            # Before anything is looked up: another customer's token learns nothing.
+            req.context.caller.check_pays_for(request.customer_id)
             outcome = service.pay(request, self.deps, upstream_headers=upstream_headers(req))
         except PaymentError as error:
             self.metrics.payment_refused(error, status_of(error))
@@ -58,7 +63,8 @@ class PaymentsResource:
         if order_id is None:
             raise InvalidRequest("Invalid request: orderId is required")
         order_id = guid(order_id, "orderId")
-        payments = self.deps.store.list_for_order(order_id)
+        caller = req.context.caller
+        payments = [p for p in self.deps.store.list_for_order(order_id) if caller.may_read(p)]
         write(resp, 200, {
             "success": True,
             "errorMessage": None,
@@ -67,12 +73,15 @@ class PaymentsResource:
 
 
 class PaymentResource:
+    auth_required = True
+
     def __init__(self, deps: service.Dependencies):
         self.deps = deps
 
     def on_get(self, req, resp, paymentId):  # noqa: N803 - the name in the route and the OpenAPI document
         payment = self.deps.store.find(guid(paymentId, "paymentId"))
-        if payment is None:
+        # Another customer's payment is "not found": its existence does not leak.
+        if payment is None or not req.context.caller.may_read(payment):
             raise PaymentNotFound()
         write(resp, 200, {"success": True, "errorMessage": None, "payment": payment_document(payment)})
 
