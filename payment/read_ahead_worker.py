@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 LINGER_S = 2.0
 _LINGER_BYTES = 64 * 1024
 
-_ANSWERS = {
+ANSWERS = {
     408: ("Request Timeout", "Request timeout: the request was not received in time"),
     413: ("Content Too Large", "Invalid request: body is larger than {kib} KiB"),
     431: ("Request Header Fields Too Large", "Invalid request: request headers are too large"),
@@ -191,7 +191,7 @@ class ReadAheadWorker(ThreadWorker):
 
     def _answer(self, conn, status: int) -> None:
         """The worker's own answer to a request no thread will see, then close."""
-        reason, message = _ANSWERS[status]
+        reason, message = ANSWERS[status]
         request_id = request_id_from(conn.framing.request_id if conn.framing else None)
         body = jsonio.dumps({"success": False, "errorMessage": message.format(
             kib=self.max_body_bytes // 1024), "payment": None}).encode()
