@@ -33,6 +33,12 @@ def test_defaults():
     assert (config.port, config.topic_succeeded, config.topic_failed) == (5004, "payment-succeeded", "payment-failed")
     assert config.simulator_latency_ms == 0
     assert config.max_body_bytes == 64 * 1024
+    assert (config.http_header_timeout, config.http_body_timeout) == (10.0, 10.0)
+
+
+def test_slow_client_timeouts_from_the_environment():
+    config = Config.from_env({**BASE, "HTTP_HEADER_TIMEOUT_S": "2.5", "HTTP_BODY_TIMEOUT_S": "30"})
+    assert (config.http_header_timeout, config.http_body_timeout) == (2.5, 30.0)
 
 
 def test_port_variable_wins_over_aspnetcore_urls():
@@ -48,6 +54,8 @@ def test_port_variable_wins_over_aspnetcore_urls():
     ({"ASPNETCORE_URLS": "http://+:port"}, "ASPNETCORE_URLS must look like http://+:5004"),
     ({"PORT": "70000"}, "PORT is out of range"),
     ({"UPSTREAM_READ_TIMEOUT_S": "-1"}, "UPSTREAM_READ_TIMEOUT_S must be between"),
+    ({"HTTP_HEADER_TIMEOUT_S": "0"}, "HTTP_HEADER_TIMEOUT_S must be between"),
+    ({"HTTP_BODY_TIMEOUT_S": "soon"}, "HTTP_BODY_TIMEOUT_S must be a number of seconds"),
     ({"SIMULATOR_LATENCY_MS": "fast"}, "SIMULATOR_LATENCY_MS must be an integer"),
     ({"KAFKA_TOPIC_PAYMENT_FAILED": "bad topic"}, "KAFKA_TOPIC_PAYMENT_FAILED is not a valid Kafka topic name"),
 ])
