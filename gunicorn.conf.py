@@ -1,11 +1,11 @@
 # gunicorn settings for the payment service. Read by `gunicorn app:app -c gunicorn.conf.py`.
 # Every value can be overridden from the environment (GUNICORN_CMD_ARGS, or the
 # variables read below).
-import multiprocessing
 import os
 import sys
 
 from payment.config import Config, ConfigError
+from payment.cpus import usable_cpus
 from payment.logs import gunicorn_logconfig
 
 # Port: PORT, or the port of ASPNETCORE_URLS (http://+:5004), default 5004.
@@ -18,17 +18,25 @@ bind = f"0.0.0.0:{_config.port}"
 # Workers are processes; each has threads because a payment mostly waits
 # (ordering service, database, broker acknowledgement), not computes. One
 # worker per core: more only add GIL and scheduler contention on a small box
-# that also runs the database and broker (docs/performance.md). Eight threads
-# match DB_POOL_MAX's default of eight connections per worker.
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
-worker_class = "gthread"
+# that also runs the database and broker (docs/performance.md). "Core" means
+# one this process may use: its CPU affinity and its container's CPU quota,
+# not the host's count (payment/cpus.py). Eight threads match DB_POOL_MAX's
+# default of eight connections per worker.
+workers = int(os.environ.get("WEB_CONCURRENCY") or usable_cpus())
 threads = int(os.environ.get("GUNICORN_THREADS", 8))
+
+# gunicorn's gthread worker, except that the event loop reads each request
+# whole (headers within HTTP_HEADER_TIMEOUT_S, body within HTTP_BODY_TIMEOUT_S,
+# else 408) before a thread serves it: nothing is in front of the service to
+# buffer requests, and a slow or stalled client must not hold a thread.
+worker_class = "payment.read_ahead_worker.ReadAheadWorker"
 
 # A request's own budget is a few seconds (upstream, database and Kafka
 # timeouts); 30 s means a worker is stuck, not slow.
 timeout = 30
 # On SIGTERM, requests in flight get this long to finish.
 graceful_timeout = 20
+# Idle kept-alive connections wait in the worker's event loop, not in a thread.
 keepalive = 5
 
 # The app is imported in each worker after the fork, never in the master:

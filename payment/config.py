@@ -60,6 +60,8 @@ class Config:
     simulator_latency_ms: int = 0
     simulator_delay_before_charge_ms: int = 0
     max_body_bytes: int = 64 * 1024
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 10.0
     relay_interval: float = 1.0
     relay_grace: float | None = None  # None: the message timeout plus 5 s
     relay_max_backoff: float = 10.0
@@ -113,6 +115,8 @@ class Config:
             topic_failed=_topic(env, "KAFKA_TOPIC_PAYMENT_FAILED", "payment-failed"),
             simulator_latency_ms=_int(env, "SIMULATOR_LATENCY_MS", 0, low=0),
             simulator_delay_before_charge_ms=_int(env, "SIMULATOR_DELAY_BEFORE_CHARGE_MS", 0, low=0),
+            http_header_timeout=_seconds(env, "HTTP_HEADER_TIMEOUT_S", 10.0),
+            http_body_timeout=_seconds(env, "HTTP_BODY_TIMEOUT_S", 10.0),
             relay_interval=_seconds(env, "OUTBOX_RELAY_INTERVAL_S", 1.0),
             relay_grace=_seconds(env, "OUTBOX_RELAY_GRACE_S", None),
             relay_max_backoff=_seconds(env, "OUTBOX_RELAY_MAX_BACKOFF_S", 10.0),

@@ -39,6 +39,12 @@ def test_defaults():
 def test_upstream_limits_are_read():
     config = Config.from_env({**BASE, "UPSTREAM_DEADLINE_S": "1.5", "UPSTREAM_MAX_RESPONSE_BYTES": "65536"})
     assert (config.upstream_deadline, config.upstream_max_response_bytes) == (1.5, 65536)
+    assert (config.http_header_timeout, config.http_body_timeout) == (10.0, 10.0)
+
+
+def test_slow_client_timeouts_from_the_environment():
+    config = Config.from_env({**BASE, "HTTP_HEADER_TIMEOUT_S": "2.5", "HTTP_BODY_TIMEOUT_S": "30"})
+    assert (config.http_header_timeout, config.http_body_timeout) == (2.5, 30.0)
 
 
 def test_port_variable_wins_over_aspnetcore_urls():
@@ -54,6 +60,8 @@ def test_port_variable_wins_over_aspnetcore_urls():
     ({"ASPNETCORE_URLS": "http://+:port"}, "ASPNETCORE_URLS must look like http://+:5004"),
     ({"PORT": "70000"}, "PORT is out of range"),
     ({"UPSTREAM_READ_TIMEOUT_S": "-1"}, "UPSTREAM_READ_TIMEOUT_S must be between"),
+    ({"HTTP_HEADER_TIMEOUT_S": "0"}, "HTTP_HEADER_TIMEOUT_S must be between"),
+    ({"HTTP_BODY_TIMEOUT_S": "soon"}, "HTTP_BODY_TIMEOUT_S must be a number of seconds"),
     ({"SIMULATOR_LATENCY_MS": "fast"}, "SIMULATOR_LATENCY_MS must be an integer"),
     ({"UPSTREAM_DEADLINE_S": "0"}, "UPSTREAM_DEADLINE_S must be between 0 and 60 seconds"),
     ({"UPSTREAM_DEADLINE_S": "soon"}, "UPSTREAM_DEADLINE_S must be a number of seconds"),
