@@ -4,7 +4,13 @@ one event that says so, and the order answered as the truth."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
+from concurrent.futures import Future
+
+import requests
 
 from payment import jsonio
 from tests.support import payment_body
@@ -62,3 +68,28 @@ def assert_charged_once_and_succeeded(service, database, events, order_id: str):
     assert replay.json()["payment"]["id"] == str(payment["id"])
     assert replay.json()["payment"]["status"] == "succeeded"
     assert len(database.charges(order_id)) == 1
+
+
+def post_in_background(service, order_id: str) -> Future:
+    """POST a payment for the order on a thread of its own; its reply, or the
+    error the client saw, arrives in the Future."""
+    attempt: Future = Future()
+
+    def post():
+        try:
+            attempt.set_result(service.post(payment_body(order_id), 30))
+        except Exception as exc:  # handed to whoever waits on the attempt
+            attempt.set_exception(exc)
+
+    threading.Thread(target=post, daemon=True).start()
+    return attempt
+
+
+def kill_worker(worker: int, attempt: Future) -> None:
+    """SIGKILL the worker serving `attempt`: its client sees the connection drop."""
+    os.kill(worker, signal.SIGKILL)
+    try:
+        reply = attempt.result(30)
+    except requests.ConnectionError:
+        return
+    raise AssertionError(f"the request answered {reply.status_code} although its worker was killed")

@@ -7,16 +7,10 @@ processor's own ledger."""
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import psycopg
-import requests
 
 from tests.reliability.gateway_faults import (
-    FAST_RECONCILER, assert_charged_once_and_succeeded, wait_for,
+    FAST_RECONCILER, assert_charged_once_and_succeeded, kill_worker, post_in_background, wait_for,
 )
 from tests.support import new_order, payment_body
 
@@ -24,15 +18,10 @@ IN_PROGRESS = "A payment for this order is already in progress"
 DB_UNAVAILABLE = "Payment processing error: payment database is unavailable"
 
 
-def post_in_background(service, order_id):
-    pool = ThreadPoolExecutor(max_workers=1)
-    return pool, pool.submit(service.post, payment_body(order_id), 30)
-
-
 def test_outcome_blocked_by_a_held_row_is_settled_from_the_gateway(serve, service_env, database, sandbox, events):
     service = serve(service_env, workers=1, SIMULATOR_LATENCY_MS=1500, **FAST_RECONCILER)
     order_id = new_order(sandbox)
-    pool, attempt = post_in_background(service, order_id)
+    attempt = post_in_background(service, order_id)
     [pending] = wait_for(lambda: database.rows(where="order_id = %s", params=(order_id,)), "the pending row")
     holder = psycopg.connect(database.url)
     try:
@@ -42,7 +31,6 @@ def test_outcome_blocked_by_a_held_row_is_settled_from_the_gateway(serve, servic
     finally:
         holder.rollback()
         holder.close()
-        pool.shutdown()
     assert reply.status_code == 503 and reply.json()["errorMessage"] == DB_UNAVAILABLE
     assert reply.headers["Retry-After"] == "1"
     assert database.rows(where="id = %s", params=(pending["id"],))[0]["status"] == "pending"
@@ -62,13 +50,12 @@ def test_database_stopped_after_the_charge(own_postgres, serve, service_env, san
     service = serve({**service_env, "DATABASE_URL": own_postgres.url}, workers=1, SIMULATOR_LATENCY_MS=2000,
                     **FAST_RECONCILER)
     order_id = new_order(sandbox)
-    pool, attempt = post_in_background(service, order_id)
+    attempt = post_in_background(service, order_id)
     wait_for(lambda: database.charges(order_id), "the charge in the gateway's ledger")
     own_postgres.stop()
     try:
         reply = attempt.result()
     finally:
-        pool.shutdown()
         own_postgres.start()
     assert reply.status_code == 503 and reply.json()["errorMessage"] == DB_UNAVAILABLE
 
@@ -79,16 +66,9 @@ def test_worker_killed_after_the_charge(serve, service_env, database, sandbox, e
     service = serve(service_env, workers=1, SIMULATOR_LATENCY_MS=1500, **FAST_RECONCILER)
     order_id = new_order(sandbox)
     [worker] = service.worker_pids()
-    pool, attempt = post_in_background(service, order_id)
+    attempt = post_in_background(service, order_id)
     wait_for(lambda: database.charges(order_id), "the charge in the gateway's ledger")
-    os.kill(worker, signal.SIGKILL)
-    try:
-        attempt.result()
-        raise AssertionError("the request answered although its worker was killed")
-    except requests.ConnectionError:
-        pass  # the client saw its connection drop, as it would
-    finally:
-        pool.shutdown()
+    kill_worker(worker, attempt)
     [stranded] = database.rows(where="order_id = %s", params=(order_id,))
     assert stranded["status"] == "pending"
 
@@ -100,15 +80,9 @@ def test_worker_killed_before_the_charge(serve, service_env, database, sandbox, 
     service = serve(service_env, workers=1, SIMULATOR_DELAY_BEFORE_CHARGE_MS=1500, **FAST_RECONCILER)
     order_id = new_order(sandbox)
     [worker] = service.worker_pids()
-    pool, attempt = post_in_background(service, order_id)
+    attempt = post_in_background(service, order_id)
     [stranded] = wait_for(lambda: database.rows(where="order_id = %s", params=(order_id,)), "the pending row")
-    os.kill(worker, signal.SIGKILL)
-    try:
-        attempt.result()
-    except requests.ConnectionError:
-        pass
-    finally:
-        pool.shutdown()
+    kill_worker(worker, attempt)
     assert database.charges(order_id) == []
 
     failed = wait_for(lambda: database.rows(where="id = %s AND status = 'failed'", params=(stranded["id"],)),
@@ -137,13 +111,10 @@ def test_a_late_charge_after_the_payment_was_found_never_charged_is_refused(
     charge: the gateway refuses it, so the failed payment took no money."""
     service = serve(service_env, workers=1, SIMULATOR_DELAY_BEFORE_CHARGE_MS=6000, **FAST_RECONCILER)
     order_id = new_order(sandbox)
-    pool, attempt = post_in_background(service, order_id)
-    try:
-        [stranded] = wait_for(lambda: database.rows(where="order_id = %s AND status = 'failed'", params=(order_id,)),
-                              "the reconciler fails the payment whose charge has not arrived")
-        reply = attempt.result()
-    finally:
-        pool.shutdown()
+    attempt = post_in_background(service, order_id)
+    [stranded] = wait_for(lambda: database.rows(where="order_id = %s AND status = 'failed'", params=(order_id,)),
+                          "the reconciler fails the payment whose charge has not arrived")
+    reply = attempt.result()
     assert reply.status_code == 402
     assert reply.json()["payment"]["id"] == str(stranded["id"])
     assert reply.json()["payment"]["errorCode"] == "PROCESSING_INTERRUPTED"

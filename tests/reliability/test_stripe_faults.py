@@ -4,16 +4,13 @@ holds, loses or refuses Stripe's answers while localstripe keeps its state."""
 
 from __future__ import annotations
 
-import os
-import signal
-from concurrent.futures import ThreadPoolExecutor
-
 import psycopg
 import pytest
-import requests
 
 from payment.stripe_gateway import transaction_id
-from tests.reliability.gateway_faults import FAST_RECONCILER, expected_succeeded_event, wait_for
+from tests.reliability.gateway_faults import (
+    FAST_RECONCILER, expected_succeeded_event, kill_worker, post_in_background, wait_for,
+)
 from tests.stripe_support import (  # noqa: F401  (fixtures)
     API_KEY, BLACKHOLE, FORWARD, HOLD_ANSWER, LOSE_ANSWER, RESET, localstripe, stripe_proxy,
 )
@@ -32,11 +29,6 @@ def stripe_service(serve, service_env, stripe_proxy, localstripe):
         return serve(service_env, workers=1, PAYMENT_GATEWAY="stripe", STRIPE_API_KEY=API_KEY,
                      STRIPE_API_BASE=stripe_proxy.url, GATEWAY_TIMEOUT_S=2, **{**FAST_RECONCILER, **extra})
     return start
-
-
-def post_in_background(service, order_id):
-    pool = ThreadPoolExecutor(max_workers=1)
-    return pool, pool.submit(service.post, payment_body(order_id), 30)
 
 
 def the_payment(database, order_id):
@@ -86,7 +78,7 @@ def test_stripe_outcome_blocked_by_a_held_row_is_settled_from_stripe(
     service = stripe_service()
     stripe_proxy.switch(HOLD_ANSWER, "/confirm")
     order_id = new_order(sandbox)
-    pool, attempt = post_in_background(service, order_id)
+    attempt = post_in_background(service, order_id)
     try:
         payment = the_payment(database, order_id)
         intent_id = payment["gateway_reference"]
@@ -101,7 +93,6 @@ def test_stripe_outcome_blocked_by_a_held_row_is_settled_from_stripe(
             holder.close()
     finally:
         stripe_proxy.switch(FORWARD)
-        pool.shutdown()
     assert reply.status_code == 503 and reply.json()["errorMessage"] == DB_UNAVAILABLE
 
     assert_stripe_charged_once_and_succeeded(service, database, events, localstripe, order_id, intent_id)
@@ -134,17 +125,12 @@ def test_stripe_worker_killed_before_the_confirm(stripe_service, stripe_proxy, d
     [worker] = service.worker_pids()
     stripe_proxy.switch(BLACKHOLE, "/confirm")  # the confirm never reaches Stripe
     order_id = new_order(sandbox)
-    pool, attempt = post_in_background(service, order_id)
+    attempt = post_in_background(service, order_id)
     try:
         stranded = the_payment(database, order_id)
-        os.kill(worker, signal.SIGKILL)
-        try:
-            attempt.result()
-        except requests.ConnectionError:
-            pass
+        kill_worker(worker, attempt)
     finally:
         stripe_proxy.switch(FORWARD)
-        pool.shutdown()
     intent_id = stranded["gateway_reference"]
     assert localstripe.charges(intent_id) == []
 
