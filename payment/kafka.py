@@ -33,9 +33,10 @@ def producer_config(bootstrap_servers: str, message_timeout_s: float = MESSAGE_T
     SASL, ...; payment/kafka_settings.py, which refuses the ones below),
     then the service's own, which nothing overrides."""
     return {
+        # The operator's client.id wins: broker quotas and ACLs may key on it.
+        "client.id": "payment-service",
         **(settings or {}),
         "bootstrap.servers": bootstrap_servers,
-        "client.id": "payment-service",
         "acks": "all",
         # Not the idempotent producer: a broker that comes back without its
         # producer state (a restarted single node) answers UNKNOWN_PRODUCER_ID
