@@ -17,7 +17,8 @@ def _config() -> Config:
 
 
 def cmd_migrate(args) -> None:
-    """Apply sql/schema.sql and create the topics (both idempotent)."""
+    """Apply sql/schema.sql and create the topics, or with KAFKA_TOPIC_CREATE=false
+    check that they exist (idempotent)."""
     import logging
 
     from payment.logs import configure_logging
