@@ -42,6 +42,7 @@ _SPELLINGS = {
     "Host": ("Server",),
     "Port": (),
     "Database": ("DB",),
+    # "User" is not Npgsql's, but this service has always taken it.
     "Username": ("User Name", "User Id", "UID", "User"),
     "Password": ("PSW", "PWD"),
     "Passfile": (),
@@ -104,7 +105,8 @@ _SPELLINGS = {
     "Use Perf Counters": (),
 }
 
-# Why each ignored key has no meaning here (README "Connection settings").
+# Keys that tune Npgsql or .NET only: accepted, and named in the start-up
+# line (README "Connection settings" says why each has no meaning here).
 IGNORED = frozenset({
     "Enlist", "Connection Lifetime", "Connection Idle Lifetime", "Connection Pruning Interval",
     "Max Auto Prepare", "Auto Prepare Min Usages", "No Reset On Close", "Include Error Detail",
