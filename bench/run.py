@@ -149,7 +149,7 @@ def start_stack(workdir: Path) -> Stack:
     port = devstack.free_port()
     broker = devstack.start_broker(port, workdir / "tansu.log")
     bootstrap = f"127.0.0.1:{port}"
-    ensure_topics(bootstrap, TOPICS)
+    ensure_topics(bootstrap, TOPICS, partitions=1)
     up_port = devstack.free_port()
     upstream = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "upstream.py"), "--port", str(up_port),

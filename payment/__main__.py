@@ -17,7 +17,8 @@ def _config() -> Config:
 
 
 def cmd_migrate(args) -> None:
-    """Apply sql/schema.sql and create the topics (both idempotent)."""
+    """Apply sql/schema.sql and create the topics, or with KAFKA_TOPIC_CREATE=false
+    check that they exist (idempotent)."""
     import logging
 
     from payment.logs import configure_logging
@@ -25,12 +26,27 @@ def cmd_migrate(args) -> None:
 
     configure_logging()
     config = _config()
+    log_ignored_settings(config)
     try:
         prepare(config, wait_s=args.wait)
     except StartupError as exc:
         sys.exit(f"payment-service: start-up failed: {exc}")
     logging.getLogger("payment.migrate").info(
-        "schema applied; topics ready", extra={"database": config.redacted_database_url()})
+        "schema applied; topics ready", extra={
+            "database": config.redacted_database_url(),
+            # Names only: a value may be a secret, or a path that is nobody's business.
+            "kafkaSettings": sorted(config.kafka_settings)})
+
+
+def log_ignored_settings(config: Config) -> None:
+    """One line naming the connection-string keys that have no meaning here
+    (their names only: a value could be a secret)."""
+    import logging
+
+    if config.db_ignored_keys:
+        logging.getLogger("payment.config").info(
+            "ConnectionStrings__Default keys accepted and ignored: " + ", ".join(config.db_ignored_keys),
+            extra={"ignoredKeys": list(config.db_ignored_keys)})
 
 
 def cmd_serve(args) -> None:
@@ -66,7 +82,9 @@ def _run_loop(name: str, make) -> None:
     from payment.logs import configure_logging
 
     configure_logging()
-    core = runtime_module().build_core(_config(), pool_max=3)
+    config = _config()
+    log_ignored_settings(config)
+    core = runtime_module().build_core(config, pool_max=3)
     loop = make(core)
     signal.signal(signal.SIGTERM, lambda *_: loop.stop(timeout=0))
     logging.getLogger("payment." + name.split()[-1]).info("%s running", name)

@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from payment.kafka import MESSAGE_TIMEOUT_S
+from payment import connection_string, kafka_settings
+from payment.kafka import BROKER_DEFAULT, MESSAGE_TIMEOUT_S
 
 
 class ConfigError(ValueError):
@@ -53,6 +54,20 @@ class Config:
     db_pool_min: int = 1
     db_pool_max: int = 8
     db_timeout: float = 2.0
+    # The schemas to find unqualified names in (ConnectionStrings__Default's
+    # Search Path). Not in the conninfo: a pooler such as PgBouncer refuses
+    # startup options, so it is set inside each transaction instead.
+    db_search_path: str | None = None
+    # ConnectionStrings__Default keys accepted with no meaning here, named in
+    # one start-up log line.
+    db_ignored_keys: tuple[str, ...] = ()
+    # librdkafka properties from Kafka__* / KAFKA_* (payment/kafka_settings.py),
+    # for the producer and the admin client. They may hold secrets
+    # (sasl.password...): out of repr(), see redacted_kafka_settings().
+    kafka_settings: dict = field(default_factory=dict, repr=False, compare=False)
+    kafka_topic_create: bool = True
+    kafka_topic_partitions: int = BROKER_DEFAULT
+    kafka_topic_replication_factor: int = BROKER_DEFAULT
     kafka_delivery_timeout: float = 2.0
     kafka_message_timeout: float = MESSAGE_TIMEOUT_S
     topic_succeeded: str = "payment-succeeded"
@@ -93,7 +108,7 @@ class Config:
     def from_env(cls, env: dict[str, str] | None = None) -> "Config":
         env = dict(os.environ if env is None else env)
         return cls(
-            database_url=_database_url(env),
+            **_database(env),
             kafka_bootstrap_servers=_kafka_servers(env),
             ordering_service_url=_url(env, "ORDERING_SERVICE_URL", default=DEFAULT_ORDERING_SERVICE_URL),
             reservation_service_url=_url(
@@ -106,9 +121,6 @@ class Config:
             upstream_deadline=_seconds(env, "UPSTREAM_DEADLINE_S", DEFAULT_UPSTREAM_DEADLINE_S, high=60),
             upstream_max_response_bytes=_int(env, "UPSTREAM_MAX_RESPONSE_BYTES", DEFAULT_UPSTREAM_MAX_RESPONSE_BYTES,
                                              low=1024, high=64 * 1024 * 1024),
-            db_pool_min=_int(env, "DB_POOL_MIN", 1, low=0),
-            db_pool_max=_int(env, "DB_POOL_MAX", 8, low=1),
-            db_timeout=_seconds(env, "DB_TIMEOUT_S", 2.0),
             kafka_delivery_timeout=_seconds(env, "KAFKA_DELIVERY_TIMEOUT_S", 2.0),
             kafka_message_timeout=_seconds(env, "KAFKA_MESSAGE_TIMEOUT_S", MESSAGE_TIMEOUT_S),
             topic_succeeded=_topic(env, "KAFKA_TOPIC_PAYMENT_SUCCEEDED", "payment-succeeded"),
@@ -125,10 +137,14 @@ class Config:
             reconcile_max_backoff=_seconds(env, "RECONCILE_MAX_BACKOFF_S", 300.0, high=24 * 3600),
             **_gateway(env),
             **_auth(env),
+            **_kafka(env),
         )
 
     def redacted_database_url(self) -> str:
         return redact_conninfo(self.database_url)
+
+    def redacted_kafka_settings(self) -> dict[str, str]:
+        return kafka_settings.redacted(self.kafka_settings)
 
 
 def _gateway(env: dict[str, str]) -> dict:
@@ -154,45 +170,67 @@ def _gateway(env: dict[str, str]) -> dict:
     }
 
 
-def _database_url(env: dict[str, str]) -> str:
+def _database(env: dict[str, str]) -> dict:
+    """The conninfo and the database settings: from DATABASE_URL, else from
+    ConnectionStrings__Default. The service's own DB_* variables, when set,
+    win over the connection string's pool sizes and Command Timeout: they
+    are the more specific setting (one service, one shared string)."""
+    npgsql = connection_string.NpgsqlSettings(conninfo="")
     if env.get("DATABASE_URL"):
         url = env["DATABASE_URL"]
         try:
             conninfo_to_dict(url)
         except Exception:
             raise ConfigError("DATABASE_URL is not a valid PostgreSQL connection URL") from None
-        return url
-    if env.get("ConnectionStrings__Default"):
-        return _from_ado_connection_string(env["ConnectionStrings__Default"])
-    raise ConfigError("DATABASE_URL or ConnectionStrings__Default must be set")
+    elif env.get("ConnectionStrings__Default"):
+        try:
+            npgsql = connection_string.parse(env["ConnectionStrings__Default"])
+        except connection_string.ConnectionStringError as exc:
+            raise ConfigError(str(exc)) from None
+        url = npgsql.conninfo
+    else:
+        raise ConfigError("DATABASE_URL or ConnectionStrings__Default must be set")
+    pool_min = _int(env, "DB_POOL_MIN", npgsql.pool_min if npgsql.pool_min is not None else 1, low=0)
+    pool_max = _int(env, "DB_POOL_MAX", npgsql.pool_max or 8, low=1)
+    if pool_min > pool_max:
+        # A pool that can never reach its minimum is a contradiction, not a choice.
+        raise ConfigError("DB_POOL_MIN (or Minimum Pool Size) is above DB_POOL_MAX (or Maximum Pool Size)")
+    return {
+        "database_url": url,
+        "db_pool_min": pool_min,
+        "db_pool_max": pool_max,
+        "db_timeout": _seconds(env, "DB_TIMEOUT_S", npgsql.command_timeout or 2.0),
+        "db_search_path": npgsql.search_path,
+        "db_ignored_keys": npgsql.ignored,
+    }
 
 
-# Npgsql key names (case-insensitive) mapped to libpq keywords.
-_ADO_KEYS = {
-    "host": "host", "server": "host", "port": "port", "database": "dbname",
-    "username": "user", "user id": "user", "userid": "user", "user": "user",
-    "password": "password", "timeout": "connect_timeout", "sslmode": "sslmode",
-    "ssl mode": "sslmode", "application name": "application_name",
-}
+def _kafka(env: dict[str, str]) -> dict:
+    try:
+        settings, sources = kafka_settings.from_env(env)
+        kafka_settings.validate(settings, sources)
+    except kafka_settings.KafkaSettingsError as exc:
+        raise ConfigError(str(exc)) from None
+    replication = _int(env, "KAFKA_TOPIC_REPLICATION_FACTOR", BROKER_DEFAULT, low=-1, high=32767)
+    partitions = _int(env, "KAFKA_TOPIC_PARTITIONS", BROKER_DEFAULT, low=-1, high=100000)
+    if 0 in (replication, partitions):
+        raise ConfigError("KAFKA_TOPIC_PARTITIONS and KAFKA_TOPIC_REPLICATION_FACTOR must be -1 (the broker's "
+                          "default) or at least 1")
+    return {
+        "kafka_settings": settings,
+        "kafka_topic_create": _flag(env, "KAFKA_TOPIC_CREATE", True),
+        "kafka_topic_partitions": partitions,
+        "kafka_topic_replication_factor": replication,
+    }
 
 
-def _from_ado_connection_string(text: str) -> str:
-    """Turn `Host=postgres;Port=5432;...;SearchPath=bc_payment` into a libpq conninfo."""
-    params: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        key, sep, value = part.partition("=")
-        key = key.strip().lower()
-        if not sep or not key:
-            raise ConfigError("ConnectionStrings__Default has an entry that is not key=value")
-        if key in ("searchpath", "search path"):
-            params["options"] = f"-c search_path={value.strip()}"
-        elif key in _ADO_KEYS:
-            params[_ADO_KEYS[key]] = value.strip()
-        else:
-            raise ConfigError(f"ConnectionStrings__Default has an unsupported key {key!r}")
-    if "host" not in params:
-        raise ConfigError("ConnectionStrings__Default has no Host")
-    return make_conninfo(**params)
+def _flag(env, name, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false"):
+        raise ConfigError(f"{name} must be true or false")
+    return raw == "true"
 
 
 def redact_conninfo(conninfo: str) -> str:
@@ -201,8 +239,9 @@ def redact_conninfo(conninfo: str) -> str:
         params = conninfo_to_dict(conninfo)
     except Exception:
         return "<unparseable connection string>"
-    if "password" in params:
-        params["password"] = "***"
+    for secret in ("password", "sslpassword"):
+        if secret in params:
+            params[secret] = "***"
     return make_conninfo(**params)
 
 

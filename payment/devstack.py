@@ -102,6 +102,8 @@ def run_dev(data_dir: str = ".devstack") -> None:
             port = int(env.get("DEV_KAFKA_PORT", "19092"))
             started.append(start_broker(port, root / "tansu.log"))
             env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{port}"
+            # One local broker: one partition per topic, read whole from partition 0.
+            env.setdefault("KAFKA_TOPIC_PARTITIONS", "1")
             print(f"Kafka-protocol broker (Tansu) on 127.0.0.1:{port}", flush=True)
         if not env.get("ORDERING_SERVICE_URL"):
             port = int(env.get("DEV_SANDBOX_PORT", "5005"))

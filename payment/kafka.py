@@ -27,10 +27,16 @@ class PublishFailed(Exception):
 MESSAGE_TIMEOUT_S = 10.0
 
 
-def producer_config(bootstrap_servers: str, message_timeout_s: float = MESSAGE_TIMEOUT_S) -> dict:
+def producer_config(bootstrap_servers: str, message_timeout_s: float = MESSAGE_TIMEOUT_S,
+                    settings: dict[str, str] | None = None) -> dict:
+    """The producer's configuration: the operator's client settings (TLS,
+    SASL, ...; payment/kafka_settings.py, which refuses the ones below),
+    then the service's own, which nothing overrides."""
     return {
-        "bootstrap.servers": bootstrap_servers,
+        # The operator's client.id wins: broker quotas and ACLs may key on it.
         "client.id": "payment-service",
+        **(settings or {}),
+        "bootstrap.servers": bootstrap_servers,
         "acks": "all",
         # Not the idempotent producer: a broker that comes back without its
         # producer state (a restarted single node) answers UNKNOWN_PRODUCER_ID
@@ -52,8 +58,9 @@ def producer_config(bootstrap_servers: str, message_timeout_s: float = MESSAGE_T
 
 
 class KafkaPublisher:
-    def __init__(self, bootstrap_servers: str, message_timeout_s: float = MESSAGE_TIMEOUT_S):
-        config = producer_config(bootstrap_servers, message_timeout_s)
+    def __init__(self, bootstrap_servers: str, message_timeout_s: float = MESSAGE_TIMEOUT_S,
+                 settings: dict[str, str] | None = None):
+        config = producer_config(bootstrap_servers, message_timeout_s, settings)
         config["error_cb"] = self._on_error
         self.producer = Producer(config)
         # Set while librdkafka reports every broker down, cleared by the next
@@ -115,13 +122,44 @@ class KafkaPublisher:
         return left
 
 
-def ensure_topics(bootstrap_servers: str, topics: list[str], timeout: float = 10.0) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    futures = admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1) for t in topics],
-                                  operation_timeout=timeout, request_timeout=timeout)
+def admin_config(bootstrap_servers: str, settings: dict[str, str] | None = None) -> dict:
+    return {**(settings or {}), "bootstrap.servers": bootstrap_servers, "logger": logging.getLogger("librdkafka")}
+
+
+# KIP-464: -1 asks the broker for its own default (num.partitions,
+# default.replication.factor), so a production cluster's policy applies
+# unless the operator names a number.
+BROKER_DEFAULT = -1
+
+
+def ensure_topics(bootstrap_servers: str, topics: list[str], timeout: float = 10.0, *,
+                  partitions: int = BROKER_DEFAULT, replication_factor: int = BROKER_DEFAULT,
+                  settings: dict[str, str] | None = None) -> None:
+    """Create the topics that do not exist yet; an existing one is left as it is."""
+    if replication_factor == 1:
+        log.warning("creating topics with replication factor 1: losing one broker loses their events",
+                    extra={"topics": topics})
+    admin = AdminClient(admin_config(bootstrap_servers, settings))
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=partitions, replication_factor=replication_factor) for t in topics],
+        operation_timeout=timeout, request_timeout=timeout)
     for topic, future in futures.items():
         try:
             future.result(timeout)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+
+
+class TopicsMissing(Exception):
+    pass
+
+
+def check_topics(bootstrap_servers: str, topics: list[str], timeout: float = 10.0, *,
+                 settings: dict[str, str] | None = None) -> None:
+    """With topic creation off, the platform creates them: start only once they exist."""
+    admin = AdminClient(admin_config(bootstrap_servers, settings))
+    existing = admin.list_topics(timeout=timeout).topics
+    missing = [t for t in topics if t not in existing]
+    if missing:
+        raise TopicsMissing(", ".join(missing))

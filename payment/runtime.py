@@ -19,7 +19,7 @@ from payment.api.auth import verifier_from
 from payment.config import Config
 from payment.delivery import Delivery
 from payment.gateways import build_gateway
-from payment.kafka import KafkaPublisher, ensure_topics
+from payment.kafka import KafkaPublisher, check_topics, ensure_topics
 from payment.metrics import Metrics
 from payment.reconciler import Reconciler
 from payment.relay import OutboxRelay, grace_after
@@ -56,7 +56,7 @@ def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int 
     upstream_options = dict(connect_timeout=config.upstream_connect_timeout,
                             read_timeout=config.upstream_read_timeout, deadline=config.upstream_deadline,
                             max_response_bytes=config.upstream_max_response_bytes, metrics=metrics)
-    publisher = KafkaPublisher(config.kafka_bootstrap_servers, config.kafka_message_timeout)
+    publisher = KafkaPublisher(config.kafka_bootstrap_servers, config.kafka_message_timeout, config.kafka_settings)
     delivery = Delivery(store, publisher)
     deps = service.Dependencies(
         store=store,
@@ -134,12 +134,20 @@ class StartupError(RuntimeError):
 
 def prepare(config: Config, wait_s: float = 30.0) -> None:
     """Once per deployment start, before any worker: the schema and the
-    topics. Waits up to `wait_s` for each, as both may start alongside."""
+    topics (created, or with KAFKA_TOPIC_CREATE=false found). Waits up to
+    `wait_s` for each, as both may start alongside."""
     _retry(lambda: db.apply_schema(config.database_url), wait_s,
            "payment database is unreachable")
-    _retry(lambda: ensure_topics(config.kafka_bootstrap_servers,
-                                 [config.topic_succeeded, config.topic_failed]),
-           wait_s, "Kafka broker is unreachable")
+    topics = [config.topic_succeeded, config.topic_failed]
+    if config.kafka_topic_create:
+        _retry(lambda: ensure_topics(config.kafka_bootstrap_servers, topics,
+                                     partitions=config.kafka_topic_partitions,
+                                     replication_factor=config.kafka_topic_replication_factor,
+                                     settings=config.kafka_settings),
+               wait_s, "Kafka broker is unreachable")
+    else:
+        _retry(lambda: check_topics(config.kafka_bootstrap_servers, topics, settings=config.kafka_settings),
+               wait_s, "Kafka broker is unreachable or the topics do not exist (KAFKA_TOPIC_CREATE is false)")
 
 
 def _retry(step, wait_s: float, failure: str) -> None:

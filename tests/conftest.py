@@ -35,7 +35,8 @@ def broker(tmp_path_factory):
     port = devstack.free_port()
     process = devstack.start_broker(port, tmp_path_factory.mktemp("tansu") / "tansu.log")
     bootstrap = f"127.0.0.1:{port}"
-    ensure_topics(bootstrap, list(TOPICS))
+    # One partition: EventLog reads partition 0.
+    ensure_topics(bootstrap, list(TOPICS), partitions=1)
     yield bootstrap
     devstack.stop(process)
 

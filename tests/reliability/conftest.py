@@ -22,7 +22,7 @@ class RestartableBroker:
         self.process = devstack.start_broker(self.port, self.log_path)
         # An in-memory broker comes back empty: the platform's topics exist
         # again before traffic resumes, as they would on a real cluster.
-        ensure_topics(self.bootstrap, list(TOPICS))
+        ensure_topics(self.bootstrap, list(TOPICS), partitions=1)
 
     def kill(self):
         self.process.kill()

@@ -23,9 +23,11 @@ def test_documented_deployment_variables_are_accepted():
     assert config.kafka_bootstrap_servers == "kafka:9092"
     assert config.ordering_service_url == "http://ordering:5002"
     assert config.reservation_service_url == "http://ordering:5002"
-    for part in ("host=postgres", "port=5432", "dbname=ticketing", "user=postgres", "password=postgres",
-                 "search_path=bc_payment"):
+    for part in ("host=postgres", "port=5432", "dbname=ticketing", "user=postgres", "password=postgres"):
         assert part in config.database_url
+    # Kept out of the conninfo (a pooler refuses startup options), set per transaction.
+    assert config.db_search_path == "bc_payment"
+    assert "options" not in config.database_url and "search_path" not in config.database_url
 
 
 def test_defaults():

@@ -22,6 +22,8 @@ from tests.support import dockerfile_instructions
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTED_VARIABLES = {"ASPNETCORE_URLS", "ConnectionStrings__Default", "Kafka__BootstrapServers"}
+# The platform creates the topics (the kafka-topics service), so the service does not.
+TOPIC_CREATION_OFF = {"KAFKA_TOPIC_CREATE": "false"}
 
 
 def dockerfile() -> list[tuple[str, str]]:
@@ -123,7 +125,7 @@ def test_each_command_has_help(command, capsys):
 
 def test_compose_runs_postgres_kafka_in_kraft_mode_the_sandbox_and_the_service():
     services = compose()["services"]
-    assert set(services) == {"postgres", "kafka", "ordering", "payment"}
+    assert set(services) == {"postgres", "kafka", "kafka-topics", "ordering", "payment"}
     assert services["postgres"]["image"].startswith("postgres:")
     kafka = services["kafka"]
     assert kafka["image"].startswith("apache/kafka:")
@@ -131,8 +133,11 @@ def test_compose_runs_postgres_kafka_in_kraft_mode_the_sandbox_and_the_service()
     assert not any("ZOOKEEPER" in name for name in kafka["environment"])
 
 
-def test_the_service_gets_exactly_the_documented_variables():
-    assert set(compose()["services"]["payment"]["environment"]) == DOCUMENTED_VARIABLES
+def test_the_service_gets_the_documented_variables_and_topic_creation_off():
+    environment = compose()["services"]["payment"]["environment"]
+    assert set(environment) == DOCUMENTED_VARIABLES | set(TOPIC_CREATION_OFF)
+    assert {name: environment[name] for name in TOPIC_CREATION_OFF} == TOPIC_CREATION_OFF
+    assert Config.from_env({k: str(v) for k, v in environment.items()}).kafka_topic_create is False
 
 
 def test_the_documented_variables_point_at_the_compose_services():
@@ -170,5 +175,42 @@ def test_dependencies_are_services_with_health_checks():
     services = compose()["services"]
     for name, condition in services["payment"]["depends_on"].items():
         assert name in services
-        assert condition == {"condition": "service_healthy"}
-        assert services[name]["healthcheck"]["test"][0] == "CMD"
+        if name == "kafka-topics":
+            # A one-shot job: the service starts once it has finished, and only if it succeeded.
+            assert condition == {"condition": "service_completed_successfully"}
+        else:
+            assert condition == {"condition": "service_healthy"}
+            assert services[name]["healthcheck"]["test"][0] == "CMD"
+
+
+def topic_commands() -> list[list[str]]:
+    """The kafka-topics service's commands, each split like a shell would."""
+    command = compose()["services"]["kafka-topics"]["command"]
+    assert command[:2] == ["bash", "-ec"] and len(command) == 3
+    return [shlex.split(part) for part in command[2].split("&&")]
+
+
+def option(arguments: list[str], name: str) -> str:
+    return arguments[arguments.index(name) + 1]
+
+
+def test_the_platform_creates_the_services_topics_before_it_starts():
+    services = compose()["services"]
+    topics = services["kafka-topics"]
+    assert topics["image"] == services["kafka"]["image"]
+    assert topics["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+    assert services["payment"]["depends_on"]["kafka-topics"] == {"condition": "service_completed_successfully"}
+
+    config = Config.from_env({k: str(v) for k, v in services["payment"]["environment"].items()})
+    advertised = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    created = set()
+    for arguments in topic_commands():
+        assert arguments[0] == "/opt/kafka/bin/kafka-topics.sh"
+        # Idempotent: a restart of the stack finds them and goes on.
+        assert "--create" in arguments and "--if-not-exists" in arguments
+        assert f"PLAINTEXT://{option(arguments, '--bootstrap-server')}" in advertised.split(",")
+        assert int(option(arguments, "--partitions")) >= 1
+        # One broker in this stack: the factor cannot be above it.
+        assert option(arguments, "--replication-factor") == "1"
+        created.add(option(arguments, "--topic"))
+    assert created == {config.topic_succeeded, config.topic_failed}
