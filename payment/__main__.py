@@ -17,7 +17,9 @@ def _config() -> Config:
 
 
 def cmd_migrate(args) -> None:
-    """Apply sql/schema.sql and create the topics (both idempotent)."""
+    """Apply the schema migrations not yet applied (sql/migrations/, in
+    order, one transaction each) and create the topics: the release step, run
+    once per deployment before the service starts."""
     import logging
 
     from payment.logs import configure_logging
@@ -26,16 +28,17 @@ def cmd_migrate(args) -> None:
     configure_logging()
     config = _config()
     try:
-        prepare(config, wait_s=args.wait)
+        outcome = prepare(config, wait_s=args.wait)
     except StartupError as exc:
         sys.exit(f"payment-service: start-up failed: {exc}")
     logging.getLogger("payment.migrate").info(
-        "schema applied; topics ready", extra={"database": config.redacted_database_url()})
+        "schema applied; topics ready",
+        extra={"database": config.redacted_database_url(), "schemaVersion": outcome.version})
 
 
 def cmd_serve(args) -> None:
     """Run the service under gunicorn with gunicorn.conf.py, which runs
-    `migrate` once before starting the workers."""
+    `migrate` once before starting the workers unless MIGRATE_ON_START=false."""
     _config()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     os.chdir(root)
