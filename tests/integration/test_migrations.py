@@ -355,3 +355,24 @@ def wait_for_waiters(url: str, expected: int, timeout: float) -> int:
             if waiting >= expected or time.monotonic() > deadline:
                 return waiting
             time.sleep(0.1)
+
+
+# --- start-up under gunicorn ----------------------------------------------------
+
+
+def test_the_service_migrates_at_start_unless_told_not_to(server, serve):
+    """`python -m payment serve`: by default its master migrates before any
+    worker starts (make run, a single instance); with MIGRATE_ON_START=false
+    (a release step has done it) it leaves the database alone."""
+    url = server.create("serve")
+
+    served = serve(DATABASE_URL=url, MIGRATE_ON_START="false", workers=1)
+    assert served.stop() == 0
+    assert migrations.recorded_version(url) == 0
+    assert not any(r["logger"] == "payment.migrate" for r in served.records())
+
+    served = serve(DATABASE_URL=url, workers=1)
+    assert served.stop() == 0
+    assert migrations.recorded_version(url) == LATEST
+    assert [r["message"] for r in served.records() if r["logger"] == "payment.migrate"] == [
+        *(f"applied migration {m.name}" for m in migrations.load()), "schema applied; topics ready"]

@@ -123,7 +123,7 @@ def test_each_command_has_help(command, capsys):
 
 def test_compose_runs_postgres_kafka_in_kraft_mode_the_sandbox_and_the_service():
     services = compose()["services"]
-    assert set(services) == {"postgres", "kafka", "ordering", "payment"}
+    assert set(services) == {"postgres", "kafka", "ordering", "migrate", "payment"}
     assert services["postgres"]["image"].startswith("postgres:")
     kafka = services["kafka"]
     assert kafka["image"].startswith("apache/kafka:")
@@ -131,8 +131,23 @@ def test_compose_runs_postgres_kafka_in_kraft_mode_the_sandbox_and_the_service()
     assert not any("ZOOKEEPER" in name for name in kafka["environment"])
 
 
-def test_the_service_gets_exactly_the_documented_variables():
-    assert set(compose()["services"]["payment"]["environment"]) == DOCUMENTED_VARIABLES
+def test_the_service_gets_exactly_the_documented_variables_and_does_not_migrate():
+    environment = compose()["services"]["payment"]["environment"]
+    assert set(environment) == DOCUMENTED_VARIABLES | {"MIGRATE_ON_START"}
+    assert Config.from_env({k: str(v) for k, v in environment.items()}).migrate_on_start is False
+
+
+def test_the_release_step_migrates_the_same_database_before_the_service_starts():
+    services = compose()["services"]
+    migrate, payment = services["migrate"], services["payment"]
+    assert_payment_command(migrate["command"], "migrate")
+    assert migrate["image"] == payment["image"] and migrate["build"] == "."
+    assert migrate["environment"] == {k: v for k, v in payment["environment"].items() if k in DOCUMENTED_VARIABLES}
+    assert "restart" not in migrate  # it runs once and exits
+    assert payment["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    for name, condition in migrate["depends_on"].items():
+        assert condition == {"condition": "service_healthy"}
+        assert name in payment["depends_on"]
 
 
 def test_the_documented_variables_point_at_the_compose_services():
@@ -159,7 +174,7 @@ def test_the_documented_variables_point_at_the_compose_services():
 
 def test_compose_builds_the_image_and_runs_its_commands():
     services = compose()["services"]
-    for name in ("payment", "ordering"):
+    for name in ("payment", "ordering", "migrate"):
         assert services[name]["build"] == "."
         assert (ROOT / services[name]["build"] / "Dockerfile").is_file()
     assert services["payment"]["image"] == services["ordering"]["image"]
@@ -170,5 +185,7 @@ def test_dependencies_are_services_with_health_checks():
     services = compose()["services"]
     for name, condition in services["payment"]["depends_on"].items():
         assert name in services
+        if name == "migrate":
+            continue
         assert condition == {"condition": "service_healthy"}
         assert services[name]["healthcheck"]["test"][0] == "CMD"
