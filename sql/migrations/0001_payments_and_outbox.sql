@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS bc_payment.payments (
     CHECK ((status = 'pending') = (processed_at IS NULL))
 );
 
+-- The uniqueness guard: per order, at most one payment that is in flight or
+-- has succeeded. A second charge can only start after a failure.
 CREATE UNIQUE INDEX IF NOT EXISTS payments_one_live_payment_per_order
     ON bc_payment.payments (order_id)
     WHERE status IN ('pending', 'succeeded');
@@ -40,6 +42,8 @@ CREATE INDEX IF NOT EXISTS payments_pending_by_age
     ON bc_payment.payments (created_at)
     WHERE status = 'pending';
 
+-- Transactional outbox: an event row is written in the same transaction as
+-- the payment outcome, and produced to Kafka only after that commit.
 CREATE TABLE IF NOT EXISTS bc_payment.outbox (
     seq          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     event_id     uuid        NOT NULL UNIQUE,

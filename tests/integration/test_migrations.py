@@ -147,10 +147,14 @@ def test_a_fresh_database_gets_each_migration_once_and_records_it(server, caplog
     assert migrations.recorded_version(url) == LATEST
 
 
-def test_migrating_to_a_target_stops_there(server):
-    url = server.create("target")
+def test_the_first_migration_is_the_schema_before_the_gateway_work(server):
+    url, before = server.create("target"), server.create("before")
     outcome = migrations.migrate(url, target=1)
     assert outcome.version == 1 and recorded(url) == the_migrations()[:1]
+
+    execute(before, (ROOT / "tests" / "legacy_schema" / "4e79aab_schema.sql").read_text())
+    execute(url, "DROP TABLE bc_payment.schema_migrations")
+    assert catalog(url) == catalog(before)
     assert execute(url, "SELECT to_regclass('bc_payment.payment_checks') AS t") == [{"t": None}]
 
 
