@@ -24,6 +24,7 @@ EXPOSE 5004
 # replacing the container, and /health/ready reports it already.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-m", "payment", "healthcheck"]
-# Applies sql/schema.sql and creates the topics once (`migrate`), then starts
-# gunicorn with gunicorn.conf.py.
+# Applies the schema migrations and creates the topics once (`migrate`; not
+# with MIGRATE_ON_START=false, where a release step runs `python -m payment
+# migrate` first), then starts gunicorn with gunicorn.conf.py.
 CMD ["python", "-m", "payment", "serve"]

@@ -55,8 +55,12 @@ control_socket_disable = True
 
 def on_starting(server):
     _fresh_metrics_dir()
-    # Once per start, before any worker: schema and topics. In a child process,
-    # so that no Kafka client of the master's is inherited by the workers.
+    # Once per start, before any worker: schema migrations and topics, unless
+    # a release step has done both (MIGRATE_ON_START=false, docker-compose.yml).
+    # In a child process, so that no Kafka client of the master's is inherited
+    # by the workers.
+    if not _config.migrate_on_start:
+        return
     import subprocess
 
     result = subprocess.run([sys.executable, "-m", "payment", "migrate"])

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import psycopg
 
-from payment import db, devstack
+from payment import devstack, migrations
 from payment.kafka import ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,7 +145,7 @@ def start_stack(workdir: Path) -> Stack:
     url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
     if not url:
         url = devstack.start_postgres(workdir / "pgdata")
-    db.apply_schema(url)
+    migrations.migrate(url)
     port = devstack.free_port()
     broker = devstack.start_broker(port, workdir / "tansu.log")
     bootstrap = f"127.0.0.1:{port}"

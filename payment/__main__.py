@@ -17,8 +17,10 @@ def _config() -> Config:
 
 
 def cmd_migrate(args) -> None:
-    """Apply sql/schema.sql and create the topics, or with KAFKA_TOPIC_CREATE=false
-    check that they exist (idempotent)."""
+    """Apply the schema migrations not yet applied (sql/migrations/, in
+    order, one transaction each) and create the topics (or, with
+    KAFKA_TOPIC_CREATE=false, check that they exist): the release step, run
+    once per deployment before the service starts."""
     import logging
 
     from payment.logs import configure_logging
@@ -28,12 +30,12 @@ def cmd_migrate(args) -> None:
     config = _config()
     log_ignored_settings(config)
     try:
-        prepare(config, wait_s=args.wait)
+        outcome = prepare(config, wait_s=args.wait)
     except StartupError as exc:
         sys.exit(f"payment-service: start-up failed: {exc}")
     logging.getLogger("payment.migrate").info(
         "schema applied; topics ready", extra={
-            "database": config.redacted_database_url(),
+            "database": config.redacted_database_url(), "schemaVersion": outcome.version,
             # Names only: a value may be a secret, or a path that is nobody's business.
             "kafkaSettings": sorted(config.kafka_settings)})
 
@@ -51,7 +53,7 @@ def log_ignored_settings(config: Config) -> None:
 
 def cmd_serve(args) -> None:
     """Run the service under gunicorn with gunicorn.conf.py, which runs
-    `migrate` once before starting the workers."""
+    `migrate` once before starting the workers unless MIGRATE_ON_START=false."""
     _config()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     os.chdir(root)

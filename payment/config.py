@@ -83,6 +83,9 @@ class Config:
     outbox_retention: float = 7 * 24 * 3600
     pending_timeout: float = 120.0
     reconcile_max_backoff: float = 300.0
+    # False where a release step runs `python -m payment migrate` before the
+    # service starts (docker-compose.yml); true keeps `make run` self-contained.
+    migrate_on_start: bool = True
     payment_gateway: str = "simulator"
     # repr=False: the key never shows when the configuration is printed or logged.
     stripe_api_key: str | None = field(default=None, repr=False)
@@ -135,6 +138,7 @@ class Config:
             outbox_retention=_seconds(env, "OUTBOX_RETENTION_S", 7 * 24 * 3600, high=90 * 24 * 3600),
             pending_timeout=_seconds(env, "PENDING_TIMEOUT_S", 120.0, high=24 * 3600),
             reconcile_max_backoff=_seconds(env, "RECONCILE_MAX_BACKOFF_S", 300.0, high=24 * 3600),
+            migrate_on_start=_flag(env, "MIGRATE_ON_START", True),
             **_gateway(env),
             **_auth(env),
             **_kafka(env),
@@ -303,6 +307,17 @@ def _seconds(env, name, default, high: float = 600) -> float:
     if not 0 < value <= high:
         raise ConfigError(f"{name} must be between 0 and {high:g} seconds")
     return value
+
+
+def _flag(env, name, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{name} must be true or false")
 
 
 def _topic(env, name, default) -> str:

@@ -1,4 +1,4 @@
-"""PostgreSQL adapter: the connection pool, the payment store and the schema.
+"""PostgreSQL adapter: the connection pool and the payment store.
 
 Database faults become DatabaseUnavailable here, so no layer above ever sees
 a psycopg exception (nor shows its text to a client).
@@ -17,14 +17,12 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import class_row, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from payment import migrations
 from payment.errors import DatabaseUnavailable, PaymentAlreadySettled
 from payment.model import ChargeResult, OutboxEvent, Payment, PaymentRequest
-from payment.queries import QUERIES, SCHEMA_SQL
+from payment.queries import QUERIES
 
 log = logging.getLogger(__name__)
-
-# Any two-int key works; this one is "payment" spelled on a phone keypad.
-_MIGRATION_LOCK = 7_296_368
 
 
 def open_pool(conninfo: str, *, min_size: int, max_size: int, timeout: float) -> ConnectionPool:
@@ -69,13 +67,10 @@ def _with_statement_timeout(conninfo: str, timeout: float) -> str:
 
 
 def apply_schema(conninfo: str) -> None:
-    """Apply sql/schema.sql once, whoever else is starting at the same time."""
-    with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
-        try:
-            conn.execute(SCHEMA_SQL)
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    """Bring the schema up to date: the versioned migrations of
+    payment/migrations.py, the one way the schema changes. (Kept under this
+    name for the callers that set up a database in one line.)"""
+    migrations.migrate(conninfo)
 
 
 class PaymentStore:

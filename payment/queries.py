@@ -22,4 +22,3 @@ def load_queries(path: Path) -> dict[str, str]:
 
 
 QUERIES = load_queries(SQL_DIR / "queries.sql")
-SCHEMA_SQL = (SQL_DIR / "schema.sql").read_text()

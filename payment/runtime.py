@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import falcon
 
-from payment import db, service, upstream
+from payment import db, migrations, service, upstream
 from payment.api.app import create_app
 from payment.api.auth import verifier_from
 from payment.config import Config
@@ -132,12 +132,14 @@ class StartupError(RuntimeError):
     """A dependency could not be prepared at start-up; the message names it."""
 
 
-def prepare(config: Config, wait_s: float = 30.0) -> None:
-    """Once per deployment start, before any worker: the schema and the
-    topics (created, or with KAFKA_TOPIC_CREATE=false found). Waits up to
-    `wait_s` for each, as both may start alongside."""
-    _retry(lambda: db.apply_schema(config.database_url), wait_s,
-           "payment database is unreachable")
+def prepare(config: Config, wait_s: float = 30.0) -> migrations.Outcome:
+    """The release step, once per deployment before the service starts: the
+    schema migrations, then the topics (created, or with
+    KAFKA_TOPIC_CREATE=false found). Waits up to `wait_s` for each, as both
+    may start alongside; a migration that fails or was changed stops it at
+    once, since waiting cannot mend it."""
+    outcome = _retry(lambda: migrations.migrate(config.database_url), wait_s,
+                     "payment database is unreachable")
     topics = [config.topic_succeeded, config.topic_failed]
     if config.kafka_topic_create:
         _retry(lambda: ensure_topics(config.kafka_bootstrap_servers, topics,
@@ -148,13 +150,16 @@ def prepare(config: Config, wait_s: float = 30.0) -> None:
     else:
         _retry(lambda: check_topics(config.kafka_bootstrap_servers, topics, settings=config.kafka_settings),
                wait_s, "Kafka broker is unreachable or the topics do not exist (KAFKA_TOPIC_CREATE is false)")
+    return outcome
 
 
-def _retry(step, wait_s: float, failure: str) -> None:
+def _retry(step, wait_s: float, failure: str):
     deadline = time.monotonic() + wait_s
     while True:
         try:
             return step()
+        except migrations.MigrationError as exc:
+            raise StartupError(str(exc)) from None
         except Exception as exc:
             if time.monotonic() >= deadline:
                 raise StartupError(f"{failure} ({type(exc).__name__})") from None

@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 import webtest
 
-from payment import db, devstack, jsonio, schemas
+from payment import devstack, jsonio, migrations, schemas
 from payment.config import Config
 from payment.kafka import ensure_topics
 from payment.runtime import build
@@ -26,7 +26,7 @@ def database_url(tmp_path_factory) -> str:
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
         url = devstack.start_postgres(tmp_path_factory.mktemp("pgdata"))
-    db.apply_schema(url)
+    migrations.migrate(url)
     return url
 
 

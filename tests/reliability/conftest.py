@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from payment import db, devstack
+from payment import devstack, migrations
 from payment.kafka import ensure_topics
 from tests.reliability.postgres import StoppablePostgres
 from tests.support import TOPICS
@@ -39,6 +39,6 @@ def own_broker(tmp_path):
 @pytest.fixture
 def own_postgres():
     server = StoppablePostgres()
-    db.apply_schema(server.url)
+    migrations.migrate(server.url)
     yield server
     server.close()

@@ -49,6 +49,15 @@ def test_slow_client_timeouts_from_the_environment():
     assert (config.http_header_timeout, config.http_body_timeout) == (2.5, 30.0)
 
 
+@pytest.mark.parametrize("value, expected", [
+    (None, True), ("", True), ("true", True), ("1", True), ("False", False), ("false", False), ("0", False),
+    ("no", False),
+])
+def test_migrate_on_start_defaults_to_true(value, expected):
+    env = BASE if value is None else {**BASE, "MIGRATE_ON_START": value}
+    assert Config.from_env(env).migrate_on_start is expected
+
+
 def test_port_variable_wins_over_aspnetcore_urls():
     assert Config.from_env({**BASE, "PORT": "8080", "ASPNETCORE_URLS": "http://+:5004"}).port == 8080
 
@@ -70,6 +79,7 @@ def test_port_variable_wins_over_aspnetcore_urls():
     ({"UPSTREAM_MAX_RESPONSE_BYTES": "1mb"}, "UPSTREAM_MAX_RESPONSE_BYTES must be an integer"),
     ({"UPSTREAM_MAX_RESPONSE_BYTES": "100"}, "UPSTREAM_MAX_RESPONSE_BYTES is out of range"),
     ({"KAFKA_TOPIC_PAYMENT_FAILED": "bad topic"}, "KAFKA_TOPIC_PAYMENT_FAILED is not a valid Kafka topic name"),
+    ({"MIGRATE_ON_START": "sometimes"}, "MIGRATE_ON_START must be true or false"),
 ])
 def test_bad_values_name_the_variable(change, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -125,7 +125,7 @@ def test_each_command_has_help(command, capsys):
 
 def test_compose_runs_postgres_kafka_in_kraft_mode_the_sandbox_and_the_service():
     services = compose()["services"]
-    assert set(services) == {"postgres", "kafka", "kafka-topics", "ordering", "payment"}
+    assert set(services) == {"postgres", "kafka", "kafka-topics", "ordering", "migrate", "payment"}
     assert services["postgres"]["image"].startswith("postgres:")
     kafka = services["kafka"]
     assert kafka["image"].startswith("apache/kafka:")
@@ -133,11 +133,29 @@ def test_compose_runs_postgres_kafka_in_kraft_mode_the_sandbox_and_the_service()
     assert not any("ZOOKEEPER" in name for name in kafka["environment"])
 
 
-def test_the_service_gets_the_documented_variables_and_topic_creation_off():
+def test_the_service_gets_the_documented_variables_does_not_migrate_and_creates_no_topic():
     environment = compose()["services"]["payment"]["environment"]
-    assert set(environment) == DOCUMENTED_VARIABLES | set(TOPIC_CREATION_OFF)
+    assert set(environment) == DOCUMENTED_VARIABLES | {"MIGRATE_ON_START"} | set(TOPIC_CREATION_OFF)
     assert {name: environment[name] for name in TOPIC_CREATION_OFF} == TOPIC_CREATION_OFF
-    assert Config.from_env({k: str(v) for k, v in environment.items()}).kafka_topic_create is False
+    config = Config.from_env({k: str(v) for k, v in environment.items()})
+    assert config.migrate_on_start is False and config.kafka_topic_create is False
+
+
+def test_the_release_step_migrates_the_same_database_before_the_service_starts():
+    services = compose()["services"]
+    migrate, payment = services["migrate"], services["payment"]
+    assert_payment_command(migrate["command"], "migrate")
+    assert migrate["image"] == payment["image"] and migrate["build"] == "."
+    assert migrate["environment"] == {k: v for k, v in payment["environment"].items()
+                                      if k in DOCUMENTED_VARIABLES or k in TOPIC_CREATION_OFF}
+    assert "restart" not in migrate  # it runs once and exits
+    assert payment["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    # It checks the topics the platform created, so it runs after them.
+    assert migrate["depends_on"]["kafka-topics"] == {"condition": "service_completed_successfully"}
+    for name, condition in migrate["depends_on"].items():
+        if name != "kafka-topics":
+            assert condition == {"condition": "service_healthy"}
+        assert name in payment["depends_on"]
 
 
 def test_the_documented_variables_point_at_the_compose_services():
@@ -164,7 +182,7 @@ def test_the_documented_variables_point_at_the_compose_services():
 
 def test_compose_builds_the_image_and_runs_its_commands():
     services = compose()["services"]
-    for name in ("payment", "ordering"):
+    for name in ("payment", "ordering", "migrate"):
         assert services[name]["build"] == "."
         assert (ROOT / services[name]["build"] / "Dockerfile").is_file()
     assert services["payment"]["image"] == services["ordering"]["image"]
@@ -175,8 +193,8 @@ def test_dependencies_are_services_with_health_checks():
     services = compose()["services"]
     for name, condition in services["payment"]["depends_on"].items():
         assert name in services
-        if name == "kafka-topics":
-            # A one-shot job: the service starts once it has finished, and only if it succeeded.
+        if name in ("kafka-topics", "migrate"):
+            # One-shot jobs: the service starts once they have finished, and only if they succeeded.
             assert condition == {"condition": "service_completed_successfully"}
         else:
             assert condition == {"condition": "service_healthy"}
