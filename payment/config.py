@@ -228,15 +228,6 @@ def _kafka(env: dict[str, str]) -> dict:
     }
 
 
-def _flag(env, name, default: bool) -> bool:
-    raw = (env.get(name) or "").strip().lower()
-    if not raw:
-        return default
-    if raw not in ("true", "false"):
-        raise ConfigError(f"{name} must be true or false")
-    return raw == "true"
-
-
 def redact_conninfo(conninfo: str) -> str:
     """The connection string with any password replaced, safe for logs."""
     try:

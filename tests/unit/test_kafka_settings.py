@@ -150,7 +150,7 @@ def test_topic_settings_are_read():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"KAFKA_TOPIC_CREATE": "no"}, "KAFKA_TOPIC_CREATE must be true or false"),
+    ({"KAFKA_TOPIC_CREATE": "maybe"}, "KAFKA_TOPIC_CREATE must be true or false"),
     ({"KAFKA_TOPIC_PARTITIONS": "0"}, "must be -1 (the broker's default) or at least 1"),
     ({"KAFKA_TOPIC_REPLICATION_FACTOR": "-2"}, "KAFKA_TOPIC_REPLICATION_FACTOR is out of range"),
     ({"KAFKA_TOPIC_REPLICATION_FACTOR": "three"}, "KAFKA_TOPIC_REPLICATION_FACTOR must be an integer"),
