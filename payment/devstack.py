@@ -158,8 +158,13 @@ class PgBouncer:
     port: int
     directory: Path
 
-    def url(self, user: str, dbname: str) -> str:
-        return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
+    def url_for(self, server_url: str) -> str:
+        """`server_url`'s user, password and database, through PgBouncer."""
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        params = conninfo_to_dict(server_url)
+        params.update(host="127.0.0.1", port=str(self.port))
+        return make_conninfo(**params)
 
     def log(self) -> str:
         return (self.directory / "pgbouncer.log").read_text(errors="replace")
