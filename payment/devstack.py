@@ -177,11 +177,17 @@ class PgBouncer:
 
 
 def start_pgbouncer(server_url: str, *, pool_size: int = 4, pool_mode: str = "transaction",
-                    ignore_startup_parameters: str = "extra_float_digits") -> PgBouncer:
+                    ignore_startup_parameters: str = "extra_float_digits",
+                    server_login_retry: int = 1, query_wait_timeout: int = 2) -> PgBouncer:
     """PgBouncer on a free 127.0.0.1 port in front of the server of
     `server_url`, configured as an operator would for many instances:
     transaction pooling, `pool_size` server connections per database and
     user, trust authentication (the server behind it trusts 127.0.0.1).
+    After a failed server login it tries again `server_login_retry` seconds
+    later (PgBouncer's default, 15, would hold a recovered server away that
+    long). A query waits at most `query_wait_timeout` seconds for a server
+    connection (the default, 120, outlasts any request: while the server is
+    away, a request would hang rather than fail).
     Runs as an unprivileged user when started as root (it refuses root)."""
     import os
     import tempfile
@@ -209,6 +215,8 @@ min_pool_size = 0
 reserve_pool_size = 0
 max_client_conn = 500
 ignore_startup_parameters = {ignore_startup_parameters}
+server_login_retry = {server_login_retry}
+query_wait_timeout = {query_wait_timeout}
 logfile = {directory / 'pgbouncer.log'}
 pidfile = {directory / 'pgbouncer.pid'}
 """)

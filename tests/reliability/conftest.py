@@ -37,11 +37,19 @@ def own_broker(tmp_path):
 
 
 @pytest.fixture
-def own_postgres():
+def own_postgres(db_route):
+    """A server of the test's own; on the pgbouncer route `url` reaches it
+    through a PgBouncer of its own, which stays up while the server stops."""
     server = StoppablePostgres()
     db.apply_schema(server.url)
+    bouncer = None
+    if db_route == "pgbouncer":
+        bouncer = devstack.start_pgbouncer(server.url)
+        server.url = bouncer.url_for(server.url)
     yield server
     server.close()
+    if bouncer:
+        bouncer.stop()
 
 
 def pytest_generate_tests(metafunc):
