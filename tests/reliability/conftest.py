@@ -38,10 +38,12 @@ def own_broker(tmp_path):
 
 @pytest.fixture
 def own_postgres(db_route):
-    """A server of the test's own; on the pgbouncer route `url` reaches it
-    through a PgBouncer of its own, which stays up while the server stops."""
+    """A server of the test's own; on the pgbouncer route `url` (the
+    service's) reaches it through a PgBouncer of its own, which stays up while
+    the server stops. The test reads it at `direct_url`."""
     server = StoppablePostgres()
     db.apply_schema(server.url)
+    server.direct_url = server.url
     bouncer = None
     if db_route == "pgbouncer":
         bouncer = devstack.start_pgbouncer(server.url)
