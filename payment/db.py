@@ -7,12 +7,14 @@ a psycopg exception (nor shows its text to a client).
 from __future__ import annotations
 
 import logging
+import re
 import time
 import weakref
 from contextlib import contextmanager
 from uuid import UUID
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import class_row, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -25,11 +27,37 @@ from payment.queries import QUERIES
 log = logging.getLogger(__name__)
 
 
-def open_pool(conninfo: str, *, min_size: int, max_size: int, timeout: float) -> ConnectionPool:
+class Pool(ConnectionPool):
+    """The service's connection pool, and the settings every transaction on
+    it starts with (`transaction_settings`: one SQL statement, run in the
+    transaction's first round trip)."""
+
+    transaction_settings: str = ""
+
+
+def open_pool(conninfo: str, *, min_size: int, max_size: int, timeout: float,
+              search_path: str | None = None) -> Pool:
     """A pool opened explicitly; it keeps trying in the background while the
-    database is away, and a request waits at most `timeout` for a connection."""
-    pool = ConnectionPool(
-        _with_statement_timeout(conninfo, timeout),
+    database is away, and a request waits at most `timeout` for a connection.
+
+    Its connections hold no session state, so that a transaction-pooling
+    PgBouncer may hand each transaction another server connection: no
+    startup options (the statement and lock timeouts, and any `-c` setting
+    of the connection string such as SearchPath's search_path, are set anew
+    in every transaction, see `transaction_settings`), and no server-side
+    prepared statements (prepare_threshold=None)."""
+    conninfo, settings = _lift_settings(conninfo)
+    milliseconds = str(int(timeout * 1000))
+    # A statement that runs past the request's budget is a fault, not a slow
+    # answer; so is a lock wait that long (a row held by a stuck transaction).
+    settings.update(statement_timeout=milliseconds, lock_timeout=milliseconds)
+    if search_path:
+        settings["search_path"] = search_path
+    connection = {"autocommit": True, "prepare_threshold": None}
+    if "connect_timeout" not in conninfo_to_dict(conninfo):  # the connection string's Timeout wins
+        connection["connect_timeout"] = max(1, round(timeout))
+    pool = Pool(
+        conninfo,
         min_size=min_size,
         max_size=max_size,
         timeout=timeout,
@@ -38,9 +66,10 @@ def open_pool(conninfo: str, *, min_size: int, max_size: int, timeout: float) ->
         check=_check_unless_just_used,
         # Autocommit: a single statement is its own transaction and costs one
         # round trip; PaymentStore opens explicit transactions for the rest.
-        kwargs={"connect_timeout": max(1, round(timeout)), "autocommit": True},
+        kwargs=connection,
         reconnect_timeout=0,
     )
+    pool.transaction_settings = settings_statement(settings)
     pool.open(wait=False)
     return pool
 
@@ -58,12 +87,66 @@ def _check_unless_just_used(conn) -> None:
         ConnectionPool.check_connection(conn)
 
 
-def _with_statement_timeout(conninfo: str, timeout: float) -> str:
-    # A statement that runs past the request's budget is a fault, not a slow
-    # answer. Kept beside any options already given (SearchPath).
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+def _lift_settings(conninfo: str) -> tuple[str, dict[str, str]]:
+    """The connection string without its `-c name=value` startup options, and
+    those settings. A transaction-pooling PgBouncer refuses startup options
+    (`unsupported startup parameter: options`), and would not keep them per
+    client anyway. Any other option is left where it was."""
     params = conninfo_to_dict(conninfo)
-    params["options"] = f"{params.get('options', '')} -c statement_timeout={int(timeout * 1000)}".strip()
-    return make_conninfo(**params)
+    settings: dict[str, str] = {}
+    kept: list[str] = []
+    words = _option_words(params.pop("options", "") or "")
+    while words:
+        word = words.pop(0)
+        if word == "-c" and words:
+            word = "-c" + words.pop(0)
+        name, sep, value = word[2:].partition("=") if word[:2] in ("-c", "--") else ("", "", "")
+        if sep and _SETTING_NAME.fullmatch(name):
+            settings[name] = value
+        else:
+            kept.append(word)
+    if kept:
+        params["options"] = " ".join(_escape_option(word) for word in kept)
+    return make_conninfo(**params), settings
+
+
+def _option_words(options: str) -> list[str]:
+    """libpq's reading of `options`: words split on spaces, a backslash
+    keeps the next character (an escaped space stays in the word)."""
+    words, word, escaped, started = [], [], False, False
+    for char in options:
+        if escaped:
+            word.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = started = True
+        elif char.isspace():
+            if started:
+                words.append("".join(word))
+            word, started = [], False
+        else:
+            word.append(char)
+            started = True
+    if started:
+        words.append("".join(word))
+    return words
+
+
+def _escape_option(word: str) -> str:
+    return word.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+def settings_statement(settings: dict[str, str]) -> str:
+    """One statement that sets each setting for the current transaction only
+    (set_config(..., true) reads the value as a startup `-c` would: a list
+    for search_path, units for timeouts)."""
+    calls = sql.SQL(", ").join(
+        sql.SQL("set_config({}, {}, true)").format(sql.Literal(name), sql.Literal(value))
+        for name, value in settings.items())
+    return sql.SQL("SELECT {};").format(calls).as_string(None)
 
 
 def apply_schema(conninfo: str) -> None:
@@ -73,8 +156,33 @@ def apply_schema(conninfo: str) -> None:
     migrations.migrate(conninfo)
 
 
+class OneTransactionCursor(psycopg.ClientCursor):
+    """A cursor whose every execute is one simple query: the pool's
+    transaction settings, then the statement (or statements). One round
+    trip and one implicit transaction, so the settings hold for exactly that
+    statement, on whichever server connection a pooler picked. Parameters
+    are bound by psycopg on the client, so nothing is prepared on a server.
+    The cursor then stands on the last statement's result."""
+
+    settings = ""
+
+    def execute(self, query, params=None, **kwargs):
+        # With parameters the whole text is a template, where % is doubled.
+        settings = self.settings if params is None else self.settings.replace("%", "%%")
+        super().execute(settings + query, params, **kwargs)
+        while self.nextset():
+            pass
+        return self
+
+
+def one_transaction_cursor(pool: Pool, conn, row_factory=None) -> OneTransactionCursor:
+    cursor = OneTransactionCursor(conn, row_factory=row_factory)
+    cursor.settings = pool.transaction_settings
+    return cursor
+
+
 class PaymentStore:
-    def __init__(self, pool: ConnectionPool):
+    def __init__(self, pool: Pool):
         self.pool = pool
 
     @contextmanager
@@ -89,18 +197,26 @@ class PaymentStore:
 
     @contextmanager
     def _statement(self, row_factory=None):
-        """A cursor for one statement, committed on its own (autocommit)."""
+        """A cursor whose each statement is committed on its own, with the
+        transaction settings in the same round trip."""
         with self._connection() as conn:
-            with conn.cursor(row_factory=row_factory) as cur:
+            with one_transaction_cursor(self.pool, conn, row_factory) as cur:
                 yield cur
 
     @contextmanager
     def _transaction(self, row_factory=None):
         """A cursor in one transaction: committed when the block ends, rolled
-        back if it raises."""
+        back if it raises. BEGIN and the settings go in one round trip, as
+        BEGIN alone did before."""
         with self._connection() as conn:
-            with conn.transaction(), conn.cursor(row_factory=row_factory) as cur:
-                yield cur
+            conn.execute("BEGIN; " + self.pool.transaction_settings)
+            try:
+                with conn.cursor(row_factory=row_factory) as cur:
+                    yield cur
+            except BaseException:
+                _roll_back(conn)
+                raise
+            conn.execute("COMMIT")
 
     def ping(self) -> bool:
         with self._statement() as cur:
@@ -206,6 +322,15 @@ class PaymentStore:
         with self._transaction() as cur:
             unsent, oldest_age_s = cur.execute(QUERIES["outbox_backlog"]).fetchone()
             return unsent, oldest_age_s
+
+
+def _roll_back(conn) -> None:
+    # A connection already broken is discarded by the pool; the first error
+    # is the one to report.
+    try:
+        conn.execute("ROLLBACK")
+    except psycopg.Error:
+        pass
 
 
 class Settlement:

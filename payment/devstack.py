@@ -6,6 +6,7 @@ dependencies only (requirements-dev.txt): the service never imports this.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import subprocess
 import sys
@@ -121,3 +122,114 @@ def run_dev(data_dir: str = ".devstack") -> None:
     finally:
         for process in reversed(started):
             stop(process)
+
+
+PGBOUNCER_USER = "nobody"
+
+
+def pgbouncer_binary() -> str:
+    """PgBouncer from the Debian package `pgbouncer`, installed when missing
+    (as root, like wrk for `make bench`)."""
+    import os
+    import shutil
+
+    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "pgbouncer"], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        if subprocess.run(["sh", "-c", "command -v pgbouncer || test -x /usr/sbin/pgbouncer"],
+                          stdout=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL)
+            subprocess.run(["apt-get", "install", "-y", "-qq", "pgbouncer"], check=False,
+                           stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
+    if not found:
+        raise RuntimeError("PgBouncer is needed: apt-get install -y pgbouncer")
+    return found
+
+
+@dataclasses.dataclass
+class PgBouncer:
+    """A PgBouncer process in front of one PostgreSQL server; `url(database)`
+    reaches that database through it."""
+
+    process: subprocess.Popen
+    port: int
+    directory: Path
+
+    def url_for(self, server_url: str) -> str:
+        """`server_url`'s user, password and database, through PgBouncer."""
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        params = conninfo_to_dict(server_url)
+        params.update(host="127.0.0.1", port=str(self.port))
+        return make_conninfo(**params)
+
+    def log(self) -> str:
+        return (self.directory / "pgbouncer.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        stop(self.process)
+        import shutil
+
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_pgbouncer(server_url: str, *, pool_size: int = 4, pool_mode: str = "transaction",
+                    ignore_startup_parameters: str = "extra_float_digits",
+                    server_login_retry: int = 1, query_wait_timeout: int = 2) -> PgBouncer:
+    """PgBouncer on a free 127.0.0.1 port in front of the server of
+    `server_url`, configured as an operator would for many instances:
+    transaction pooling, `pool_size` server connections per database and
+    user, trust authentication (the server behind it trusts 127.0.0.1).
+    After a failed server login it tries again `server_login_retry` seconds
+    later (PgBouncer's default, 15, would hold a recovered server away that
+    long). A query waits at most `query_wait_timeout` seconds for a server
+    connection (the default, 120, outlasts any request: while the server is
+    away, a request would hang rather than fail).
+    Runs as an unprivileged user when started as root (it refuses root)."""
+    import os
+    import tempfile
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    server = conninfo_to_dict(server_url)
+    user = server.get("user", "postgres")
+    directory = Path(tempfile.mkdtemp(prefix="payment-pgbouncer-"))
+    port = free_port()
+    (directory / "userlist.txt").write_text(f'"{user}" ""\n')
+    (directory / "pgbouncer.ini").write_text(f"""\
+[databases]
+* = host={server.get('host', '127.0.0.1')} port={server.get('port', '5432')}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {directory / 'userlist.txt'}
+pool_mode = {pool_mode}
+default_pool_size = {pool_size}
+min_pool_size = 0
+reserve_pool_size = 0
+max_client_conn = 500
+ignore_startup_parameters = {ignore_startup_parameters}
+server_login_retry = {server_login_retry}
+query_wait_timeout = {query_wait_timeout}
+logfile = {directory / 'pgbouncer.log'}
+pidfile = {directory / 'pgbouncer.pid'}
+""")
+    command = [pgbouncer_binary()]
+    if os.geteuid() == 0:
+        import shutil
+
+        directory.chmod(0o755)
+        shutil.chown(directory, user=PGBOUNCER_USER)
+        command += ["-u", PGBOUNCER_USER]
+    command.append(str(directory / "pgbouncer.ini"))
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, process=process)
+    return PgBouncer(process=process, port=port, directory=directory)

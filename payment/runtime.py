@@ -50,7 +50,8 @@ class Core:
 
 def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int | None = None) -> Core:
     pool = db.open_pool(config.database_url, min_size=min(config.db_pool_min, pool_max or config.db_pool_max),
-                        max_size=pool_max or config.db_pool_max, timeout=config.db_timeout)
+                        max_size=pool_max or config.db_pool_max, timeout=config.db_timeout,
+                        search_path=config.db_search_path)
     store = db.PaymentStore(pool)
     session = upstream.new_session(pool_size=config.db_pool_max)
     upstream_options = dict(connect_timeout=config.upstream_connect_timeout,

@@ -21,8 +21,9 @@ import time
 from decimal import Decimal
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
+from payment.db import Pool, one_transaction_cursor
 from payment.gateway import NEVER_CHARGED, UNKNOWN, GatewayUnreachable, Lookup
 from payment.model import ChargeResult, Payment
 from payment.queries import QUERIES
@@ -71,7 +72,7 @@ def decide(payment: Payment) -> ChargeResult:
 class SimulatedGateway:
     is_simulated = True
 
-    def __init__(self, pool: ConnectionPool, *, latency_ms: int = 0, delay_before_charge_ms: int = 0):
+    def __init__(self, pool: Pool, *, latency_ms: int = 0, delay_before_charge_ms: int = 0):
         self.pool = pool
         self.latency_s = latency_ms / 1000
         self.delay_before_s = delay_before_charge_ms / 1000
@@ -104,11 +105,8 @@ class SimulatedGateway:
     def _ledger(self, query: str, params: dict):
         """Run one ledger statement group; the last statement's row, if any."""
         try:
-            with self.pool.connection() as conn, psycopg.ClientCursor(conn) as cur:
-                cur.execute(QUERIES[query], params)
-                while cur.nextset():
-                    pass
-                return cur.fetchone()
+            with self.pool.connection() as conn, one_transaction_cursor(self.pool, conn) as cur:
+                return cur.execute(QUERIES[query], params).fetchone()
         except (psycopg.Error, PoolTimeout) as exc:
             log.warning("simulated processor unavailable: %s", type(exc).__name__,
                         extra={"paymentId": str(params["payment_id"])})

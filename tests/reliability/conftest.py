@@ -37,8 +37,25 @@ def own_broker(tmp_path):
 
 
 @pytest.fixture
-def own_postgres():
+def own_postgres(db_route):
+    """A server of the test's own; on the pgbouncer route `url` (the
+    service's) reaches it through a PgBouncer of its own, which stays up while
+    the server stops. The test reads it at `direct_url`."""
     server = StoppablePostgres()
     migrations.migrate(server.url)
+    server.direct_url = server.url
+    bouncer = None
+    if db_route == "pgbouncer":
+        bouncer = devstack.start_pgbouncer(server.url)
+        server.url = bouncer.url_for(server.url)
     yield server
     server.close()
+    if bouncer:
+        bouncer.stop()
+
+
+def pytest_generate_tests(metafunc):
+    # Every test here that reaches the database runs twice: directly, and
+    # through a transaction-pooling PgBouncer (tests/conftest.py, db_route).
+    if "database_url" in metafunc.fixturenames:
+        metafunc.parametrize("db_route", ["direct", "pgbouncer"], indirect=True, scope="session")

@@ -90,7 +90,7 @@ def test_database_stopped_mid_load(own_postgres, serve, service_env, sandbox):
           f"max_503_s={max((e for s, e, _ in load.answers if s == 503), default=0):.2f} recovered_in={recovered_in:.2f}s")
     assert recovered_in < 5
     assert requests.get(f"{service.url}/health/ready", timeout=5).status_code == 200
-    assert_every_charge_recorded(Database(own_postgres.url), load)
+    assert_every_charge_recorded(Database(own_postgres.direct_url), load)
 
 
 def assert_every_charge_recorded(database, load):

@@ -46,7 +46,7 @@ def test_outcome_blocked_by_a_held_row_is_settled_from_the_gateway(serve, servic
 def test_database_stopped_after_the_charge(own_postgres, serve, service_env, sandbox, events):
     from tests.support import Database
 
-    database = Database(own_postgres.url)
+    database = Database(own_postgres.direct_url)
     service = serve({**service_env, "DATABASE_URL": own_postgres.url}, workers=1, SIMULATOR_LATENCY_MS=2000,
                     **FAST_RECONCILER)
     order_id = new_order(sandbox)

@@ -1,0 +1,32 @@
+"""The connection string's startup options become settings of each
+transaction (payment/db.py): nothing is left for a pooler to refuse."""
+
+from psycopg.conninfo import conninfo_to_dict
+
+from payment import db
+from payment.config import Config
+
+
+def lifted(conninfo):
+    rest, settings = db._lift_settings(conninfo)
+    return conninfo_to_dict(rest), settings
+
+
+def test_searchpath_of_the_documented_connection_string_leaves_the_startup_packet():
+    url = Config.from_env({"ConnectionStrings__Default": "Host=db;Port=5432;Database=p;Username=u;SearchPath=bc_payment",
+                           "KAFKA_BOOTSTRAP_SERVERS": "k:9092"}).database_url
+    params, settings = lifted(url)
+    assert "options" not in params
+    assert settings == {"search_path": "bc_payment"}
+
+
+def test_every_spelling_of_a_setting_is_lifted_and_other_options_stay():
+    params, settings = lifted(r"host=h options='-c search_path=a,b -cwork_mem=4MB --lock_timeout=5s -c x.y=a\\ b -X'")
+    assert settings == {"search_path": "a,b", "work_mem": "4MB", "lock_timeout": "5s", "x.y": "a b"}
+    assert params["options"] == "-X"
+
+
+def test_the_settings_statement_quotes_values():
+    statement = db.settings_statement({"search_path": "bc_payment, public", "application_name": "it's"})
+    assert statement == ("SELECT set_config('search_path', 'bc_payment, public', true),"
+                         " set_config('application_name', 'it''s', true);")
