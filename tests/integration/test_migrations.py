@@ -351,7 +351,7 @@ def test_ten_instances_migrating_at_once_apply_each_migration_once(server, broke
 
 def wait_for_waiters(url: str, expected: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
-    with psycopg.connect(url, autocommit=True) as observer:
+    with psycopg.connect(url, autocommit=True, prepare_threshold=None) as observer:
         while True:
             waiting = observer.execute(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "

@@ -12,12 +12,13 @@ def lifted(conninfo):
     return conninfo_to_dict(rest), settings
 
 
-def test_searchpath_of_the_documented_connection_string_leaves_the_startup_packet():
-    url = Config.from_env({"ConnectionStrings__Default": "Host=db;Port=5432;Database=p;Username=u;SearchPath=bc_payment",
-                           "KAFKA_BOOTSTRAP_SERVERS": "k:9092"}).database_url
-    params, settings = lifted(url)
-    assert "options" not in params
-    assert settings == {"search_path": "bc_payment"}
+def test_searchpath_of_the_documented_connection_string_stays_out_of_the_startup_packet():
+    config = Config.from_env({"ConnectionStrings__Default": "Host=db;Port=5432;Database=p;Username=u;SearchPath=bc_payment",
+                              "KAFKA_BOOTSTRAP_SERVERS": "k:9092"})
+    params, settings = lifted(config.database_url)
+    assert "options" not in params and settings == {}
+    # It is set in every transaction instead (open_pool's search_path).
+    assert config.db_search_path == "bc_payment"
 
 
 def test_every_spelling_of_a_setting_is_lifted_and_other_options_stay():
