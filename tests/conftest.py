@@ -43,13 +43,18 @@ def db_route(request) -> str:
     return getattr(request, "param", "direct")
 
 
+# Server connections per database behind the tests' PgBouncer: few, so that
+# transactions of one client rotate over them.
+PGBOUNCER_SERVER_CONNECTIONS = 4
+
+
 @pytest.fixture(scope="session")
 def pgbouncer(server_url):
     """PgBouncer as an operator runs it in front of many instances:
     pool_mode = transaction, extra_float_digits the only ignored startup
     parameter, and fewer server connections than the service's pools hold,
     so that consecutive transactions of one client land on different ones."""
-    bouncer = devstack.start_pgbouncer(server_url, pool_size=4)
+    bouncer = devstack.start_pgbouncer(server_url, pool_size=PGBOUNCER_SERVER_CONNECTIONS)
     yield bouncer
     bouncer.stop()
 
