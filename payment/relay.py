@@ -38,7 +38,7 @@ GRACE_S = grace_after(MESSAGE_TIMEOUT_S)
 # CLEANUP_FIRST_BACKOFF_S, doubling up to CLEANUP_EVERY_S, rather than
 # hammering a database that is already slow.
 CLEANUP_EVERY_S = 600.0
-CLEANUP_BATCH = 5000
+CLEANUP_BATCH = 2000
 CLEANUP_BUDGET_S = 0.5
 CLEANUP_FIRST_BACKOFF_S = 5.0
 
