@@ -5,9 +5,10 @@ Every worker of every instance runs one. A relay claims whole order keys
 (sql/queries.sql claim_unsent_events): the events of one order are sent by
 one relay at a time, in commit order, never split between two.
 
-It only claims rows older than a grace period, past the producer's own
-retry window, so it does not race a request still waiting for its delivery
-report. A row sent twice carries the same eventId both times.
+It only claims an order whose oldest unsent event is older than a grace
+period, past the producer's own retry window, so it does not race a request
+still waiting for its delivery report. A row sent twice carries the same
+eventId both times.
 
 Each pass also runs the reconciler, when one is given: payments left
 pending are settled from what the gateway knows (payment/reconciler.py).
@@ -42,6 +43,7 @@ CLEANUP_BATCH = 2000
 CLEANUP_BUDGET_S = 0.5
 CLEANUP_FIRST_BACKOFF_S = 5.0
 
+
 class OutboxRelay:
     def __init__(self, store, delivery, *, reconciler=None, outbox: bool = True, interval_s: float = 1.0, grace_s: float = GRACE_S,
                  batch_size: int = 200, delivery_timeout_s: float = 10.0,
@@ -65,8 +67,9 @@ class OutboxRelay:
         self._thread: threading.Thread | None = None
 
     def send_batch(self) -> tuple[int, int]:
-        """One pass: returns (claimed, confirmed). The rows stay locked while
-        they are sent, so no other relay sends them at the same moment."""
+        """One pass: returns (claimed, confirmed). The claimed orders' oldest
+        events stay locked while they are sent, so no other relay sends any
+        event of those orders at the same moment."""
         with self.store.claim_unsent(grace_s=self.grace_s, limit=self.batch_size) as (events, sent):
             sent.extend(self.delivery.send(events, timeout=self.delivery_timeout_s))
             return len(events), len(sent)
