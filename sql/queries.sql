@@ -83,13 +83,15 @@ UPDATE bc_payment.outbox SET attempts = attempts + 1
 -- name: delete_sent_events
 -- One bounded batch of sent events past retention, oldest first (index
 -- outbox_sent_at), so that each statement is short whatever the backlog.
--- SKIP LOCKED: relays cleaning at the same moment take different rows.
+-- SKIP LOCKED: relays cleaning at the same moment take different rows. An
+-- array, not IN: the rows are then found by primary key whatever the planner
+-- guesses of the limit (a prepared statement's generic plan).
 DELETE FROM bc_payment.outbox
- WHERE seq IN (SELECT seq FROM bc_payment.outbox
-                WHERE sent_at IS NOT NULL AND sent_at < now() - make_interval(secs => %(retention_s)s)
-                ORDER BY sent_at
-                LIMIT %(limit)s
-                  FOR UPDATE SKIP LOCKED);
+ WHERE seq = ANY (ARRAY(SELECT seq FROM bc_payment.outbox
+                         WHERE sent_at IS NOT NULL AND sent_at < now() - make_interval(secs => %(retention_s)s)
+                         ORDER BY sent_at
+                         LIMIT %(limit)s
+                           FOR UPDATE SKIP LOCKED));
 
 -- name: find_payment
 SELECT * FROM bc_payment.payments WHERE id = %(id)s;
