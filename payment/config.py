@@ -80,6 +80,7 @@ class Config:
     relay_interval: float = 1.0
     relay_grace: float | None = None  # None: the message timeout plus 5 s
     relay_max_backoff: float = 10.0
+    relay_batch_size: int = 200
     outbox_retention: float = 7 * 24 * 3600
     pending_timeout: float = 120.0
     reconcile_max_backoff: float = 300.0
@@ -135,6 +136,7 @@ class Config:
             relay_interval=_seconds(env, "OUTBOX_RELAY_INTERVAL_S", 1.0),
             relay_grace=_seconds(env, "OUTBOX_RELAY_GRACE_S", None),
             relay_max_backoff=_seconds(env, "OUTBOX_RELAY_MAX_BACKOFF_S", 10.0),
+            relay_batch_size=_int(env, "OUTBOX_RELAY_BATCH_SIZE", 200, low=1, high=10_000),
             outbox_retention=_seconds(env, "OUTBOX_RETENTION_S", 7 * 24 * 3600, high=90 * 24 * 3600),
             pending_timeout=_seconds(env, "PENDING_TIMEOUT_S", 120.0, high=24 * 3600),
             reconcile_max_backoff=_seconds(env, "RECONCILE_MAX_BACKOFF_S", 300.0, high=24 * 3600),

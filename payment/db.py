@@ -305,9 +305,12 @@ class PaymentStore:
         with self._statement() as cur:
             return cur.execute(QUERIES["count_overdue_payments"], {"older_than_s": older_than_s}).fetchone()[0]
 
-    def delete_sent(self, retention_s: float) -> int:
-        with self._transaction() as cur:
-            return cur.execute(QUERIES["delete_sent_events"], {"retention_s": retention_s}).rowcount
+    def delete_sent(self, retention_s: float, limit: int) -> int:
+        """Delete at most `limit` sent events past retention, in a statement
+        of its own (autocommit): a short transaction, however large the
+        backlog. Returns how many went."""
+        with self._statement() as cur:
+            return cur.execute(QUERIES["delete_sent_events"], {"retention_s": retention_s, "limit": limit}).rowcount
 
     def find(self, payment_id: UUID) -> Payment | None:
         return self._one_payment("find_payment", {"id": payment_id})

@@ -1,9 +1,14 @@
 """The outbox relay: sends committed events that were not confirmed at
 request time (the broker was away, or slow), oldest first.
 
-It only claims rows older than a grace period, past the producer's own
-retry window, so it does not race a request still waiting for its delivery
-report. A row sent twice carries the same eventId both times.
+Every worker of every instance runs one. A relay claims whole order keys
+(sql/queries.sql claim_unsent_events): the events of one order are sent by
+one relay at a time, in commit order, never split between two.
+
+It only claims an order whose oldest unsent event is older than a grace
+period, past the producer's own retry window, so it does not race a request
+still waiting for its delivery report. A row sent twice carries the same
+eventId both times.
 
 Each pass also runs the reconciler, when one is given: payments left
 pending are settled from what the gateway knows (payment/reconciler.py).
@@ -27,12 +32,23 @@ def grace_after(message_timeout_s: float) -> float:
 
 
 GRACE_S = grace_after(MESSAGE_TIMEOUT_S)
+# Sent events past retention are deleted every CLEANUP_EVERY_S, in batches of
+# CLEANUP_BATCH rows (each its own short statement, far inside the statement
+# timeout), for at most CLEANUP_BUDGET_S per pass so that sending is not held
+# up; a backlog left over goes on at the next pass. A failed cleanup waits
+# CLEANUP_FIRST_BACKOFF_S, doubling up to CLEANUP_EVERY_S, rather than
+# hammering a database that is already slow.
 CLEANUP_EVERY_S = 600.0
+CLEANUP_BATCH = 2000
+CLEANUP_BUDGET_S = 0.5
+CLEANUP_FIRST_BACKOFF_S = 5.0
+
 
 class OutboxRelay:
     def __init__(self, store, delivery, *, reconciler=None, outbox: bool = True, interval_s: float = 1.0, grace_s: float = GRACE_S,
                  batch_size: int = 200, delivery_timeout_s: float = 10.0,
-                 retention_s: float = 7 * 24 * 3600, max_backoff_s: float = 10.0):
+                 retention_s: float = 7 * 24 * 3600, max_backoff_s: float = 10.0,
+                 cleanup_batch: int = CLEANUP_BATCH, cleanup_budget_s: float = CLEANUP_BUDGET_S):
         self.store = store
         self.delivery = delivery
         self.reconciler = reconciler  # reconciler.Reconciler, or None
@@ -43,12 +59,17 @@ class OutboxRelay:
         self.delivery_timeout_s = delivery_timeout_s
         self.retention_s = retention_s
         self.max_backoff_s = max_backoff_s
+        self.cleanup_batch = cleanup_batch
+        self.cleanup_budget_s = cleanup_budget_s
+        self.next_cleanup = 0.0  # time.monotonic() of the next cleanup
+        self._cleanup_backoff = 0.0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
     def send_batch(self) -> tuple[int, int]:
-        """One pass: returns (claimed, confirmed). The rows stay locked while
-        they are sent, so no other relay sends them at the same moment."""
+        """One pass: returns (claimed, confirmed). The claimed orders' oldest
+        events stay locked while they are sent, so no other relay sends any
+        event of those orders at the same moment."""
         with self.store.claim_unsent(grace_s=self.grace_s, limit=self.batch_size) as (events, sent):
             sent.extend(self.delivery.send(events, timeout=self.delivery_timeout_s))
             return len(events), len(sent)
@@ -56,7 +77,6 @@ class OutboxRelay:
     def run(self) -> None:
         """Loop until stopped, backing off while the broker or database is away."""
         delay = self.interval_s
-        next_cleanup = 0.0
         while not self._stopping.is_set():
             try:
                 if self.reconciler is not None:
@@ -65,9 +85,8 @@ class OutboxRelay:
                     delay = self.interval_s
                 else:
                     delay = self._outbox_pass(delay)
-                    if time.monotonic() >= next_cleanup:
-                        self._clean_up()
-                        next_cleanup = time.monotonic() + CLEANUP_EVERY_S
+                    if time.monotonic() >= self.next_cleanup:
+                        self.clean_up()
             except DatabaseUnavailable:
                 delay = min(max(delay, self.interval_s) * 2, self.max_backoff_s)
             except Exception:
@@ -84,10 +103,36 @@ class OutboxRelay:
             return 0
         return self.interval_s if sent == claimed else min(delay * 2, self.max_backoff_s)
 
-    def _clean_up(self) -> None:
-        deleted = self.store.delete_sent(self.retention_s)
+    def clean_up(self) -> int:
+        """Delete sent events past retention, batch by batch, for at most the
+        cleanup budget; sets when the next cleanup is due. Returns how many
+        went. Never raises: a failure backs the cleanup off, not the sending."""
+        deadline = time.monotonic() + self.cleanup_budget_s
+        deleted = 0
+        try:
+            while True:
+                batch = self.store.delete_sent(self.retention_s, self.cleanup_batch)
+                deleted += batch
+                if batch < self.cleanup_batch:
+                    # Nothing more past retention (or another relay holds it).
+                    self._schedule_cleanup(CLEANUP_EVERY_S, failed=False)
+                    break
+                if time.monotonic() >= deadline or self._stopping.is_set():
+                    # More is left: go on at the next pass, after its sending.
+                    self._schedule_cleanup(0.0, failed=False)
+                    break
+        except Exception as exc:
+            self._cleanup_backoff = min(max(self._cleanup_backoff * 2, CLEANUP_FIRST_BACKOFF_S), CLEANUP_EVERY_S)
+            self._schedule_cleanup(self._cleanup_backoff, failed=True)
+            log.warning("outbox cleanup failed (%s); next try in %.0f s", type(exc).__name__, self._cleanup_backoff)
         if deleted:
             log.info("outbox relay deleted %d sent events past retention", deleted)
+        return deleted
+
+    def _schedule_cleanup(self, after_s: float, *, failed: bool) -> None:
+        if not failed:
+            self._cleanup_backoff = 0.0
+        self.next_cleanup = time.monotonic() + after_s
 
     def start(self) -> "OutboxRelay":
         self._thread = threading.Thread(target=self.run, name="outbox-relay", daemon=True)

@@ -125,6 +125,7 @@ def make_relay(core: Core, *, metrics: Metrics | None = None, outbox: bool = Tru
         interval_s=config.relay_interval,
         grace_s=config.relay_grace or grace_after(config.kafka_message_timeout),
         max_backoff_s=config.relay_max_backoff,
+        batch_size=config.relay_batch_size,
         retention_s=config.outbox_retention,
     )
 

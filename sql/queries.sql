@@ -48,22 +48,50 @@ UPDATE bc_payment.outbox SET sent_at = now()
  WHERE event_id = %(event_id)s AND sent_at IS NULL;
 
 -- name: claim_unsent_events
--- Oldest first, so that events of one order leave in commit order. SKIP LOCKED
--- lets several relays run without two of them sending the same row at once.
+-- Claimed by order key, so that events of one order leave in commit order
+-- from one relay at a time, however many relays run. A key is taken by
+-- locking its oldest unsent row (its head); a head another relay holds is
+-- skipped, and the key's later rows are not heads, so the whole key is
+-- skipped with it. Then every unsent row of the keys taken, in seq order,
+-- up to the batch size: a key cut off keeps its unsent tail for a later
+-- pass, still behind what was sent. Only row locks, released at commit: no
+-- session state, so this holds behind a transaction-mode pooler too. Heads
+-- wait out the grace period (the request may still be sending them); the
+-- rows behind a head were left to the relay by their request, and go with it.
+WITH heads AS (
+    SELECT head.event_key
+      FROM bc_payment.outbox head
+     WHERE head.sent_at IS NULL
+       AND head.created_at < now() - make_interval(secs => %(grace_s)s)
+       AND NOT EXISTS (SELECT 1 FROM bc_payment.outbox earlier
+                        WHERE earlier.event_key = head.event_key
+                          AND earlier.sent_at IS NULL AND earlier.seq < head.seq)
+     ORDER BY head.seq
+     LIMIT %(limit)s
+       FOR UPDATE OF head SKIP LOCKED)
 SELECT event_id, payment_id, topic, event_key, event_type, payload
   FROM bc_payment.outbox
- WHERE sent_at IS NULL AND created_at < now() - make_interval(secs => %(grace_s)s)
+ WHERE sent_at IS NULL AND event_key IN (SELECT event_key FROM heads)
  ORDER BY seq
  LIMIT %(limit)s
-   FOR UPDATE SKIP LOCKED;
+   FOR UPDATE;
 
 -- name: count_attempt
 UPDATE bc_payment.outbox SET attempts = attempts + 1
  WHERE event_id = ANY(%(event_ids)s);
 
 -- name: delete_sent_events
+-- One bounded batch of sent events past retention, oldest first (index
+-- outbox_sent_at), so that each statement is short whatever the backlog.
+-- SKIP LOCKED: relays cleaning at the same moment take different rows. An
+-- array, not IN: the rows are then found by primary key whatever the planner
+-- guesses of the limit (a prepared statement's generic plan).
 DELETE FROM bc_payment.outbox
- WHERE sent_at IS NOT NULL AND sent_at < now() - make_interval(secs => %(retention_s)s);
+ WHERE seq = ANY (ARRAY(SELECT seq FROM bc_payment.outbox
+                         WHERE sent_at IS NOT NULL AND sent_at < now() - make_interval(secs => %(retention_s)s)
+                         ORDER BY sent_at
+                         LIMIT %(limit)s
+                           FOR UPDATE SKIP LOCKED));
 
 -- name: find_payment
 SELECT * FROM bc_payment.payments WHERE id = %(id)s;

@@ -1,5 +1,5 @@
-"""No double charge: a retry storm for one order, spread over two service
-instances (two gunicorn masters sharing one database, as a scaled-out
+"""No double charge: a retry storm for one order, spread over three service
+instances (three gunicorn masters sharing one database, as a scaled-out
 deployment runs), reaches the gateway once: one row in the simulated
 processor's own ledger."""
 
@@ -15,14 +15,14 @@ IN_PROGRESS = {"success": False, "payment": None, "errorMessage": "A payment for
 
 
 @pytest.fixture
-def two_instances(serve, service_env):
+def instances(serve, service_env):
     env = {**service_env, "SIMULATOR_LATENCY_MS": "200"}
-    return [serve(env, workers=3, GUNICORN_THREADS=4) for _ in range(2)]
+    return [serve(env, workers=2, GUNICORN_THREADS=4) for _ in range(3)]
 
 
 def storm(instances, body, count=100):
     with ThreadPoolExecutor(max_workers=50) as pool:
-        return list(pool.map(lambda i: instances[i % 2].post(body, timeout=30), range(count)))
+        return list(pool.map(lambda i: instances[i % len(instances)].post(body, timeout=30), range(count)))
 
 
 def assert_one_success(replies, database, order_id):
@@ -38,8 +38,7 @@ def assert_one_success(replies, database, order_id):
     assert [str(r["id"]) for r in rows] == [succeeded[0]["id"]]
 
 
-def test_hundred_concurrent_duplicates_over_two_instances_charge_once(two_instances, sandbox, database, events):
-    instances = two_instances
+def test_hundred_concurrent_duplicates_over_three_instances_charge_once(instances, sandbox, database, events):
     order_id = new_order(sandbox)
 
     replies = storm(instances, payment_body(order_id))
@@ -50,8 +49,7 @@ def test_hundred_concurrent_duplicates_over_two_instances_charge_once(two_instan
     assert len(events.read("payment-succeeded")) == 1
 
 
-def test_concurrent_retries_after_a_decline_charge_once_more(two_instances, sandbox, database, events):
-    instances = two_instances
+def test_concurrent_retries_after_a_decline_charge_once_more(instances, sandbox, database, events):
     order_id = new_order(sandbox, total=150.13)
     assert instances[0].post(payment_body(order_id, amount="150.13")).status_code == 402
     sandbox.put_order(order_id, total=150.00)

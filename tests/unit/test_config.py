@@ -103,3 +103,11 @@ def test_the_documented_deployment_needs_no_other_variable():
     })
     assert config.ordering_service_url == "http://ordering:5002"
     assert config.reservation_service_url == "http://ordering:5002"
+
+
+def test_relay_batch_size_is_read_and_bounded():
+    assert Config.from_env(BASE).relay_batch_size == 200
+    assert Config.from_env({**BASE, "OUTBOX_RELAY_BATCH_SIZE": "25"}).relay_batch_size == 25
+    for bad in ("0", "10001", "many"):
+        with pytest.raises(ConfigError, match="OUTBOX_RELAY_BATCH_SIZE"):
+            Config.from_env({**BASE, "OUTBOX_RELAY_BATCH_SIZE": bad})

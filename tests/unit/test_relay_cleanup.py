@@ -1,0 +1,93 @@
+"""The relay's cleanup of sent events over a hand-written store: bounded
+batches, bounded time per pass, and a failure that backs off."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+from payment import relay
+from payment.errors import DatabaseUnavailable
+from payment.relay import OutboxRelay
+
+
+class SentRows:
+    """A store holding `left` sent rows past retention; optionally failing."""
+
+    def __init__(self, left: int, *, fail: bool = False, batch_s: float = 0.0):
+        self.left = left
+        self.fail = fail
+        self.batch_s = batch_s
+        self.calls: list[int] = []
+
+    def delete_sent(self, retention_s: float, limit: int) -> int:
+        self.calls.append(limit)
+        if self.fail:
+            raise DatabaseUnavailable()
+        time.sleep(self.batch_s)
+        deleted = min(limit, self.left)
+        self.left -= deleted
+        return deleted
+
+
+def relay_on(store, **options) -> OutboxRelay:
+    return OutboxRelay(store, delivery=None, **options)
+
+
+def test_a_small_backlog_goes_in_one_pass_and_the_next_cleanup_is_far_off():
+    store = SentRows(12)
+    cleaner = relay_on(store, cleanup_batch=5)
+    assert cleaner.clean_up() == 12
+    assert store.calls == [5, 5, 5]
+    assert cleaner.next_cleanup - time.monotonic() > relay.CLEANUP_EVERY_S - 5
+
+
+def test_a_large_backlog_is_worked_off_over_passes_each_bounded_in_time():
+    store = SentRows(1_000_000, batch_s=0.01)
+    cleaner = relay_on(store, cleanup_batch=1000, cleanup_budget_s=0.05)
+    started = time.monotonic()
+    deleted = cleaner.clean_up()
+    assert time.monotonic() - started < 0.05 + 0.05
+    assert 0 < deleted < 1_000_000 and store.left == 1_000_000 - deleted
+    # More is left: due again at once, at the next pass.
+    assert cleaner.next_cleanup <= time.monotonic()
+
+
+def test_a_failed_cleanup_backs_off_and_doubles_and_a_success_resets_it():
+    store = SentRows(10, fail=True)
+    cleaner = relay_on(store, cleanup_batch=5)
+    waits = []
+    for _ in range(3):
+        assert cleaner.clean_up() == 0
+        waits.append(round(cleaner.next_cleanup - time.monotonic()))
+    first = relay.CLEANUP_FIRST_BACKOFF_S
+    assert waits == [first, 2 * first, 4 * first]
+    assert store.calls == [5, 5, 5]  # one try each, not a retry per pass
+
+    store.fail = False
+    assert cleaner.clean_up() == 10
+    store.fail = True
+    cleaner.clean_up()
+    assert round(cleaner.next_cleanup - time.monotonic()) == first
+
+
+class NoEvents(SentRows):
+    """Also an outbox with nothing to send."""
+
+    @contextmanager
+    def claim_unsent(self, **_):
+        yield [], []
+
+
+class NothingSent:
+    def send(self, events, timeout):
+        return []
+
+
+def test_the_relay_loop_does_not_retry_a_failed_cleanup_on_every_pass():
+    store = NoEvents(10, fail=True)
+    looping = OutboxRelay(store, NothingSent(), interval_s=0.01, cleanup_batch=5).start()
+    time.sleep(0.3)
+    looping.stop()
+    # About 30 passes, one cleanup try.
+    assert store.calls == [5]
