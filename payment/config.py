@@ -74,6 +74,7 @@ class Config:
     topic_failed: str = "payment-failed"
     simulator_latency_ms: int = 0
     simulator_delay_before_charge_ms: int = 0
+    simulator_ledger_path: str | None = None
     max_body_bytes: int = 64 * 1024
     http_header_timeout: float = 10.0
     http_body_timeout: float = 10.0
@@ -131,6 +132,7 @@ class Config:
             topic_failed=_topic(env, "KAFKA_TOPIC_PAYMENT_FAILED", "payment-failed"),
             simulator_latency_ms=_int(env, "SIMULATOR_LATENCY_MS", 0, low=0),
             simulator_delay_before_charge_ms=_int(env, "SIMULATOR_DELAY_BEFORE_CHARGE_MS", 0, low=0),
+            simulator_ledger_path=env.get("SIMULATOR_LEDGER_PATH") or None,
             http_header_timeout=_seconds(env, "HTTP_HEADER_TIMEOUT_S", 10.0),
             http_body_timeout=_seconds(env, "HTTP_BODY_TIMEOUT_S", 10.0),
             relay_interval=_seconds(env, "OUTBOX_RELAY_INTERVAL_S", 1.0),

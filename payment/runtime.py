@@ -76,7 +76,8 @@ def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int 
 def _gateway(config: Config, pool):
     return build_gateway(config, simulator=lambda: SimulatedGateway(
         pool, latency_ms=config.simulator_latency_ms,
-        delay_before_charge_ms=config.simulator_delay_before_charge_ms))
+        delay_before_charge_ms=config.simulator_delay_before_charge_ms,
+        ledger_path=config.simulator_ledger_path))
 
 
 @dataclass

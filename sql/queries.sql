@@ -160,7 +160,10 @@ SELECT %(payment_id)s, %(order_id)s, %(amount)s, %(currency)s, %(succeeded)s, %(
        %(error_code)s, %(error_message)s, %(failure_reason)s, %(response)s
  WHERE NOT EXISTS (SELECT 1 FROM bc_payment.simulator_voids WHERE payment_id = %(payment_id)s)
     ON CONFLICT (payment_id) DO NOTHING;
-SELECT c.succeeded, c.transaction_id, c.error_code, c.error_message, c.failure_reason, c.response
+-- taken_now: this call took the charge (now() is the transaction's start,
+-- the charged_at of a row inserted by it).
+SELECT c.succeeded, c.transaction_id, c.error_code, c.error_message, c.failure_reason, c.response,
+       c.charged_at = now() AS taken_now
   FROM bc_payment.simulator_charges c WHERE c.payment_id = %(payment_id)s;
 
 -- name: simulator_lookup
@@ -171,5 +174,6 @@ INSERT INTO bc_payment.simulator_voids (payment_id)
 SELECT %(payment_id)s
  WHERE NOT EXISTS (SELECT 1 FROM bc_payment.simulator_charges WHERE payment_id = %(payment_id)s)
     ON CONFLICT (payment_id) DO NOTHING;
-SELECT c.succeeded, c.transaction_id, c.error_code, c.error_message, c.failure_reason, c.response
+SELECT c.succeeded, c.transaction_id, c.error_code, c.error_message, c.failure_reason, c.response,
+       false AS taken_now
   FROM bc_payment.simulator_charges c WHERE c.payment_id = %(payment_id)s;

@@ -5,6 +5,7 @@ processor's own ledger."""
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -15,9 +16,20 @@ IN_PROGRESS = {"success": False, "payment": None, "errorMessage": "A payment for
 
 
 @pytest.fixture
-def instances(serve, service_env):
-    env = {**service_env, "SIMULATOR_LATENCY_MS": "200"}
+def ledger_file(tmp_path):
+    """The simulator's optional file of charges (SIMULATOR_LEDGER_PATH), shared by the instances."""
+    return tmp_path / "charges.jsonl"
+
+
+@pytest.fixture
+def instances(serve, service_env, ledger_file):
+    env = {**service_env, "SIMULATOR_LATENCY_MS": "200", "SIMULATOR_LEDGER_PATH": str(ledger_file)}
     return [serve(env, workers=2, GUNICORN_THREADS=4) for _ in range(3)]
+
+
+def file_charges(ledger_file, order_id) -> list[bool]:
+    lines = ledger_file.read_text().splitlines() if ledger_file.exists() else []
+    return [line["succeeded"] for line in map(json.loads, lines) if line["orderId"] == order_id]
 
 
 def storm(instances, body, count=100):
@@ -38,18 +50,20 @@ def assert_one_success(replies, database, order_id):
     assert [str(r["id"]) for r in rows] == [succeeded[0]["id"]]
 
 
-def test_hundred_concurrent_duplicates_over_three_instances_charge_once(instances, sandbox, database, events):
+def test_hundred_concurrent_duplicates_over_three_instances_charge_once(instances, sandbox, database, events,
+                                                                        ledger_file):
     order_id = new_order(sandbox)
 
     replies = storm(instances, payment_body(order_id))
 
     assert_one_success(replies, database, order_id)
     assert [c["succeeded"] for c in database.charges(order_id)] == [True]
+    assert file_charges(ledger_file, order_id) == [True]
     assert len(database.rows()) == 1
     assert len(events.read("payment-succeeded")) == 1
 
 
-def test_concurrent_retries_after_a_decline_charge_once_more(instances, sandbox, database, events):
+def test_concurrent_retries_after_a_decline_charge_once_more(instances, sandbox, database, events, ledger_file):
     order_id = new_order(sandbox, total=150.13)
     assert instances[0].post(payment_body(order_id, amount="150.13")).status_code == 402
     sandbox.put_order(order_id, total=150.00)
@@ -58,6 +72,7 @@ def test_concurrent_retries_after_a_decline_charge_once_more(instances, sandbox,
 
     assert_one_success(replies, database, order_id)
     assert sorted(c["succeeded"] for c in database.charges(order_id)) == [False, True]
+    assert file_charges(ledger_file, order_id) == [False, True]
     assert sorted(r["status"] for r in database.rows()) == ["failed", "succeeded"]
     assert len(events.read("payment-failed")) == 1
     assert len(events.read("payment-succeeded")) == 1
