@@ -133,12 +133,9 @@ class ReadAheadWorker(ThreadWorker):
         self._read(conn)
 
     def _read(self, conn) -> None:
-        try:
-            data = conn.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
+        data = _receive(conn.sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self._stop_reading(conn)
             self.nr_conns -= 1
@@ -225,12 +222,9 @@ class ReadAheadWorker(ThreadWorker):
         self.lingering[conn] = time.monotonic() + LINGER_S
 
     def _on_lingering(self, conn, _sock):
-        try:
-            data = conn.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
+        data = _receive(conn.sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         conn.lingering += len(data)
         if not data or conn.lingering > _LINGER_BYTES:
             self._close_lingering(conn)
@@ -253,3 +247,14 @@ class ReadAheadWorker(ThreadWorker):
             self._answer(conn, 408)
         for conn in [c for c, deadline in self.lingering.items() if deadline <= now]:
             self._close_lingering(conn)
+
+
+def _receive(sock) -> bytes | None:
+    """What a non-blocking socket has: bytes, b"" once the peer is gone (or
+    the socket failed), None when nothing is there yet."""
+    try:
+        return sock.recv(65536)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
