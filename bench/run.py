@@ -15,12 +15,16 @@ Everything runs on this machine and only on 127.0.0.1:
   load       wrk with bench/payments.lua: the contract's request, a fresh orderId each time.
   floor      bench/floor.py: the same store and producer calls per payment,
              without HTTP, validation or upstream, one process with threads.
+  fixed      bench/fixed_floor.py: the least database and broker work of one
+  floor      payment (insert, settle with its outbox row, produce, mark sent),
+             plain psycopg and confluent-kafka calls that share no code with
+             the service: it does not move when the service saves a round trip.
   pooler     with --pgbouncer only: a transaction-pooling PgBouncer
              (payment.devstack.start_pgbouncer) in front of the same server;
-             the floor and the service both reach the database through it,
+             both floors and the service reach the database through it,
              the bench's own bookkeeping goes to the server directly.
 
-Steps: floor; service on empty tables; 1,000,000 payments inserted with one
+Steps: floor; fixed floor; service on empty tables; 1,000,000 payments inserted with one
 INSERT ... SELECT generate_series; service again. Each measured window is
 preceded by a warm-up. CPU of each process group is read from /proc/<pid>/stat
 (utime + stime) before and after the measured window; "other" is what the
@@ -356,13 +360,17 @@ def probe_latencies(stack: Stack, count: int = 300) -> dict:
 
 # --- the floor ------------------------------------------------------------------------------
 
-def run_floor(stack: Stack, threads: int, duration: float, warmup: float) -> dict:
+def run_floor(stack: Stack, threads: int, duration: float, warmup: float,
+              module: str = "bench.floor") -> dict:
+    """One floor process (bench.floor or bench.fixed_floor), measured as the
+    service is: CPU per group and server connections over its window."""
     run_id = secrets.token_hex(4)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.floor", "--database-url", stack.client_url,
-         "--bootstrap", stack.bootstrap, "--threads", str(threads), "--duration", str(duration),
-         "--warmup", str(warmup), "--run-id", run_id],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", module, "--database-url", stack.client_url,
+               "--bootstrap", stack.bootstrap, "--threads", str(threads), "--duration", str(duration),
+               "--warmup", str(warmup), "--run-id", run_id]
+    if module == "bench.fixed_floor" and stack.bouncer is not None:
+        command.append("--pgbouncer")  # it then prepares no statement
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     window = CpuWindow(stack.cpu_groups(lambda: [process.pid]))
     sampler = ConnectionSampler(stack.database_url)
     result = None
@@ -377,7 +385,7 @@ def run_floor(stack: Stack, threads: int, duration: float, warmup: float) -> dic
     server_connections = sampler.stop()
     process.wait()
     if result is None or not result["payments"]:
-        raise RuntimeError(f"the floor made no payment: {result}")
+        raise RuntimeError(f"{module} made no payment: {result}")
     result["cpu"] = cpu
     result["server_connections"] = server_connections
     return result
@@ -545,27 +553,48 @@ def _cpu_per_payment(r: dict, groups: tuple[str, ...] = GROUPS) -> str:
     return f"{seconds / payments * 1000:.2f}" if payments else "—"
 
 
-def results_table(rows: list[tuple[str, dict]], floor_rate: float) -> str:
+FLOOR, FIXED_FLOOR = "floor", "fixed floor"  # the rows the others are a share of
+
+
+def share_of(rate: float, reference: float | None) -> str:
+    """A rate as a share of a floor's: "52%", or "—" without that floor."""
+    return f"{rate / reference:.0%}" if reference else "—"
+
+
+def results_table(rows: list[tuple[str, dict]], floor_rate: float,
+                  fixed_floor_rate: float | None = None) -> str:
+    """One line per run; each run's rate as a share of the floor's and of the
+    fixed floor's (a floor's own cell is "—")."""
     groups = cpu_groups_of(rows)
-    head = ("| run | payments/s | p50 ms | p95 ms | p99 ms | errors | of floor | CPU ms/payment "
-            "| CPU cores: app | database | broker | upstream | wrk | "
+    head = ("| run | payments/s | p50 ms | p95 ms | p99 ms | errors | of floor | of fixed floor "
+            "| CPU ms/payment | CPU cores: app | database | broker | upstream | wrk | "
             + ("pgbouncer | " if POOLER in groups else "") + "other |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for label, r in rows:
-        ratio = f"{r['rate'] / floor_rate:.0%}" if floor_rate and label != "floor" else "—"
+        of_floor = share_of(r["rate"], floor_rate if label != FLOOR else None)
+        of_fixed = share_of(r["rate"], fixed_floor_rate if label != FIXED_FLOOR else None)
         lines.append("| " + " | ".join([
             label, f"{r['rate']:.0f}", _ms(r["p50_us"]), _ms(r["p95_us"]), _ms(r["p99_us"]),
-            str(r["errors"]), ratio, _cpu_per_payment(r, groups), *_cpu_cells(r["cpu"], groups)]) + " |")
+            str(r["errors"]), of_floor, of_fixed, _cpu_per_payment(r, groups),
+            *_cpu_cells(r["cpu"], groups)]) + " |")
     return "\n".join(lines)
 
 
 def targets_table(floor: dict, empty: dict, full: dict | None, ready_s: float,
-                  light: dict | None = None) -> str:
+                  light: dict | None = None, fixed: dict | None = None) -> str:
     ratio = empty["rate"] / floor["rate"]
     rows = [
         ("throughput ≥ 70% of the floor, zero errors",
          f"{ratio:.0%} of {floor['rate']:.0f}/s, {empty['errors']} errors",
          ratio >= 0.70 and empty["errors"] == 0),
+    ]
+    if fixed is not None:
+        fixed_ratio = empty["rate"] / fixed["rate"]
+        rows.append((f"throughput ≥ 70% of the fixed floor at {empty['connections']} connections, "
+                     "zero errors",
+                     f"{fixed_ratio:.0%} of {fixed['rate']:.0f}/s, {empty['errors']} errors",
+                     fixed_ratio >= 0.70 and empty["errors"] == 0))
+    rows += [
         (f"p99 < 25 ms at {empty['connections']} connections",
          f"{_ms(empty['p99_us'])} ms" + (f" ({_ms(light['p99_us'])} ms at {light['connections']})"
                                          if light else ""),
@@ -606,6 +635,10 @@ def bench(args, stack: Stack) -> None:
     print(f"floor: {args.floor_threads} threads, {args.duration:.0f} s", flush=True)
     floor = run_floor(stack, args.floor_threads, args.duration, args.warmup)
     print(f"  {floor['rate']:.0f} payments/s", flush=True)
+    empty_tables(url)
+    print(f"fixed floor: {args.floor_threads} threads, {args.duration:.0f} s", flush=True)
+    fixed = run_floor(stack, args.floor_threads, args.duration, args.warmup, module="bench.fixed_floor")
+    print(f"  {fixed['rate']:.0f} payments/s", flush=True)
 
     empty_tables(url)
     service = Service(stack)
@@ -635,27 +668,30 @@ def bench(args, stack: Stack) -> None:
     service.stop()
     empty_tables(url)
 
-    rows = [("floor", floor), (f"service, {args.connections} conn, empty tables", empty)]
+    rows = [(FLOOR, floor), (FIXED_FLOOR, fixed), (f"service, {args.connections} conn, empty tables", empty)]
     if light is not None:
         rows.append((f"service, {args.light_connections} conn, empty tables", light))
     if full is not None:
         rows.append((f"service, {args.connections} conn, {args.rows:,} payments", full))
-    table = results_table(rows, floor["rate"])
-    targets = targets_table(floor, empty, full, ready_s, light)
+    table = results_table(rows, floor["rate"], fixed["rate"])
+    targets = targets_table(floor, empty, full, ready_s, light, fixed)
     stack_cpu = sum(empty["cpu"]["seconds"].get(name, 0.0) for name in cpu_groups_of(rows))
     details = [
         f"- floor: {floor['threads']} threads in one process; errors {floor['errors']}.",
+        f"- fixed floor: {fixed['threads']} threads in one process; errors {fixed['errors']}; "
+        f"{fixed['rate'] / floor['rate']:.2f} times the floor's rate.",
         f"- unloaded, one at a time: database round trip p50 {probes['db'][50]} µs, p99 "
         f"{probes['db'][99]} µs; broker acknowledgement (produce, wait for the delivery report) "
         f"p50 {probes['ack'][50]} µs, p99 {probes['ack'][99]} µs.",
         f"- the upstream used {empty['cpu']['seconds'].get('upstream', 0.0) / stack_cpu:.1%} and wrk "
         f"{empty['cpu']['seconds'].get('load', 0.0) / stack_cpu:.1%} of the CPU the stack used "
         f"in the empty-table service run.",
-        f"- ratio service/floor: {empty['rate'] / floor['rate']:.2f}.",
+        f"- ratio service/floor: {empty['rate'] / floor['rate']:.2f}; service/fixed floor: "
+        f"{empty['rate'] / fixed['rate']:.2f}.",
         f"- ready: {ready_s:.2f} s from starting gunicorn to the first 200 on /health/ready.",
         f"- worker memory (RSS) at the end: {', '.join(f'{m:.0f} MB' for m in workers_mb if m)}.",
     ]
-    for label, r in rows[1:]:
+    for label, r in rows[2:]:  # the service runs
         details.append(
             f"- {label}: {r['payments']} payments in {r['duration_s']:.1f} s; "
             f"errors = {r['http_errors']} HTTP/socket + {r['not_succeeded']} not succeeded + "
@@ -668,11 +704,11 @@ def bench(args, stack: Stack) -> None:
             f"{c['samples']} samples of pg_stat_activity, every 0.2 s.")
     if stack.bouncer is not None:
         details.append(
-            f"- pgbouncer is PgBouncer's process; the floor and the service reached the database "
+            f"- pgbouncer is PgBouncer's process; both floors and the service reached the database "
             f"through it (pool_mode transaction, default_pool_size {args.pgbouncer_pool}, "
             f"max_client_conn 500); the database round trip probe too.")
     details.append("- CPU columns are cores used during the measured window (CPU seconds per second); "
-                   "app is the floor process or gunicorn's master and workers; database counts this "
+                   "app is the floor's process or gunicorn's master and workers; database counts this "
                    "database's backends and the server's background processes; other is the rest of "
                    "the machine (noise).")
     report = "\n".join([table, "", targets, "", *details])
@@ -769,7 +805,7 @@ def main() -> None:
     parser.add_argument("--soak", type=float, default=0, help="run the soak for this many seconds instead")
     parser.add_argument("--sample", type=float, default=10, help="soak: seconds between memory samples")
     parser.add_argument("--pgbouncer", action="store_true",
-                        help="the floor and the service through a transaction-pooling PgBouncer; "
+                        help="both floors and the service through a transaction-pooling PgBouncer; "
                              "results go between the bench:pgbouncer markers")
     parser.add_argument("--pgbouncer-pool", type=int, default=8,
                         help="with --pgbouncer: PgBouncer's default_pool_size (server connections)")

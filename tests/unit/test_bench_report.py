@@ -1,7 +1,8 @@
-"""The bench's report arithmetic (bench/run.py): connection samples and the
-PgBouncer column, which must appear in a run through it and only there."""
+"""The bench's report arithmetic (bench/run.py): connection samples, the
+PgBouncer column, which must appear in a run through it and only there, and
+each run's share of both floors."""
 
-from bench.run import results_table, summarise_connections
+from bench.run import results_table, share_of, summarise_connections, targets_table
 
 
 def test_connection_samples_are_summarised_by_mean_and_max():
@@ -24,8 +25,8 @@ def test_pgbouncer_column_only_in_a_run_through_it():
     direct = {"app": 10.0, "database": 4.0, "broker": 1.0, "upstream": 0.5, "load": 0.5, "other": 0.0}
     pooled = dict(direct, pooler=2.0)
 
-    direct_table = results_table([("floor", _row(100, direct))], 100)
-    pooled_table = results_table([("floor", _row(100, direct)), ("service", _row(50, pooled))], 100)
+    direct_table = results_table([("floor", _row(100, direct))], 100, 200)
+    pooled_table = results_table([("floor", _row(100, direct)), ("service", _row(50, pooled))], 100, 200)
 
     assert "pgbouncer" not in direct_table
     header, _, floor_line, service_line = pooled_table.splitlines()
@@ -34,3 +35,51 @@ def test_pgbouncer_column_only_in_a_run_through_it():
     assert "| 36.00 |" in service_line
     assert service_line.count("|") == header.count("|") == floor_line.count("|")
     assert "| 0.20 | 0.00 |" in service_line  # pooler cores, then other
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_each_run_is_a_share_of_both_floors_but_not_of_itself():
+    cpu = {"app": 1.0, "other": 0.0}
+    table = results_table([("floor", _row(400, cpu)), ("fixed floor", _row(1000, cpu)),
+                           ("service", _row(250, cpu))], 400, 1000)
+
+    header, _, floor, fixed, service = (_cells(line) for line in table.splitlines())
+    of_floor, of_fixed = header.index("of floor"), header.index("of fixed floor")
+    assert (floor[of_floor], floor[of_fixed]) == ("—", "40%")
+    assert (fixed[of_floor], fixed[of_fixed]) == ("250%", "—")
+    assert (service[of_floor], service[of_fixed]) == ("62%", "25%")
+
+
+def test_without_a_floor_rate_the_share_is_a_dash():
+    assert share_of(100, None) == "—"
+    assert share_of(100, 0) == "—"
+    assert share_of(70, 100) == "70%"
+
+
+def _run(rate: float, errors: int = 0, p99_us: int = 30_000) -> dict:
+    return {"rate": rate, "errors": errors, "p99_us": p99_us, "connections": 32}
+
+
+def test_the_fixed_floor_target_is_judged_on_its_own():
+    targets = targets_table(_run(300), _run(240), None, 1.0, fixed=_run(1000)).splitlines()
+
+    floor_line = next(line for line in targets if "of the floor" in line)
+    fixed_line = next(line for line in targets if "of the fixed floor" in line)
+    assert floor_line.endswith("| 80% of 300/s, 0 errors | yes |")
+    assert "at 32 connections" in fixed_line
+    assert fixed_line.endswith("| 24% of 1000/s, 0 errors | NO |")
+
+
+def test_the_fixed_floor_target_is_met_at_70_percent_without_errors():
+    met = targets_table(_run(300), _run(700), None, 1.0, fixed=_run(1000))
+    with_errors = targets_table(_run(300), _run(700, errors=1), None, 1.0, fixed=_run(1000))
+
+    assert "| 70% of 1000/s, 0 errors | yes |" in met
+    assert "| 70% of 1000/s, 1 errors | NO |" in with_errors
+
+
+def test_no_fixed_floor_no_fixed_floor_target():
+    assert "fixed floor" not in targets_table(_run(300), _run(240), None, 1.0)
