@@ -16,7 +16,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import class_row, dict_row
+from psycopg.rows import class_row, dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from payment import migrations
@@ -250,9 +250,17 @@ class PaymentStore:
 
     @contextmanager
     def settlement(self):
-        """One transaction for a payment's outcome and its event: both or neither."""
-        with self._transaction(class_row(Payment)) as cur:
-            yield Settlement(cur)
+        """One transaction for a payment's outcome and its event: both or
+        neither, in two round trips (Settlement says how)."""
+        with self._connection() as conn:
+            with psycopg.ClientCursor(conn) as cur:
+                settlement = Settlement(cur, self.pool.transaction_settings)
+                try:
+                    yield settlement
+                    settlement.finish()
+                except BaseException:
+                    _roll_back(conn)
+                    raise
 
     def mark_sent(self, event_ids: list[UUID]) -> None:
         # Each mark is a statement of its own: committed alone, no BEGIN or
@@ -337,15 +345,23 @@ def _roll_back(conn) -> None:
 
 
 class Settlement:
-    """The statements of one settling transaction (PaymentStore.settlement)."""
+    """The statements of one settling transaction (PaymentStore.settlement),
+    sent as two simple queries bound on the client: BEGIN, the transaction's
+    settings and the outcome UPDATE in the first; the outbox INSERT and
+    COMMIT in the second. Four round trips become two; on any error the
+    store rolls back."""
 
-    def __init__(self, cursor):
+    def __init__(self, cursor, transaction_settings: str):
         self.cursor = cursor
+        self.transaction_settings = transaction_settings
+        self.open = False
 
     def record_outcome(self, payment: Payment, result: ChargeResult) -> Payment | None:
         """The payment settled with the gateway's result (processed_at from
         the database clock), or None if it was no longer pending."""
-        return self.cursor.execute(QUERIES["record_outcome"], {
+        self.open = True
+        self.cursor.row_factory = class_row(Payment)
+        self.cursor.execute(_template("BEGIN; " + self.transaction_settings) + QUERIES["record_outcome"], {
             "id": payment.id,
             "status": "succeeded" if result.succeeded else "failed",
             "transaction_id": result.transaction_id,
@@ -353,12 +369,30 @@ class Settlement:
             "error_message": result.error_message,
             "failure_reason": result.failure_reason,
             "simulated_response": result.simulated_response,
-        }).fetchone()
+        })
+        while self.cursor.nextset():
+            pass
+        return self.cursor.fetchone()
 
     def add_event(self, event: OutboxEvent) -> bool:
-        """Write the event to the outbox; True if an older event of the same
-        order is still unsent (this one must then wait its turn)."""
-        return self.cursor.connection.execute(QUERIES["insert_outbox_event"], _outbox_params(event)).fetchone()[0]
+        """Write the event to the outbox and commit; True if an older event
+        of the same order is still unsent (this one must then wait its turn)."""
+        self.cursor.row_factory = tuple_row
+        self.cursor.execute(QUERIES["insert_outbox_event"].rstrip(";") + "; COMMIT", _outbox_params(event))
+        earlier_unsent = self.cursor.fetchone()[0]  # the INSERT's answer; COMMIT's follows
+        self.open = False
+        return earlier_unsent
+
+    def finish(self) -> None:
+        """End a transaction that wrote no event (nothing was pending)."""
+        if self.open:
+            self.cursor.execute("COMMIT")
+            self.open = False
+
+
+def _template(sql_text: str) -> str:
+    """Literal SQL put before a query that takes parameters: its % doubled."""
+    return sql_text.replace("%", "%%")
 
 
 def _outbox_params(event: OutboxEvent) -> dict:
