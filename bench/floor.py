@@ -20,13 +20,11 @@ microseconds, errors.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import threading
-import time
 import uuid
 from decimal import Decimal
 
+from bench.paying_threads import measure
 from payment import db, service
 from payment.delivery import Delivery
 from payment.kafka import KafkaPublisher
@@ -64,51 +62,10 @@ def run(database_url: str, bootstrap: str, threads: int, duration: float, warmup
         store=store, ordering=None, reservations=None, gateway=SimulatedGateway(pool),
         delivery=delivery, topic_succeeded="payment-succeeded", topic_failed="payment-failed",
         delivery_timeout=delivery_timeout)
-    start = time.monotonic()
-    measure_from, deadline = start + warmup, start + warmup + duration
-    latencies: list[list[float]] = [[] for _ in range(threads)]
-    errors = [0] * threads
-
-    def worker(index: int) -> None:
-        counter = 0
-        mine = latencies[index]
-        while True:
-            began = time.monotonic()
-            if began >= deadline:
-                return
-            counter += 1
-            order_id = uuid.UUID(f"{run_id}-{index:04x}-4000-8000-{counter:012x}")
-            try:
-                pay_once(deps, order_id)
-            except Exception:
-                if not any(errors):
-                    log.exception("payment failed")  # the first one; the count says the rest
-                if began >= measure_from:
-                    errors[index] += 1
-                continue
-            ended = time.monotonic()
-            if began >= measure_from and ended <= deadline:
-                mine.append(ended - began)
-
-    workers = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
-    for thread in workers:
-        thread.start()
-    time.sleep(max(0.0, measure_from - time.monotonic()))
-    print("BENCH_START", flush=True)  # the measured window opens
-    for thread in workers:
-        thread.join()
-    all_latencies = sorted(x for mine in latencies for x in mine)
-    count = len(all_latencies)
-
-    def pct(p: float) -> int:
-        return int(all_latencies[min(count - 1, int(count * p / 100))] * 1e6) if count else 0
-
-    result = {"payments": count, "duration_s": duration, "rate": count / duration,
-            "errors": sum(errors), "p50_us": pct(50), "p95_us": pct(95), "p99_us": pct(99),
-            "threads": threads}
     # Reported before the pool closes, so that its backends are still there
     # to be accounted for.
-    print("BENCH_JSON " + json.dumps(result), flush=True)
+    result = measure(lambda order_id: pay_once(deps, uuid.UUID(order_id)), threads=threads,
+                     duration=duration, warmup=warmup, run_id=run_id, log=log)
     publisher.close(5)
     delivery.close()
     pool.close()
