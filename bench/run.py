@@ -396,8 +396,9 @@ def run_floor(stack: Stack, threads: int, duration: float, warmup: float,
 class Service:
     """gunicorn app:app -c gunicorn.conf.py, as deployed."""
 
-    def __init__(self, stack: Stack):
+    def __init__(self, stack: Stack, root: Path = ROOT):
         self.stack = stack
+        self.root = root  # the tree gunicorn runs from: another revision's, in bench/compare_service.py
         self.port = devstack.free_port()
         self.log_path = stack.workdir / f"gunicorn-{self.port}.log"
         env = {k: v for k, v in os.environ.items()
@@ -418,7 +419,7 @@ class Service:
         began = time.monotonic()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "app:app", "-c", "gunicorn.conf.py"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = began + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
