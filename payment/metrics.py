@@ -7,6 +7,12 @@ gunicorn.conf.py at every start) and a scrape, whichever worker answers it,
 adds up the files of all of them. Without that variable (a single process,
 as in the tests) the values stay in this object's own registry.
 
+In that mode every change is a write to the worker's file under a lock, so
+a request writes only what it counts (the request, the payment, the upstream
+calls), through label children looked up once, and the pool gauges are
+sampled at most once a second per worker (and whenever the worker answers a
+scrape), not on every request.
+
 The outbox figures are read from the database when scraped: they describe
 the database, not a worker.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -32,19 +39,41 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+# The pool gauges describe a moment; a second old is as good to a scrape
+# every few seconds, and sampling costs four writes and the pool's lock.
+POOL_SAMPLE_INTERVAL_S = 1.0
+
 
 def error_code(error: PaymentError) -> str:
     """`OrderNotFound` -> `ORDER_NOT_FOUND`: a stable label for each error kind."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).upper()
 
 
+class _Children(dict):
+    """A labelled metric's children by label values, each looked up once:
+    `labels()` checks and converts the values and takes a lock every time.
+    The label values a request can bring are few (route templates, methods,
+    statuses, outcomes), so the dict stays small."""
+
+    def __init__(self, metric):
+        super().__init__()
+        self.metric = metric
+
+    def __missing__(self, values: tuple):
+        child = self[values] = self.metric.labels(*values)
+        return child
+
+
 class Metrics:
     def __init__(self, *, pool_stats: Callable[[], dict] | None = None,
                  outbox_backlog: Callable[[], tuple[int, float | None]] | None = None,
-                 overdue_payments: Callable[[], int] | None = None):
+                 overdue_payments: Callable[[], int] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.pool_stats = pool_stats
         self.outbox_backlog = outbox_backlog
         self.overdue_payments = overdue_payments
+        self.clock = clock
+        self._pool_sample_due = float("-inf")
         self.registry = CollectorRegistry()
         r = self.registry
         self.http_requests = Counter(
@@ -77,37 +106,46 @@ class Metrics:
         self.pool_waiting = Gauge(
             "payment_db_pool_requests_waiting", "Requests waiting for a database connection.",
             multiprocess_mode="livesum", registry=r)
+        self._http_requests = _Children(self.http_requests)
+        self._http_duration = _Children(self.http_duration)
+        self._payments = _Children(self.payments)
+        self._upstream_duration = _Children(self.upstream_duration)
+        self._upstream_errors = _Children(self.upstream_errors)
 
     # --- recording -----------------------------------------------------------
 
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(route, method, str(status)).inc()
-        self.http_duration.labels(route, method).observe(seconds)
-        self.sample_pool()
+        self._http_requests[route, method, status].inc()
+        self._http_duration[route, method].observe(seconds)
+        if self.clock() >= self._pool_sample_due:
+            self.sample_pool()
 
     def payment_settled(self, payment, replayed: bool = False) -> None:
         if replayed:
-            self.payments.labels("replayed", "").inc()
+            self._payments["replayed", ""].inc()
         else:
-            self.payments.labels(payment.status, payment.error_code or "").inc()
+            self._payments[payment.status, payment.error_code or ""].inc()
 
     def payment_refused(self, error: PaymentError, status: int) -> None:
         if error.payment is not None:
             self.payment_settled(error.payment)
         else:
-            self.payments.labels("error" if status >= 500 else "rejected", error_code(error)).inc()
+            self._payments["error" if status >= 500 else "rejected", error_code(error)].inc()
 
     def upstream_call(self, service: str, seconds: float, error_kind: str | None = None) -> None:
-        self.upstream_duration.labels(service).observe(seconds)
+        self._upstream_duration[(service,)].observe(seconds)
         if error_kind:
-            self.upstream_errors.labels(service, error_kind).inc()
+            self._upstream_errors[service, error_kind].inc()
 
     def reconciled(self, result: str) -> None:
         self.reconciliations.labels(result).inc()
 
     def sample_pool(self) -> None:
+        """Set the pool gauges from the pool as it is now."""
         if self.pool_stats is None:
             return
+        # Several threads may find a sample due at once; one extra sample is harmless.
+        self._pool_sample_due = self.clock() + POOL_SAMPLE_INTERVAL_S
         stats = self.pool_stats()
         size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
         self.pool_connections.labels("in_use").set(size - idle)

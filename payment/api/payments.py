@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from uuid import UUID
 
@@ -12,8 +11,6 @@ from payment.api.request_body import parse_payment_request, read_body
 from payment.api.request_id import upstream_headers
 from payment.documents import payment_document
 from payment.errors import InvalidRequest, PaymentError, PaymentNotFound
-
-log = logging.getLogger(__name__)
 
 # The request schema's GUID, so that a path or query id is held to the same
 # form as one in a body (uuid.UUID alone also takes braces, URNs, no dashes).
@@ -46,10 +43,10 @@ class PaymentsResource:
         except PaymentError as error:
             self.metrics.payment_refused(error, status_of(error))
             if error.payment is not None:
-                _log_payment("payment declined", error.payment)
+                _bind_outcome("declined", error.payment)
             raise
         self.metrics.payment_settled(outcome.payment, replayed=outcome.replayed)
-        _log_payment("payment replayed" if outcome.replayed else "payment succeeded", outcome.payment)
+        _bind_outcome("replayed" if outcome.replayed else "succeeded", outcome.payment)
         if outcome.replayed:
             resp.set_header("Idempotent-Replayed", "true")
         write(resp, 200, {
@@ -86,8 +83,8 @@ class PaymentResource:
         write(resp, 200, {"success": True, "errorMessage": None, "payment": payment_document(payment)})
 
 
-def _log_payment(message: str, payment) -> None:
-    log.info(message, extra={
-        "paymentId": str(payment.id), "orderId": str(payment.order_id),
-        "paymentStatus": payment.status, "errorCode": payment.error_code,
-    })
+def _bind_outcome(outcome: str, payment) -> None:
+    """The payment's fields, for the request's access line (api/telemetry.py):
+    one line per request says what became of it, rather than a line of its own."""
+    logs.bind(**logs.payment_fields(payment), paymentStatus=payment.status, errorCode=payment.error_code,
+              paymentOutcome=outcome)

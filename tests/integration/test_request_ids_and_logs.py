@@ -78,13 +78,16 @@ def test_a_request_logs_json_lines_with_its_ids(client, sandbox, log_lines):
 
     lines = log_lines()
     assert lines and all(line["requestId"] == "req-42" for line in lines)
-    [settled] = [line for line in lines if line["message"] == "payment succeeded"]
-    assert settled["paymentId"] == payment_id and settled["orderId"] == order_id
-    assert settled["level"] == "INFO" and settled["logger"] == "payment.api.payments"
-    [access] = [line for line in lines if line["message"] == "request"]
+    # One line tells the whole request: the access line carries the payment.
+    [access] = [line for line in lines if line["level"] == "INFO"]
+    assert access["message"] == "request" and access["logger"] == "payment.access"
     assert access["method"] == "POST" and access["route"] == "/payments" and access["status"] == 200
-    assert access["orderId"] == order_id
+    assert access["path"] == "/payments" and isinstance(access["durationMs"], float)
+    assert access["paymentId"] == payment_id and access["orderId"] == order_id
+    assert access["paymentOutcome"] == "succeeded" and access["paymentStatus"] == "succeeded"
+    assert access["errorCode"] is None
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", access["time"])
+    assert isinstance(access["pid"], int)
 
 
 def test_every_payment_line_carries_payment_and_order_ids(client, sandbox, log_lines):
@@ -94,12 +97,14 @@ def test_every_payment_line_carries_payment_and_order_ids(client, sandbox, log_l
     client.pay(payment_body(replayed_order))
     client.pay(payment_body(replayed_order))
 
-    payment_lines = [line for line in log_lines() if line["message"].startswith("payment ")]
-    assert [(line["message"], line["orderId"]) for line in payment_lines] == [
-        ("payment declined", declined_order), ("payment succeeded", replayed_order),
-        ("payment replayed", replayed_order)]
+    payment_lines = [line for line in log_lines() if line["message"] == "request"]
+    assert [(line["paymentOutcome"], line["orderId"], line["status"]) for line in payment_lines] == [
+        ("declined", declined_order, 402), ("succeeded", replayed_order, 200),
+        ("replayed", replayed_order, 200)]
     assert all(re.fullmatch(r"[0-9a-f-]{36}", line["paymentId"]) for line in payment_lines)
-    assert payment_lines[0]["errorCode"] == "INSUFFICIENT_FUNDS"
+    assert payment_lines[1]["paymentId"] == payment_lines[2]["paymentId"]
+    assert [(line["paymentStatus"], line["errorCode"]) for line in payment_lines] == [
+        ("failed", "INSUFFICIENT_FUNDS"), ("succeeded", None), ("succeeded", None)]
 
 
 def test_log_lines_outside_a_request_carry_no_request_id(client, log_lines):
