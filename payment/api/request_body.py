@@ -33,9 +33,7 @@ def parse_payment_request(body: bytes) -> PaymentRequest:
         raise InvalidRequest(f"Invalid request: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("Invalid request: body must be a JSON object")
-    errors = sorted(schemas.validator(REQUEST_SCHEMA).iter_errors(data), key=_error_order)
-    if errors:
-        raise InvalidRequest(f"Invalid request: {describe(errors[0])}")
+    _check_schema(data)
     currency = data.get("currency", "USD")
     try:
         amount = to_amount(data["amount"], currency)
@@ -50,6 +48,17 @@ def parse_payment_request(body: bytes) -> PaymentRequest:
         currency=currency,
         payment_method=data.get("paymentMethod", "credit_card"),
     )
+
+
+def _check_schema(data: dict) -> None:
+    # The compiled validator gives the verdict for a fraction of the CPU; only
+    # a body it refuses pays for jsonschema, whose errors name the field. Where
+    # jsonschema finds no error after all, it is the reference: the body passes.
+    if schemas.conforms(REQUEST_SCHEMA, data):
+        return
+    errors = sorted(schemas.validator(REQUEST_SCHEMA).iter_errors(data), key=_error_order)
+    if errors:
+        raise InvalidRequest(f"Invalid request: {describe(errors[0])}")
 
 
 def _error_order(error: ValidationError):

@@ -128,6 +128,10 @@ CLASSICS = {
     "non-UTF-8": (f'{{{GOOD}, "currency": "\xe9"}}'.encode("latin-1"), 400, "body is not valid UTF-8"),
     "UTF-16": (f'{{{GOOD}, "amount": 1}}'.encode("utf-16"), 400, "body is not valid UTF-8"),
     "control characters": (f'{{{GOOD}, "paymentMethod": "\x00\x01"}}'.encode(), 400, "body is not valid JSON"),
+    # JSON escapes that decode to a lone surrogate: a str with no UTF-8 form.
+    "lone surrogate value": (b'{"orderId": "\\ud800", "customerId": "a8098c1a-f86e-11da-bd1a-00112444be1e", '
+                             b'"amount": 1}', 400, "orderId must be a GUID"),
+    "lone surrogate key": (f'{{{GOOD}, "amount": 1, "\\udfff": 1}}'.encode(), 400, "unknown field"),
 }
 
 
