@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from payment import documents, logs
@@ -158,19 +158,31 @@ def charge_and_settle(pending: Payment, deps: Dependencies) -> Payment:
 
 def settle(payment: Payment, result: ChargeResult, deps: Dependencies) -> Payment:
     """The one way a payment leaves pending, for the request path and the
-    reconciler alike: the outcome and its event commit in one transaction,
-    then the event is produced. A payment some other path settled first is
-    returned as that path left it."""
-    with deps.store.settlement() as tx:
-        settled = tx.record_outcome(payment, result)
-        if settled is not None:
-            event = documents.outbox_event(settled, topic_succeeded=deps.topic_succeeded,
-                                           topic_failed=deps.topic_failed)
-            earlier_unsent = tx.add_event(event)
-    if settled is None:
+    reconciler alike: the outcome and its event commit together (one
+    statement), then the event is produced. A payment some other path
+    settled first is returned as that path left it."""
+    # The service's clock, never before the database's createdAt, however
+    # the two clocks differ.
+    outcome = settled_with(payment, result, max(datetime.now(timezone.utc), payment.created_at))
+    # Built before the write, from the very values the row gets (processed_at
+    # included), so the event and the row say the same thing.
+    event = documents.outbox_event(outcome, topic_succeeded=deps.topic_succeeded,
+                                   topic_failed=deps.topic_failed)
+    recorded = deps.store.settle(outcome, event)
+    if recorded is None:
         return deps.store.find(payment.id)
+    settled, earlier_unsent = recorded
     _publish_committed(event, earlier_unsent, deps)
     return settled
+
+
+def settled_with(payment: Payment, result: ChargeResult, processed_at: datetime) -> Payment:
+    """The pending payment as the gateway's result settles it."""
+    return replace(
+        payment, status="succeeded" if result.succeeded else "failed",
+        transaction_id=result.transaction_id, error_code=result.error_code,
+        error_message=result.error_message, failure_reason=result.failure_reason,
+        simulated_response=result.simulated_response, processed_at=processed_at)
 
 
 INTERRUPTED = ChargeResult(
