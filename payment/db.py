@@ -281,11 +281,10 @@ class PaymentStore:
         return Payment(**row), earlier_unsent
 
     def mark_sent(self, event_ids: list[UUID]) -> None:
-        # Each mark is a statement of its own: committed alone, no BEGIN or
-        # COMMIT round trips.
+        """Mark these events sent: one statement, however many (the marker's
+        batches, payment/marker.py)."""
         with self._statement() as cur:
-            for event_id in event_ids:
-                cur.execute(QUERIES["mark_outbox_sent"], {"event_id": event_id})
+            cur.execute(QUERIES["mark_outbox_sent"], {"event_ids": list(event_ids)})
 
     @contextmanager
     def claim_unsent(self, *, grace_s: float, limit: int):
@@ -304,8 +303,8 @@ class PaymentStore:
             yield events, sent
             if events:
                 cur.execute(QUERIES["count_attempt"], {"event_ids": [e.event_id for e in events]})
-            for event_id in sent:
-                cur.execute(QUERIES["mark_outbox_sent"], {"event_id": event_id})
+            if sent:
+                cur.execute(QUERIES["mark_outbox_sent"], {"event_ids": sent})
 
     def claim_overdue(self, *, older_than_s: float, lease_s: float, limit: int) -> list[tuple[Payment, int]]:
         """Pending payments older than `older_than_s` that no other reconciler

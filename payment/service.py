@@ -203,19 +203,28 @@ def reconcile(payment: Payment, deps: Dependencies) -> Payment | None:
 
 
 def _publish_committed(event, earlier_unsent: bool, deps: Dependencies) -> None:
-    """Produce the committed event and wait for its delivery report, bounded.
-    An event not confirmed in time stays in the outbox for the relay: the
-    payment is committed either way and is answered as such."""
+    """Produce the committed event and wait for its delivery report, bounded,
+    then have it marked sent. An event not confirmed in time stays in the
+    outbox for the relay: the payment is committed either way and is
+    answered as such."""
     if earlier_unsent:
         # An older event of this order still waits in the outbox (the broker
         # was away): the relay sends both, in commit order.
         return
     try:
         confirmed = deps.delivery.send([event], timeout=deps.delivery_timeout)
-        if confirmed:
-            deps.store.mark_sent(confirmed)
-        else:
+        if not confirmed:
             log.warning("event not confirmed in time; left to the outbox relay", extra=logs.event_fields(event))
+        elif event.event_type == documents.SUCCEEDED:
+            # A success is its order's last event (the order cannot be paid
+            # again), so nothing waits behind it: the mark can go with the
+            # marker's next batch, and the answer need not wait for it.
+            deps.delivery.mark_soon(confirmed)
+        else:
+            # The order's next attempt may follow this decline at once; its
+            # event would find this one unsent and wait behind it for the
+            # relay. Marked before the answer, then.
+            deps.store.mark_sent(confirmed)
     except Exception:
         # Committed is committed: the relay sends it, under the same eventId.
         log.warning("event not marked sent; left to the outbox relay", extra=logs.event_fields(event))

@@ -53,8 +53,10 @@ SELECT settled.*,
   FROM settled;
 
 -- name: mark_outbox_sent
+-- A batch of confirmed events in one statement (payment/marker.py, or the
+-- relay's claim); one that is already marked keeps its first sent_at.
 UPDATE bc_payment.outbox SET sent_at = now()
- WHERE event_id = %(event_id)s AND sent_at IS NULL;
+ WHERE event_id = ANY(%(event_ids)s) AND sent_at IS NULL;
 
 -- name: claim_unsent_events
 -- Claimed by order key, so that events of one order leave in commit order

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import replace
@@ -176,6 +177,10 @@ def test_success_commits_then_publishes_then_marks_sent():
     assert deps.store.log == ["insert_pending", "commit_outcome", "publish"]
     [event] = deps.store.outbox
     assert event.topic == "ok" and event.key == str(request.order_id)
+    # Marked by the marker's thread, soon after the answer.
+    deadline = time.monotonic() + 2
+    while not deps.store.sent and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert deps.store.sent == [event.event_id]
 
 
