@@ -104,7 +104,8 @@ def on_exit(server):
 
 
 def worker_exit(server, worker):
-    # Flush the producer (events already committed) and close the pool.
+    # Flush the producer (events already committed), write the marks of the
+    # events confirmed, and close the pool.
     app_module = sys.modules.get("app")
     if app_module is not None:
         app_module.runtime.close()

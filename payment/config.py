@@ -16,6 +16,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from payment import connection_string, kafka_settings
 from payment.kafka import BROKER_DEFAULT, MESSAGE_TIMEOUT_S
+from payment.marker import MARK_DELAY_S
 
 
 class ConfigError(ValueError):
@@ -136,7 +137,7 @@ class Config:
             http_header_timeout=_seconds(env, "HTTP_HEADER_TIMEOUT_S", 10.0),
             http_body_timeout=_seconds(env, "HTTP_BODY_TIMEOUT_S", 10.0),
             relay_interval=_seconds(env, "OUTBOX_RELAY_INTERVAL_S", 1.0),
-            relay_grace=_seconds(env, "OUTBOX_RELAY_GRACE_S", None),
+            relay_grace=_relay_grace(env),
             relay_max_backoff=_seconds(env, "OUTBOX_RELAY_MAX_BACKOFF_S", 10.0),
             relay_batch_size=_int(env, "OUTBOX_RELAY_BATCH_SIZE", 200, low=1, high=10_000),
             outbox_retention=_seconds(env, "OUTBOX_RETENTION_S", 7 * 24 * 3600, high=90 * 24 * 3600),
@@ -302,6 +303,18 @@ def _seconds(env, name, default, high: float = 600) -> float:
     if not 0 < value <= high:
         raise ConfigError(f"{name} must be between 0 and {high:g} seconds")
     return value
+
+
+def _relay_grace(env) -> float | None:
+    """OUTBOX_RELAY_GRACE_S, above the marker's delay: a confirmed event
+    waits up to MARK_DELAY_S to be marked sent, and a relay that claimed it
+    in that time would send it again (the default, the message timeout plus
+    5 s, is far above)."""
+    grace = _seconds(env, "OUTBOX_RELAY_GRACE_S", None)
+    if grace is not None and grace <= MARK_DELAY_S:
+        raise ConfigError(f"OUTBOX_RELAY_GRACE_S must be above {MARK_DELAY_S:g} seconds, the longest a "
+                          "confirmed event waits to be marked sent")
+    return grace
 
 
 def _flag(env, name, default: bool) -> bool:

@@ -16,12 +16,12 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import class_row, dict_row, tuple_row
+from psycopg.rows import class_row, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from payment import migrations
 from payment.errors import DatabaseUnavailable, PaymentAlreadySettled
-from payment.model import ChargeResult, OutboxEvent, Payment, PaymentRequest
+from payment.model import OutboxEvent, Payment, PaymentRequest
 from payment.queries import QUERIES
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,10 @@ def open_pool(conninfo: str, *, min_size: int, max_size: int, timeout: float,
         name="payments",
         check=_check_unless_just_used,
         # Autocommit: a single statement is its own transaction and costs one
-        # round trip; PaymentStore opens explicit transactions for the rest.
+        # round trip (a payment's every write is one statement, its outcome
+        # and event included); PaymentStore opens an explicit transaction
+        # only where a block must hold one (the relay's claim, held while it
+        # sends).
         kwargs=connection,
         reconnect_timeout=0,
     )
@@ -248,26 +251,40 @@ class PaymentStore:
             raise PaymentAlreadySettled()
         return attached
 
-    @contextmanager
-    def settlement(self):
-        """One transaction for a payment's outcome and its event: both or
-        neither, in two round trips (Settlement says how)."""
-        with self._connection() as conn:
-            with psycopg.ClientCursor(conn) as cur:
-                settlement = Settlement(cur, self.pool.transaction_settings)
-                try:
-                    yield settlement
-                    settlement.finish()
-                except BaseException:
-                    _roll_back(conn)
-                    raise
+    def settle(self, settled: Payment, event: OutboxEvent) -> tuple[Payment, bool] | None:
+        """Record a pending payment's outcome (`settled`: the payment as it
+        is to be, processed_at included) and its event, both or neither, in
+        one statement: one round trip, one implicit transaction, with the
+        transaction settings in the same simple query. Returns the payment as
+        recorded and whether an older event of the same order is still
+        unsent (this one must then wait its turn); None if the payment was no
+        longer pending, and nothing was written."""
+        with self._statement(dict_row) as cur:
+            row = cur.execute(QUERIES["settle_payment"], {
+                "id": settled.id,
+                "status": settled.status,
+                "transaction_id": settled.transaction_id,
+                "error_code": settled.error_code,
+                "error_message": settled.error_message,
+                "failure_reason": settled.failure_reason,
+                "simulated_response": settled.simulated_response,
+                "processed_at": settled.processed_at,
+                "event_id": event.event_id,
+                "topic": event.topic,
+                "event_key": event.key,
+                "event_type": event.event_type,
+                "payload": event.payload,
+            }).fetchone()
+        if row is None:
+            return None
+        earlier_unsent = row.pop("earlier_unsent")
+        return Payment(**row), earlier_unsent
 
     def mark_sent(self, event_ids: list[UUID]) -> None:
-        # Each mark is a statement of its own: committed alone, no BEGIN or
-        # COMMIT round trips.
+        """Mark these events sent: one statement, however many (the marker's
+        batches, payment/marker.py)."""
         with self._statement() as cur:
-            for event_id in event_ids:
-                cur.execute(QUERIES["mark_outbox_sent"], {"event_id": event_id})
+            cur.execute(QUERIES["mark_outbox_sent"], {"event_ids": list(event_ids)})
 
     @contextmanager
     def claim_unsent(self, *, grace_s: float, limit: int):
@@ -286,8 +303,8 @@ class PaymentStore:
             yield events, sent
             if events:
                 cur.execute(QUERIES["count_attempt"], {"event_ids": [e.event_id for e in events]})
-            for event_id in sent:
-                cur.execute(QUERIES["mark_outbox_sent"], {"event_id": event_id})
+            if sent:
+                cur.execute(QUERIES["mark_outbox_sent"], {"event_ids": sent})
 
     def claim_overdue(self, *, older_than_s: float, lease_s: float, limit: int) -> list[tuple[Payment, int]]:
         """Pending payments older than `older_than_s` that no other reconciler
@@ -342,61 +359,3 @@ def _roll_back(conn) -> None:
         conn.execute("ROLLBACK")
     except psycopg.Error:
         pass
-
-
-class Settlement:
-    """The statements of one settling transaction (PaymentStore.settlement),
-    sent as two simple queries bound on the client: BEGIN, the transaction's
-    settings and the outcome UPDATE in the first; the outbox INSERT and
-    COMMIT in the second. Four round trips become two; on any error the
-    store rolls back."""
-
-    def __init__(self, cursor, transaction_settings: str):
-        self.cursor = cursor
-        self.transaction_settings = transaction_settings
-        self.open = False
-
-    def record_outcome(self, payment: Payment, result: ChargeResult) -> Payment | None:
-        """The payment settled with the gateway's result (processed_at from
-        the database clock), or None if it was no longer pending."""
-        self.open = True
-        self.cursor.row_factory = class_row(Payment)
-        self.cursor.execute(_template("BEGIN; " + self.transaction_settings) + QUERIES["record_outcome"], {
-            "id": payment.id,
-            "status": "succeeded" if result.succeeded else "failed",
-            "transaction_id": result.transaction_id,
-            "error_code": result.error_code,
-            "error_message": result.error_message,
-            "failure_reason": result.failure_reason,
-            "simulated_response": result.simulated_response,
-        })
-        while self.cursor.nextset():
-            pass
-        return self.cursor.fetchone()
-
-    def add_event(self, event: OutboxEvent) -> bool:
-        """Write the event to the outbox and commit; True if an older event
-        of the same order is still unsent (this one must then wait its turn)."""
-        self.cursor.row_factory = tuple_row
-        self.cursor.execute(QUERIES["insert_outbox_event"].rstrip(";") + "; COMMIT", _outbox_params(event))
-        earlier_unsent = self.cursor.fetchone()[0]  # the INSERT's answer; COMMIT's follows
-        self.open = False
-        return earlier_unsent
-
-    def finish(self) -> None:
-        """End a transaction that wrote no event (nothing was pending)."""
-        if self.open:
-            self.cursor.execute("COMMIT")
-            self.open = False
-
-
-def _template(sql_text: str) -> str:
-    """Literal SQL put before a query that takes parameters: its % doubled."""
-    return sql_text.replace("%", "%%")
-
-
-def _outbox_params(event: OutboxEvent) -> dict:
-    return {
-        "event_id": event.event_id, "payment_id": event.payment_id, "topic": event.topic,
-        "event_key": event.key, "event_type": event.event_type, "payload": event.payload,
-    }

@@ -1,29 +1,35 @@
 """Producing committed outbox events and confirming them.
 
 A request (or the relay) waits a bounded time for each event's own delivery
-report. An event confirmed later is still marked sent when its report
-arrives, on a thread of its own: the thread that serves delivery reports
-must never wait on the database.
+report. A request hands a confirmed success to the process's marker, which
+marks it sent soon after, in batches, off the request's thread
+(payment/marker.py); the relay marks what it sent in its own claiming
+transaction. An event confirmed late is handed to the marker when its
+report arrives: the thread that serves delivery reports must never wait on
+the database.
 """
 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import wait
 from uuid import UUID
+
+from payment.marker import SentMarker
 
 log = logging.getLogger(__name__)
 
 
 class Delivery:
-    def __init__(self, store, publisher):
+    def __init__(self, store, publisher, marker: SentMarker | None = None):
         self.store = store
         self.publisher = publisher
-        self._late = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-late-confirm")
+        self.marker = marker or SentMarker(store)
 
     def send(self, events, timeout: float) -> list[UUID]:
-        """Produce `events`; returns the ids confirmed within `timeout`. The
-        others are marked sent if and when their report arrives."""
+        """Produce `events`; returns the ids confirmed within `timeout`, for
+        the caller to mark. The others are marked sent if and when their
+        report arrives."""
         futures = [(event, self.publisher.publish(event)) for event in events]
         # While the broker is known to be away, waiting would only delay the
         # answer: the events are queued and kept in the outbox either way.
@@ -38,16 +44,15 @@ class Delivery:
                 confirmed.append(event.event_id)
         return confirmed
 
+    def mark_soon(self, event_ids: list[UUID]) -> None:
+        """Have confirmed events marked sent by the marker, soon and without
+        the caller waiting for it."""
+        self.marker.mark(event_ids)
+
     def _confirm_late(self, future, event_id: UUID) -> None:
         if future.exception() is None:
-            self._late.submit(self._mark, event_id)
-
-    def _mark(self, event_id: UUID) -> None:
-        try:
-            self.store.mark_sent([event_id])
-        except Exception:
-            # The relay sends it again, under the same eventId.
-            log.warning("could not mark event sent", extra={"eventId": str(event_id)})
+            self.marker.mark([event_id])
 
     def close(self) -> None:
-        self._late.shutdown(wait=True)
+        """Write the marks still waiting (after the producer has flushed)."""
+        self.marker.close()

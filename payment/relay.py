@@ -27,7 +27,14 @@ log = logging.getLogger(__name__)
 
 
 def grace_after(message_timeout_s: float) -> float:
-    """Past the producer's own retry window, so as not to race it."""
+    """Past the producer's own retry window, so as not to race it.
+
+    The request that wrote an event produces it, waits for its report and
+    hands it to the marker, which marks it sent within MARK_DELAY_S
+    (payment/marker.py): the grace period must exceed that delay, or the
+    relay would claim and resend events about to be marked. This default is
+    seconds above it; a configured OUTBOX_RELAY_GRACE_S is refused at or
+    below it (config.py)."""
     return message_timeout_s + 5
 
 

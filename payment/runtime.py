@@ -1,8 +1,9 @@
 """Builds the service's collaborators from the configuration, and closes them.
 
 Each gunicorn worker builds its own (after the fork): a pool, a producer and
-threads do not survive a fork. `close` flushes the producer and closes the
-pool when the worker exits.
+threads do not survive a fork. `close` flushes the producer, writes the
+marks of confirmed events still waiting, and closes the pool when the worker
+exits.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Core:
         left = self.publisher.close(timeout=timeout)
         if left:
             log.warning("%d events left unconfirmed at shutdown; the outbox keeps them", left)
+        # After the producer's flush, whose late reports add marks; before
+        # the pool goes.
         self.delivery.close()
         self.pool.close()
 

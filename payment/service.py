@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from payment import documents, logs
@@ -158,19 +158,31 @@ def charge_and_settle(pending: Payment, deps: Dependencies) -> Payment:
 
 def settle(payment: Payment, result: ChargeResult, deps: Dependencies) -> Payment:
     """The one way a payment leaves pending, for the request path and the
-    reconciler alike: the outcome and its event commit in one transaction,
-    then the event is produced. A payment some other path settled first is
-    returned as that path left it."""
-    with deps.store.settlement() as tx:
-        settled = tx.record_outcome(payment, result)
-        if settled is not None:
-            event = documents.outbox_event(settled, topic_succeeded=deps.topic_succeeded,
-                                           topic_failed=deps.topic_failed)
-            earlier_unsent = tx.add_event(event)
-    if settled is None:
+    reconciler alike: the outcome and its event commit together (one
+    statement), then the event is produced. A payment some other path
+    settled first is returned as that path left it."""
+    # The service's clock, never before the database's createdAt, however
+    # the two clocks differ.
+    outcome = settled_with(payment, result, max(datetime.now(timezone.utc), payment.created_at))
+    # Built before the write, from the very values the row gets (processed_at
+    # included), so the event and the row say the same thing.
+    event = documents.outbox_event(outcome, topic_succeeded=deps.topic_succeeded,
+                                   topic_failed=deps.topic_failed)
+    recorded = deps.store.settle(outcome, event)
+    if recorded is None:
         return deps.store.find(payment.id)
+    settled, earlier_unsent = recorded
     _publish_committed(event, earlier_unsent, deps)
     return settled
+
+
+def settled_with(payment: Payment, result: ChargeResult, processed_at: datetime) -> Payment:
+    """The pending payment as the gateway's result settles it."""
+    return replace(
+        payment, status="succeeded" if result.succeeded else "failed",
+        transaction_id=result.transaction_id, error_code=result.error_code,
+        error_message=result.error_message, failure_reason=result.failure_reason,
+        simulated_response=result.simulated_response, processed_at=processed_at)
 
 
 INTERRUPTED = ChargeResult(
@@ -191,19 +203,28 @@ def reconcile(payment: Payment, deps: Dependencies) -> Payment | None:
 
 
 def _publish_committed(event, earlier_unsent: bool, deps: Dependencies) -> None:
-    """Produce the committed event and wait for its delivery report, bounded.
-    An event not confirmed in time stays in the outbox for the relay: the
-    payment is committed either way and is answered as such."""
+    """Produce the committed event and wait for its delivery report, bounded,
+    then have it marked sent. An event not confirmed in time stays in the
+    outbox for the relay: the payment is committed either way and is
+    answered as such."""
     if earlier_unsent:
         # An older event of this order still waits in the outbox (the broker
         # was away): the relay sends both, in commit order.
         return
     try:
         confirmed = deps.delivery.send([event], timeout=deps.delivery_timeout)
-        if confirmed:
-            deps.store.mark_sent(confirmed)
-        else:
+        if not confirmed:
             log.warning("event not confirmed in time; left to the outbox relay", extra=logs.event_fields(event))
+        elif event.event_type == documents.SUCCEEDED:
+            # A success is its order's last event (the order cannot be paid
+            # again), so nothing waits behind it: the mark can go with the
+            # marker's next batch, and the answer need not wait for it.
+            deps.delivery.mark_soon(confirmed)
+        else:
+            # The order's next attempt may follow this decline at once; its
+            # event would find this one unsent and wait behind it for the
+            # relay. Marked before the answer, then.
+            deps.store.mark_sent(confirmed)
     except Exception:
         # Committed is committed: the relay sends it, under the same eventId.
         log.warning("event not marked sent; left to the outbox relay", extra=logs.event_fields(event))

@@ -22,30 +22,41 @@ RETURNING *;
 SELECT * FROM bc_payment.payments
  WHERE order_id = %(order_id)s AND status IN ('pending', 'succeeded');
 
--- name: record_outcome
-UPDATE bc_payment.payments
-   SET status = %(status)s,
-       transaction_id = %(transaction_id)s,
-       error_code = %(error_code)s,
-       error_message = %(error_message)s,
-       failure_reason = %(failure_reason)s,
-       simulated_response = %(simulated_response)s,
-       processed_at = now()
- WHERE id = %(id)s AND status = 'pending'
-RETURNING *;
-
--- name: insert_outbox_event
--- Returns whether an older event of the same order is still unsent: this one
--- must then wait its turn in the outbox (commit order per orderId).
-INSERT INTO bc_payment.outbox (event_id, payment_id, topic, event_key, event_type, payload)
-VALUES (%(event_id)s, %(payment_id)s, %(topic)s, %(event_key)s, %(event_type)s, %(payload)s)
-RETURNING EXISTS (
-    SELECT 1 FROM bc_payment.outbox earlier
-     WHERE earlier.event_key = %(event_key)s AND earlier.sent_at IS NULL);
+-- name: settle_payment
+-- The one way a payment leaves pending: its outcome and its outbox event in
+-- one statement, hence one implicit transaction and one round trip. The
+-- event is inserted only for a payment the update found pending, and an
+-- error in either (a lock or statement timeout, a duplicate event_id) undoes
+-- both. No row back: the payment was no longer pending, nothing was written.
+-- processed_at comes from the caller, which put the same instant in the
+-- event's payload. earlier_unsent: an older event of the same order is still
+-- unsent (the statement's snapshot does not see the row it inserts), so this
+-- one must wait its turn in the outbox (commit order per orderId).
+WITH settled AS (
+    UPDATE bc_payment.payments
+       SET status = %(status)s,
+           transaction_id = %(transaction_id)s,
+           error_code = %(error_code)s,
+           error_message = %(error_message)s,
+           failure_reason = %(failure_reason)s,
+           simulated_response = %(simulated_response)s,
+           processed_at = %(processed_at)s
+     WHERE id = %(id)s AND status = 'pending'
+    RETURNING *),
+event AS (
+    INSERT INTO bc_payment.outbox (event_id, payment_id, topic, event_key, event_type, payload)
+    SELECT %(event_id)s, settled.id, %(topic)s, %(event_key)s, %(event_type)s, %(payload)s
+      FROM settled)
+SELECT settled.*,
+       EXISTS (SELECT 1 FROM bc_payment.outbox earlier
+                WHERE earlier.event_key = %(event_key)s AND earlier.sent_at IS NULL) AS earlier_unsent
+  FROM settled;
 
 -- name: mark_outbox_sent
+-- A batch of confirmed events in one statement (payment/marker.py, or the
+-- relay's claim); one that is already marked keeps its first sent_at.
 UPDATE bc_payment.outbox SET sent_at = now()
- WHERE event_id = %(event_id)s AND sent_at IS NULL;
+ WHERE event_id = ANY(%(event_ids)s) AND sent_at IS NULL;
 
 -- name: claim_unsent_events
 -- Claimed by order key, so that events of one order leave in commit order

@@ -98,6 +98,20 @@ class Database:
         """What the simulated processor charged for the order, in its own ledger."""
         return self.rows("simulator_charges", "order_id = %s", (str(order_id),))
 
+    def outbox_once_sent(self, timeout: float = 5) -> list[dict]:
+        """The outbox rows, once every one is marked sent: a confirmed event
+        is marked soon after the answer, by the process's marker
+        (payment/marker.py), not before it. Fails past `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.rows("outbox")
+            if all(row["sent_at"] is not None for row in rows):
+                return rows
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{sum(r['sent_at'] is None for r in rows)} of {len(rows)} events"
+                                     f" not marked sent within {timeout}s")
+            time.sleep(0.02)
+
     def execute(self, sql: str, params=()) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute(sql, params)

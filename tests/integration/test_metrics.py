@@ -105,6 +105,8 @@ def test_outbox_backlog_and_oldest_age_come_from_the_database(client, sandbox, d
     assert value(scrape(client), "payment_outbox_oldest_unsent_age_seconds") == 0
     client.pay(payment_body(new_order(sandbox)))
     client.pay(payment_body(new_order(sandbox)))
+    # Once the marker has marked both, so that no mark lands after the reset.
+    assert len(database.outbox_once_sent()) == 2
     database.execute("UPDATE bc_payment.outbox SET sent_at = NULL, created_at = now() - interval '90 seconds'")
 
     samples = scrape(client)

@@ -48,7 +48,7 @@ def test_contract_example_succeeds_with_event(client, database, events):
     [row] = database.rows()
     assert str(row["id"]) == payment["id"]
     assert row["status"] == "succeeded" and row["transaction_id"] == transaction_id
-    [outbox] = database.rows("outbox")
+    [outbox] = database.outbox_once_sent()
     assert outbox["sent_at"] is not None
 
     published = events.all()

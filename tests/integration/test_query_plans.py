@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import psycopg
@@ -24,7 +25,7 @@ from payment.queries import QUERIES
 # The queries of POST /payments; the test below covers them with the others,
 # and fails if one of these is renamed away.
 REQUEST_PATH = ("find_succeeded_payment", "insert_pending_payment", "find_live_payment",
-                "record_outcome", "insert_outbox_event", "mark_outbox_sent")
+                "settle_payment", "mark_outbox_sent")
 
 ROWS = 20_000
 
@@ -39,6 +40,7 @@ SAMPLE = {
     "topic": "payment-succeeded", "event_key": str(uuid.uuid4()), "event_type": "payment-succeeded",
     "payload": "{}", "grace_s": 15.0, "limit": 200, "retention_s": 7 * 24 * 3600.0,
     "older_than_s": 60.0, "lease_s": 60.0, "after_s": 5.0, "ids": [uuid.uuid4(), uuid.uuid4()],
+    "processed_at": datetime(2026, 3, 4, 15, 30, 2, 123456, tzinfo=timezone.utc),
     "reference": "pi_0123456789", "succeeded": True, "response": "Success - TransactionId: txn_0123456789abcdef",
 }
 

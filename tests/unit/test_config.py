@@ -3,6 +3,7 @@ import re
 import pytest
 
 from payment.config import Config, ConfigError, redact_conninfo
+from payment.marker import MARK_DELAY_S
 
 BASE = {
     "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test",
@@ -111,3 +112,12 @@ def test_relay_batch_size_is_read_and_bounded():
     for bad in ("0", "10001", "many"):
         with pytest.raises(ConfigError, match="OUTBOX_RELAY_BATCH_SIZE"):
             Config.from_env({**BASE, "OUTBOX_RELAY_BATCH_SIZE": bad})
+
+
+def test_relay_grace_must_exceed_the_markers_delay():
+    # A relay claiming events the marker is about to mark would send them twice.
+    assert Config.from_env(BASE).relay_grace is None  # the default: message timeout plus 5 s
+    assert Config.from_env({**BASE, "OUTBOX_RELAY_GRACE_S": "0.1"}).relay_grace == 0.1
+    for too_short in (str(MARK_DELAY_S), "0.01"):
+        with pytest.raises(ConfigError, match="OUTBOX_RELAY_GRACE_S must be above 0.05 seconds"):
+            Config.from_env({**BASE, "OUTBOX_RELAY_GRACE_S": too_short})

@@ -3,8 +3,9 @@ is (not) charged, written or published on each path."""
 
 from __future__ import annotations
 
+import json
 import threading
-from contextlib import contextmanager
+import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import replace
@@ -13,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from payment import errors, service
+from payment import documents, errors, service
 from payment.delivery import Delivery
 from payment.gateway import NEVER_CHARGED, UNKNOWN, Found, GatewayUnreachable, Lookup
 from payment.reconciler import Reconciler, backoff
@@ -61,17 +62,17 @@ class FakeStore:
         self.log.append("attach_reference")
         return self.payments[payment.id]
 
-    @contextmanager
-    def settlement(self):
+    def settle(self, settled, event):
+        """Both rows or neither, as the one statement writes them."""
         if self.fail_settlement:
             raise errors.DatabaseUnavailable()
-        staged = FakeSettlement(self)
-        yield staged
-        # Committed only when the block ends without raising.
-        self.payments.update(staged.payments)
-        self.outbox.extend(staged.events)
-        if staged.payments:
-            self.log.append("commit_outcome")
+        if self.payments[settled.id].status != "pending":
+            return None
+        earlier_unsent = any(e.key == event.key and e.event_id not in self.sent for e in self.outbox)
+        self.payments[settled.id] = settled
+        self.outbox.append(event)
+        self.log.append("commit_outcome")
+        return settled, earlier_unsent
 
     def mark_sent(self, event_ids):
         self.sent.extend(event_ids)
@@ -87,30 +88,6 @@ class FakeStore:
 
     def forget_check(self, payment):
         self.checks.pop(payment.id, None)
-
-
-class FakeSettlement:
-    def __init__(self, store):
-        self.store = store
-        self.payments = {}
-        self.events = []
-
-    def record_outcome(self, payment, result):
-        current = self.store.payments[payment.id]
-        if current.status != "pending":
-            return None
-        settled = replace(
-            current, status="succeeded" if result.succeeded else "failed",
-            transaction_id=result.transaction_id, error_code=result.error_code,
-            error_message=result.error_message, failure_reason=result.failure_reason,
-            simulated_response=result.simulated_response, processed_at=NOW + timedelta(seconds=1))
-        self.payments[payment.id] = settled
-        return settled
-
-    def add_event(self, event):
-        outbox = self.store.outbox + self.events
-        self.events.append(event)
-        return any(e.key == event.key and e.event_id not in self.store.sent for e in outbox)
 
 
 class FakePublisher:
@@ -200,7 +177,21 @@ def test_success_commits_then_publishes_then_marks_sent():
     assert deps.store.log == ["insert_pending", "commit_outcome", "publish"]
     [event] = deps.store.outbox
     assert event.topic == "ok" and event.key == str(request.order_id)
+    # Marked by the marker's thread, soon after the answer.
+    deadline = time.monotonic() + 2
+    while not deps.store.sent and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert deps.store.sent == [event.event_id]
+
+
+def test_the_event_carries_the_processed_at_the_payment_is_recorded_with():
+    request, deps = make()
+    before = datetime.now(timezone.utc)
+    outcome = service.pay(request, deps)
+    [event] = deps.store.outbox
+    processed_at = outcome.payment.processed_at
+    assert before <= processed_at <= datetime.now(timezone.utc) and processed_at.utcoffset() == timedelta(0)
+    assert json.loads(event.payload)["processedAt"] == documents.utc_timestamp(processed_at)
 
 
 def test_undelivered_event_stays_unsent_and_payment_still_succeeds():
