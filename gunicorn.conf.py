@@ -21,9 +21,10 @@ bind = f"0.0.0.0:{_config.port}"
 # that also runs the database and broker (docs/performance.md). "Core" means
 # one this process may use: its CPU affinity and its container's CPU quota,
 # not the host's count (payment/cpus.py). Eight threads match DB_POOL_MAX's
-# default of eight connections per worker.
+# default of eight connections per worker. GUNICORN_THREADS is read by the
+# configuration, which sizes each worker's pool for reservation calls by it.
 workers = int(os.environ.get("WEB_CONCURRENCY") or usable_cpus())
-threads = int(os.environ.get("GUNICORN_THREADS", 8))
+threads = _config.worker_threads
 
 # gunicorn's gthread worker, except that the event loop reads each request
 # whole (headers within HTTP_HEADER_TIMEOUT_S, body within HTTP_BODY_TIMEOUT_S,

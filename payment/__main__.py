@@ -103,7 +103,7 @@ def cmd_sandbox(args) -> None:
     from payment.sandbox import serve
 
     try:
-        serve(args.host, args.port)
+        serve(args.host, args.port, args.latency_ms)
     except KeyboardInterrupt:
         pass
 
@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser("sandbox", help=cmd_sandbox.__doc__, description=cmd_sandbox.__doc__)
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     sandbox.add_argument("--port", type=int, default=5005, help="port to listen on")
+    sandbox.add_argument("--latency-ms", type=int, default=0,
+                         help="answer every order and reservation this much later (PUT /_latency changes it)")
     sandbox.set_defaults(func=cmd_sandbox)
     health = commands.add_parser("healthcheck", help=cmd_healthcheck.__doc__, description=cmd_healthcheck.__doc__)
     health.add_argument("--ready", action="store_true", help="check /health/ready instead of /health/live")

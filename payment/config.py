@@ -48,6 +48,9 @@ class Config:
     ordering_service_url: str
     reservation_service_url: str
     port: int = DEFAULT_PORT
+    # Threads per gunicorn worker (GUNICORN_THREADS): they serve requests,
+    # and as many size the worker's pool for reservation calls.
+    worker_threads: int = 8
     upstream_connect_timeout: float = 1.0
     upstream_read_timeout: float = 3.0
     upstream_deadline: float = DEFAULT_UPSTREAM_DEADLINE_S
@@ -127,6 +130,7 @@ class Config:
             upstream_deadline=_seconds(env, "UPSTREAM_DEADLINE_S", DEFAULT_UPSTREAM_DEADLINE_S, high=60),
             upstream_max_response_bytes=_int(env, "UPSTREAM_MAX_RESPONSE_BYTES", DEFAULT_UPSTREAM_MAX_RESPONSE_BYTES,
                                              low=1024, high=64 * 1024 * 1024),
+            worker_threads=_int(env, "GUNICORN_THREADS", 8, low=1, high=1024),
             kafka_delivery_timeout=_seconds(env, "KAFKA_DELIVERY_TIMEOUT_S", 2.0),
             kafka_message_timeout=_seconds(env, "KAFKA_MESSAGE_TIMEOUT_S", MESSAGE_TIMEOUT_S),
             topic_succeeded=_topic(env, "KAFKA_TOPIC_PAYMENT_SUCCEEDED", "payment-succeeded"),

@@ -24,6 +24,7 @@ from payment.kafka import KafkaPublisher, check_topics, ensure_topics
 from payment.metrics import Metrics
 from payment.reconciler import Reconciler
 from payment.relay import OutboxRelay, grace_after
+from payment.side_calls import SideCalls
 from payment.simulator import SimulatedGateway
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Core:
-    """What every process of the service holds: pool, store, producer,
-    delivery, gateway and the service's dependencies. Closed in one order."""
+    """What every process of the service holds: pool, store, upstream
+    connections and the threads for reservation calls, producer, delivery,
+    gateway and the service's dependencies. Closed in one order."""
 
     config: Config
     pool: object
@@ -40,8 +42,14 @@ class Core:
     publisher: KafkaPublisher
     delivery: Delivery
     deps: service.Dependencies
+    side_calls: SideCalls
+    upstream_session: object
 
     def close(self, timeout: float = 10.0) -> None:
+        # Upstream calls first: a reservation call still running ends within
+        # its deadline, and its connection is closed with the others after it.
+        self.side_calls.close()
+        self.upstream_session.close()
         left = self.publisher.close(timeout=timeout)
         if left:
             log.warning("%d events left unconfirmed at shutdown; the outbox keeps them", left)
@@ -60,6 +68,11 @@ def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int 
     upstream_options = dict(connect_timeout=config.upstream_connect_timeout,
                             read_timeout=config.upstream_read_timeout, deadline=config.upstream_deadline,
                             max_response_bytes=config.upstream_max_response_bytes, metrics=metrics)
+    # Each request thread has at most one reservation call of its own under
+    # way; one abandoned (the order was refused first) may hold a thread a
+    # little longer, bounded by its deadline, which also counts any wait for
+    # a thread.
+    side_calls = SideCalls(threads=config.worker_threads)
     publisher = KafkaPublisher(config.kafka_bootstrap_servers, config.kafka_message_timeout, config.kafka_settings)
     delivery = Delivery(store, publisher)
     deps = service.Dependencies(
@@ -72,8 +85,10 @@ def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int 
         topic_failed=config.topic_failed,
         delivery_timeout=config.kafka_delivery_timeout,
         pending_timeout=config.pending_timeout,
+        side_calls=side_calls,
     )
-    return Core(config=config, pool=pool, store=store, publisher=publisher, delivery=delivery, deps=deps)
+    return Core(config=config, pool=pool, store=store, publisher=publisher, delivery=delivery, deps=deps,
+                side_calls=side_calls, upstream_session=session)
 
 
 def _gateway(config: Config, pool):

@@ -17,6 +17,8 @@ and lets a test arrange the world over HTTP:
                                                  spaces (still the same JSON), with a
                                                  Content-Length unless declareLength
                                                  is false (then the close ends it)
+    PUT /_latency {"delayMs"}                    answer every order and reservation
+                                                 (scripted ones too) delayMs later
     GET /_calls                                  {"calls": [path], "requestIds": [X-Request-ID]}
     POST /_reset                                 back to the seed
 """
@@ -51,13 +53,15 @@ def seed() -> tuple[dict, dict]:
 
 
 class _State:
-    def __init__(self):
+    def __init__(self, latency_ms: int = 0):
         self.lock = threading.Lock()
+        self.initial_latency_s = latency_ms / 1000
         self.reset()
 
     def reset(self):
         self.orders, self.reservations = seed()
         self.scripts: dict[str, dict] = {}
+        self.latency_s = self.initial_latency_s
         self.calls: list[str] = []
         self.request_ids: list[str | None] = []
 
@@ -94,6 +98,17 @@ class _Script:
         resp.status = 204
 
 
+class _Latency:
+    def __init__(self, state: _State):
+        self.state = state
+
+    def on_put(self, req, resp):
+        delay_ms = req.get_media()["delayMs"]
+        with self.state.lock:
+            self.state.latency_s = delay_ms / 1000
+        resp.status = 204
+
+
 class _Reset:
     def __init__(self, state: _State):
         self.state = state
@@ -123,6 +138,9 @@ class _Scripted:
             with self.state.lock:
                 self.state.calls.append(req.path)
                 self.state.request_ids.append(req.get_header("X-Request-ID"))
+            if self.state.latency_s:
+                # The network and the services' own work, as the payment service meets them.
+                time.sleep(self.state.latency_s)
         script = self.state.scripts.get(req.path) if req.method == "GET" else None
         if script is None:
             return
@@ -154,12 +172,13 @@ def _stream(body: bytes, pad: int, trickle_s: float):
         pad -= len(piece)
 
 
-def create_sandbox_app() -> falcon.App:
-    state = _State()
+def create_sandbox_app(latency_ms: int = 0) -> falcon.App:
+    state = _State(latency_ms)
     app = falcon.App(middleware=[_Scripted(state)])
     app.add_route("/orders/{doc_id}", _Documents(state, "orders"))
     app.add_route("/reservations/{doc_id}", _Documents(state, "reservations"))
     app.add_route("/_script", _Script(state))
+    app.add_route("/_latency", _Latency(state))
     app.add_route("/_reset", _Reset(state))
     app.add_route("/_calls", _Calls(state))
     return app
@@ -177,13 +196,15 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def make_sandbox_server(host: str = "127.0.0.1", port: int = 0):
-    """A threaded HTTP server; `server.server_port` is the port it took."""
-    return make_server(host, port, create_sandbox_app(),
+def make_sandbox_server(host: str = "127.0.0.1", port: int = 0, latency_ms: int = 0):
+    """A threaded HTTP server; `server.server_port` is the port it took.
+    `latency_ms`: the delay of every order and reservation answer, which
+    `PUT /_latency` changes and `POST /_reset` puts back."""
+    return make_server(host, port, create_sandbox_app(latency_ms),
                        server_class=_ThreadingServer, handler_class=_QuietHandler)
 
 
-def serve(host: str, port: int) -> None:
-    server = make_sandbox_server(host, port)
+def serve(host: str, port: int, latency_ms: int = 0) -> None:
+    server = make_sandbox_server(host, port, latency_ms)
     print(json.dumps({"sandbox": f"http://{host}:{server.server_port}"}), flush=True)
     server.serve_forever()

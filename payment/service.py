@@ -4,6 +4,9 @@
   2. order validation         5. charge through the gateway
   3. reservation validation   6. outcome + event committed together, then produced
 
+Steps 2 and 3 fetch at once (the reservation on a pool thread) and judge in
+that order.
+
 A payment whose outcome could not be recorded (a fault after the charge left)
 stays pending; `reconcile` settles it later from what the gateway knows.
 """
@@ -13,17 +16,18 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from payment import documents, logs
 from payment.errors import (
     CustomerMismatch, DatabaseUnavailable, GatewayUnavailable, OrderInvalid, OrderNotFound,
-    PaymentAlreadySettled, PaymentDeclined, PaymentInProgress, ReservationInvalid,
+    PaymentAlreadySettled, PaymentDeclined, PaymentInProgress, ReservationInvalid, UpstreamTimeout,
 )
 from payment.gateway import Found, GatewayUnreachable
 from payment.model import CLOSED_ORDER_STATUSES, ChargeResult, Payment, PaymentRequest
 from payment.money import shorten, shown_amount
+from payment.side_calls import InOrder
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,9 @@ class Dependencies:
     topic_failed: str
     delivery_timeout: float
     pending_timeout: float = 120.0  # age at which the reconciler asks the gateway
+    # Where the reservation call runs while the order is fetched
+    # (side_calls.SideCalls); InOrder makes it after the order, on the request thread.
+    side_calls: object = field(default_factory=InOrder)
 
 
 @dataclass(frozen=True)
@@ -57,10 +64,7 @@ def pay(request: PaymentRequest, deps: Dependencies, *, upstream_headers: dict |
     if existing:
         return _replay(existing, request)
 
-    validate_order(request, deps.ordering.get_order(request.order_id, upstream_headers))
-    if request.reservation_id is not None:
-        validate_reservation(
-            request, deps.reservations.get_reservation(request.reservation_id, upstream_headers))
+    check_upstreams(request, deps, upstream_headers)
 
     pending = deps.store.insert_pending(request, uuid.uuid4(), is_simulated=deps.gateway.is_simulated)
     if pending is None:
@@ -101,6 +105,27 @@ def retry_after(live: Payment | None, pending_timeout: float, now: datetime | No
     if age < min(IN_FLIGHT_S, pending_timeout):
         return 1
     return max(1, math.ceil(pending_timeout - age))
+
+
+def check_upstreams(request: PaymentRequest, deps: Dependencies, headers: dict | None = None) -> None:
+    """Steps 2 and 3: the order and, when one is named, the reservation. The
+    reservation is fetched while the order is, so the request waits for the
+    slower answer, not for both; the answers are judged in the same order
+    whichever comes first: the order's refusal or fault is the answer even
+    when the reservation is bad too."""
+    reservation = None
+    if request.reservation_id is not None:
+        reservation = deps.side_calls.start(
+            deps.reservations.get_reservation, request.reservation_id, headers,
+            deadline=deps.reservations.deadline, late=UpstreamTimeout(deps.reservations.part))
+    try:
+        validate_order(request, deps.ordering.get_order(request.order_id, headers))
+    except BaseException:
+        if reservation is not None:
+            reservation.abandon()
+        raise
+    if reservation is not None:
+        validate_reservation(request, reservation.result())
 
 
 def validate_order(request: PaymentRequest, order) -> None:

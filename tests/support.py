@@ -148,6 +148,10 @@ class Sandbox:
             "trickleMs": trickle_ms, "padBytes": pad_bytes, "declareLength": declare_length,
         }).raise_for_status()
 
+    def latency(self, delay_ms: int) -> None:
+        """Every order and reservation answered delay_ms later (until reset)."""
+        requests.put(f"{self.url}/_latency", timeout=5, json={"delayMs": delay_ms}).raise_for_status()
+
     def calls(self) -> list[str]:
         return requests.get(f"{self.url}/_calls", timeout=5).json()["calls"]
 

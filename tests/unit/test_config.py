@@ -45,6 +45,14 @@ def test_upstream_limits_are_read():
     assert (config.http_header_timeout, config.http_body_timeout) == (10.0, 10.0)
 
 
+def test_worker_threads_are_read_from_gunicorn_threads():
+    assert Config.from_env(BASE).worker_threads == 8
+    assert Config.from_env({**BASE, "GUNICORN_THREADS": "32"}).worker_threads == 32
+    for bad in ("0", "many"):
+        with pytest.raises(ConfigError, match="GUNICORN_THREADS"):
+            Config.from_env({**BASE, "GUNICORN_THREADS": bad})
+
+
 def test_slow_client_timeouts_from_the_environment():
     config = Config.from_env({**BASE, "HTTP_HEADER_TIMEOUT_S": "2.5", "HTTP_BODY_TIMEOUT_S": "30"})
     assert (config.http_header_timeout, config.http_body_timeout) == (2.5, 30.0)

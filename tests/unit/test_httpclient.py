@@ -332,3 +332,25 @@ def test_an_endless_answer_stops_at_the_cap_and_memory_stays_flat(framing):
         assert peak < 3 * cap, peak
     finally:
         server.close()
+
+
+def test_a_client_call_given_less_time_than_its_own_deadline_ends_then():
+    """A reservation call that waited for a thread gets only what is left of
+    its deadline; nothing left is a timeout without any request sent."""
+    from payment.errors import UpstreamTimeout
+    from payment.upstream import ReservationClient
+
+    server = Server(delay_s=1.0)
+    try:
+        client = ReservationClient(server.url, ConnectionPool(), connect_timeout=1, read_timeout=2,
+                                   deadline=2, max_response_bytes=4096)
+        started = time.monotonic()
+        with pytest.raises(UpstreamTimeout):
+            client.get_reservation("f47ac10b-58cc-4372-a567-0e02b2c3d479", deadline=0.3)
+        assert 0.25 < time.monotonic() - started < 0.6
+        calls = len(server.paths)
+        with pytest.raises(UpstreamTimeout):
+            client.get_reservation("f47ac10b-58cc-4372-a567-0e02b2c3d479", deadline=0)
+        assert len(server.paths) == calls
+    finally:
+        server.close()

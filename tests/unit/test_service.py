@@ -109,16 +109,19 @@ class FakePublisher:
 
 
 class FakeUpstream:
+    part = "upstream service"
+    deadline = 1.0
+
     def __init__(self, order=None, reservation=None):
         self.order = order
         self.reservation = reservation
         self.calls = 0
 
-    def get_order(self, order_id, headers=None):
+    def get_order(self, order_id, headers=None, *, deadline=None):
         self.calls += 1
         return self.order
 
-    def get_reservation(self, reservation_id, headers=None):
+    def get_reservation(self, reservation_id, headers=None, *, deadline=None):
         self.calls += 1
         return self.reservation
 
