@@ -16,7 +16,9 @@ then two measurements of the same payments, one request at a time:
    own work: falcon, reading and checking the body, the answer's JSON, the
    access line and metrics.
 
-Prints the median of each part in ms and the share of the served median.
+Prints the CPU the in-process app spent per payment (all its threads:
+the request's, the reservation call's, the producer's and the marker's),
+the median of each part in ms and the share of the served median.
 The reservation call overlaps the order call (payment/side_calls.py): it is
 shown, and left out of the sum.
 """
@@ -80,7 +82,7 @@ def served(port: int, payments: int) -> list[float]:
     return samples
 
 
-def in_process(stack, payments: int) -> tuple[list[float], dict[str, list[float]]]:
+def in_process(stack, payments: int) -> tuple[list[float], dict[str, list[float]], float]:
     env = {**os.environ, "DATABASE_URL": stack.database_url, "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
            "ORDERING_SERVICE_URL": stack.upstream_url, "RESERVATION_SERVICE_URL": stack.upstream_url,
            "SIMULATOR_LATENCY_MS": "0", "LOG_LEVEL": "INFO"}
@@ -90,8 +92,11 @@ def in_process(stack, payments: int) -> tuple[list[float], dict[str, list[float]
     for name in ("store", "ordering", "reservations", "gateway", "delivery"):
         setattr(deps, name, Timed(name, getattr(deps, name), spent))
     totals, parts = [], defaultdict(list)
+    cpu_began = 0.0
     try:
         for n in range(payments + 20):
+            if n == 20:
+                cpu_began = time.process_time()
             spent.clear()
             body = (BODY % uuid.uuid4()).encode()
             environ = {
@@ -111,9 +116,10 @@ def in_process(stack, payments: int) -> tuple[list[float], dict[str, list[float]
             totals.append(elapsed)
             for key, seconds in spent.items():
                 parts[key].append(seconds)
+        cpu = (time.process_time() - cpu_began) / payments
     finally:
         built.close()
-    return totals, parts
+    return totals, parts, cpu
 
 
 def main() -> None:
@@ -130,7 +136,7 @@ def main() -> None:
             http_samples = served(service.port, args.payments)
         finally:
             service.stop()
-        totals, parts = in_process(stack, args.payments)
+        totals, parts, cpu = in_process(stack, args.payments)
     finally:
         devstack.stop(stack.upstream)
         devstack.stop(stack.broker)
@@ -142,6 +148,7 @@ def main() -> None:
     counted = sum(v for k, v in rows if k not in OVERLAPPED)
     print(f"served, one request at a time: median {whole * 1000:.2f} ms (p90 "
           f"{sorted(http_samples)[int(len(http_samples) * 0.9)] * 1000:.2f} ms)")
+    print(f"in process: median {app * 1000:.2f} ms, CPU of the process (all its threads) {cpu * 1000:.2f} ms per payment")
     print(f"{'part':42} {'ms':>7} {'share':>6}")
     print(f"{'gunicorn, sockets, HTTP parsing (served − app)':42} {(whole - app) * 1000:7.2f} {(whole - app) / whole:6.0%}")
     for key, value in rows:
