@@ -117,11 +117,11 @@ class FakeUpstream:
         self.reservation = reservation
         self.calls = 0
 
-    def get_order(self, order_id, headers=None, *, deadline=None):
+    def get_order(self, order_id, *, deadline=None):
         self.calls += 1
         return self.order
 
-    def get_reservation(self, reservation_id, headers=None, *, deadline=None):
+    def get_reservation(self, reservation_id, *, deadline=None):
         self.calls += 1
         return self.reservation
 
@@ -176,7 +176,8 @@ def make(amount="150.00", order_status="pending", deliver=True, gateway=None, re
 def test_success_commits_then_publishes_then_marks_sent():
     request, deps = make()
     outcome = service.pay(request, deps)
-    assert outcome.payment.status == "succeeded" and not outcome.replayed
+    assert outcome.payment.status == "succeeded" and not outcome.replayed and not outcome.declined
+    assert outcome.kind == "succeeded"
     assert deps.store.log == ["insert_pending", "commit_outcome", "publish"]
     [event] = deps.store.outbox
     assert event.topic == "ok" and event.key == str(request.order_id)
@@ -209,7 +210,7 @@ def test_replay_skips_upstream_and_gateway():
     first = service.pay(request, deps)
     calls, charges = deps.ordering.calls, deps.gateway.charges
     again = service.pay(request, deps)
-    assert again.replayed and again.payment == first.payment
+    assert again.replayed and again.payment == first.payment and again.kind == "replayed"
     assert (deps.ordering.calls, deps.gateway.charges) == (calls, charges)
 
 
@@ -222,12 +223,13 @@ def test_in_flight_payment_is_409_without_charge():
     assert raised.value.retry_after_s == 1
 
 
-def test_decline_records_failed_payment_and_failed_event():
+def test_decline_is_an_outcome_with_the_failed_payment_and_its_event():
     request, deps = make(amount="10.66")
-    with pytest.raises(errors.PaymentDeclined) as raised:
-        service.pay(request, deps)
-    assert raised.value.payment.error_code == "INSUFFICIENT_FUNDS"
-    assert raised.value.message == "Payment failed: Card declined due to insufficient funds"
+    outcome = service.pay(request, deps)
+    assert outcome.declined and not outcome.replayed and outcome.kind == "declined"
+    assert outcome.payment.status == "failed" and outcome.payment.error_code == "INSUFFICIENT_FUNDS"
+    assert outcome.payment.error_message == "Card declined due to insufficient funds"
+    assert deps.store.payments == {outcome.payment.id: outcome.payment}
     [event] = deps.store.outbox
     assert event.topic == "ko" and event.event_type == "payment-failed"
 
