@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
-from payment import documents, logs
+from payment import logs, representations
 from payment.errors import (
     CustomerMismatch, DatabaseUnavailable, GatewayUnavailable, OrderInvalid, OrderNotFound,
     PaymentAlreadySettled, PaymentInProgress, ReservationInvalid, UpstreamTimeout,
@@ -206,8 +206,8 @@ def settle(payment: Payment, result: ChargeResult, deps: Dependencies) -> Paymen
     outcome = settled_with(payment, result, max(datetime.now(timezone.utc), payment.created_at))
     # Built before the write, from the very values the row gets (processed_at
     # included), so the event and the row say the same thing.
-    event = documents.outbox_event(outcome, topic_succeeded=deps.topic_succeeded,
-                                   topic_failed=deps.topic_failed)
+    event = representations.outbox_event(outcome, topic_succeeded=deps.topic_succeeded,
+                                         topic_failed=deps.topic_failed)
     recorded = deps.store.settle(outcome, event)
     if recorded is None:
         return deps.store.find(payment.id)
@@ -255,7 +255,7 @@ def _publish_committed(event, earlier_unsent: bool, deps: Dependencies) -> None:
         confirmed = deps.delivery.send([event], timeout=deps.delivery_timeout)
         if not confirmed:
             log.warning("event not confirmed in time; left to the outbox relay", extra=logs.event_fields(event))
-        elif event.event_type == documents.SUCCEEDED:
+        elif event.event_type == representations.SUCCEEDED:
             # A success is its order's last event (the order cannot be paid
             # again), so nothing waits behind it: the mark can go with the
             # marker's next batch, and the answer need not wait for it.

@@ -6,10 +6,10 @@ import re
 from uuid import UUID
 
 from payment import logs, schemas, service
-from payment.api.errors import envelope, write
 from payment.api.request_body import parse_payment_request, read_body
-from payment.documents import payment_document
+from payment.api.responses import envelope, write
 from payment.errors import InvalidRequest, PaymentNotFound
+from payment.representations import payment_document
 
 # The request schema's GUID, so that a path or query id is held to the same
 # form as one in a body (uuid.UUID alone also takes braces, URNs, no dashes).
@@ -22,7 +22,9 @@ def guid(value, name: str) -> UUID:
     return UUID(value)
 
 
-class PaymentsResource:
+class PaymentCollectionResource:
+    """/payments: POST takes a payment, GET lists an order's."""
+
     # AuthMiddleware puts the caller on req.context (api/auth.py).
     auth_required = True
 
@@ -37,7 +39,7 @@ class PaymentsResource:
         logs.bind(orderId=str(request.order_id))
         # Before anything is looked up: another customer's token learns nothing.
         req.context.caller.check_pays_for(request.customer_id)
-        # A refusal is raised, and counted by the error handler (errors.py).
+        # A refusal is raised, and counted by the error handler (error_handlers.py).
         outcome = service.pay(request, self.deps)
         self.metrics.payment_settled(outcome.payment, replayed=outcome.replayed)
         _bind_outcome(outcome)
@@ -66,7 +68,9 @@ class PaymentsResource:
         })
 
 
-class PaymentResource:
+class PaymentItemResource:
+    """/payments/{paymentId}: one payment."""
+
     auth_required = True
 
     def __init__(self, deps: service.Dependencies):

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from payment import documents, errors, service
+from payment import errors, representations, service
 from payment.delivery import Delivery
 from payment.gateway import NEVER_CHARGED, UNKNOWN, Found, GatewayUnreachable, Lookup
 from payment.reconciler import Reconciler, backoff
@@ -195,7 +195,7 @@ def test_the_event_carries_the_processed_at_the_payment_is_recorded_with():
     [event] = deps.store.outbox
     processed_at = outcome.payment.processed_at
     assert before <= processed_at <= datetime.now(timezone.utc) and processed_at.utcoffset() == timedelta(0)
-    assert json.loads(event.payload)["processedAt"] == documents.utc_timestamp(processed_at)
+    assert json.loads(event.payload)["processedAt"] == representations.utc_timestamp(processed_at)
 
 
 def test_undelivered_event_stays_unsent_and_payment_still_succeeds():

@@ -1,4 +1,4 @@
-"""Every error leaves in the documented envelope, as JSON:
+"""The error handlers: every error leaves in the documented envelope,
 `{"success": false, "errorMessage": "...", "payment": null}`, with its status.
 
 A refusal of a payment request (anything POST /payments raises once the body
@@ -10,8 +10,8 @@ import logging
 
 import falcon
 
-from payment import errors, jsonio
-from payment.documents import payment_document
+from payment import errors
+from payment.api.responses import envelope, write
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +33,6 @@ STATUS = {
     errors.AuthorizationKeysUnavailable: 503,
     errors.UpstreamTimeout: 504,
 }
-
-
-def envelope(message: str, payment=None) -> dict:
-    return {
-        "success": False,
-        "errorMessage": message,
-        "payment": payment_document(payment) if payment is not None else None,
-    }
-
-
-def write(resp, status: int, body: dict) -> None:
-    resp.status = status
-    resp.content_type = falcon.MEDIA_JSON
-    resp.text = jsonio.dumps(body)
 
 
 def status_of(error: errors.PaymentError) -> int:
