@@ -54,9 +54,6 @@ class Dependencies:
     side_calls: object = field(default_factory=InOrder)
 
 
-SUCCEEDED, REPLAYED, DECLINED = "succeeded", "replayed", "declined"
-
-
 @dataclass(frozen=True)
 class Outcome:
     """What became of a payment request: a new payment that succeeded, the
@@ -72,7 +69,10 @@ class Outcome:
 
     @property
     def kind(self) -> str:
-        return REPLAYED if self.replayed else DECLINED if self.declined else SUCCEEDED
+        """`succeeded`, `replayed` or `declined`: the access line's paymentOutcome."""
+        if self.replayed:
+            return "replayed"
+        return "declined" if self.declined else "succeeded"
 
 
 def pay(request: PaymentRequest, deps: Dependencies) -> Outcome:

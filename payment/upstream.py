@@ -78,7 +78,7 @@ class _JsonUpstream:
         try:
             status, body = self.session.get(
                 self.base_url + path, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
-                deadline=deadline, max_bytes=self.max_response_bytes, headers=_passed_on())
+                deadline=deadline, max_bytes=self.max_response_bytes, headers=_request_id_header())
         except HTTPTimeout:
             raise UpstreamTimeout(self.part) from None
         except HTTPUnavailable:
@@ -114,7 +114,8 @@ class ReservationClient(_JsonUpstream):
         return self._get(f"/reservations/{reservation_id}", _reservation, deadline)
 
 
-def _passed_on() -> dict | None:
+def _request_id_header() -> dict | None:
+    """The id of the request the call is made for, when there is one."""
     request_id = logs.request_id()
     return {REQUEST_ID_HEADER: request_id} if request_id else None
 
