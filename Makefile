@@ -1,9 +1,9 @@
-# The two commands of the README: `make run` and `make test`.
+# The two commands of the README: `make run` and `make test`; `make unit`, the fast tier alone.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test install clean bench bench-pgbouncer soak wrk reliability-soak
+.PHONY: run test unit install clean bench bench-pgbouncer soak wrk reliability-soak
 
 install: $(VENV)/.installed
 
@@ -19,8 +19,13 @@ run: install
 	$(PY) -m payment dev
 
 # The whole suite. Uses TEST_DATABASE_URL when set, else starts its own PostgreSQL.
+# Property-based unit tests draw their full count of examples here.
 test: install
-	$(PY) -m pytest
+	HYPOTHESIS_PROFILE=full $(PY) -m pytest
+
+# tests/unit alone: no PostgreSQL, broker or sandbox; under 30 seconds.
+unit: install
+	$(PY) -m pytest tests/unit
 
 # The POST /payments benchmark (bench/run.py): floor, service, service with
 # 1,000,000 existing payments; writes docs/performance.md. Load comes from wrk,

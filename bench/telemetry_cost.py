@@ -32,6 +32,7 @@ from types import SimpleNamespace
 # Neither imports prometheus-client, which must wait for the environment (measure).
 from payment import logs
 from payment.api.payments import _bind_outcome
+from payment.service import Outcome
 
 ROUTE, METHOD, STATUS = "/payments", "POST", 200
 
@@ -118,7 +119,7 @@ def new_request(metrics, middleware, payment) -> None:
     metrics.upstream_call("ordering", 0.004)
     metrics.upstream_call("reservation", 0.003)
     metrics.payment_settled(payment)
-    _bind_outcome("succeeded", payment)
+    _bind_outcome(Outcome(payment))
     middleware.process_response(req, resp, None, True)
     logs.unbind(token)
 

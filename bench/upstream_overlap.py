@@ -86,10 +86,10 @@ class Instant:
     reservation = Reservation(REQUEST.reservation_id, REQUEST.customer_id, "active",
                               datetime.now(timezone.utc) + timedelta(days=1))
 
-    def get_order(self, order_id, headers=None, *, deadline=None):
+    def get_order(self, order_id, *, deadline=None):
         return self.order
 
-    def get_reservation(self, reservation_id, headers=None, *, deadline=None):
+    def get_reservation(self, reservation_id, *, deadline=None):
         return self.reservation
 
 

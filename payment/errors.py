@@ -1,5 +1,7 @@
-"""Domain errors. Each message is written for the client and leaks nothing
-internal; the HTTP layer maps each class to its status code."""
+"""Domain errors: every answer but a payment (a success, a replay or a
+decline, payment/service.py's Outcome). Each message is written for the
+client and leaks nothing internal; the HTTP layer maps each class to its
+status code."""
 
 from __future__ import annotations
 
@@ -10,10 +12,9 @@ class PaymentError(Exception):
 
     retry_after_s: int | None = None
 
-    def __init__(self, message: str, payment=None):
+    def __init__(self, message: str):
         super().__init__(message)
         self.message = message
-        self.payment = payment
 
 
 class InvalidRequest(PaymentError):
@@ -70,13 +71,6 @@ class PaymentInProgress(PaymentError):
 
 class PaymentAlreadySettled(Exception):
     """A step meant for a pending payment found it settled by another path."""
-
-
-class PaymentDeclined(PaymentError):
-    """The gateway refused the charge; the failed payment is recorded."""
-
-    def __init__(self, payment):
-        super().__init__(f"Payment failed: {payment.error_message}", payment)
 
 
 class DependencyError(PaymentError):

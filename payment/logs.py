@@ -43,6 +43,12 @@ def bound(name: str):
     return _bound.get().get(name)
 
 
+def request_id() -> str | None:
+    """The id of the request being served (api/request_id.py binds it), for
+    the calls made on its behalf; None outside a request."""
+    return _bound.get().get("requestId")
+
+
 def payment_fields(payment) -> dict:
     """The ids a line about a payment carries."""
     return {"paymentId": str(payment.id), "orderId": str(payment.order_id)}

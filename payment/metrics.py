@@ -127,10 +127,7 @@ class Metrics:
             self._payments[payment.status, payment.error_code or ""].inc()
 
     def payment_refused(self, error: PaymentError, status: int) -> None:
-        if error.payment is not None:
-            self.payment_settled(error.payment)
-        else:
-            self._payments["error" if status >= 500 else "rejected", error_code(error)].inc()
+        self._payments["error" if status >= 500 else "rejected", error_code(error)].inc()
 
     def upstream_call(self, service: str, seconds: float, error_kind: str | None = None) -> None:
         self._upstream_duration[(service,)].observe(seconds)

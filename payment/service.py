@@ -7,6 +7,8 @@
 Steps 2 and 3 fetch at once (the reservation on a pool thread) and judge in
 that order.
 
+`pay` answers with an Outcome (succeeded, replayed or declined: a decline is
+a payment too, failed and recorded); every other answer is a PaymentError.
 A payment whose outcome could not be recorded (a fault after the charge left)
 stays pending; `reconcile` settles it later from what the gateway knows.
 """
@@ -19,10 +21,10 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
-from payment import documents, logs
+from payment import logs, representations
 from payment.errors import (
     CustomerMismatch, DatabaseUnavailable, GatewayUnavailable, OrderInvalid, OrderNotFound,
-    PaymentAlreadySettled, PaymentDeclined, PaymentInProgress, ReservationInvalid, UpstreamTimeout,
+    PaymentAlreadySettled, PaymentInProgress, ReservationInvalid, UpstreamTimeout,
 )
 from payment.gateway import Found, GatewayUnreachable
 from payment.model import CLOSED_ORDER_STATUSES, ChargeResult, Payment, PaymentRequest
@@ -54,26 +56,39 @@ class Dependencies:
 
 @dataclass(frozen=True)
 class Outcome:
+    """What became of a payment request: a new payment that succeeded, the
+    order's earlier success replayed, or a decline (the failed payment,
+    recorded with its event like any other outcome)."""
+
     payment: Payment
     replayed: bool = False
 
+    @property
+    def declined(self) -> bool:
+        return self.payment.status != "succeeded"
 
-def pay(request: PaymentRequest, deps: Dependencies, *, upstream_headers: dict | None = None) -> Outcome:
-    """Take one payment. Raises a PaymentError for every answer but success."""
+    @property
+    def kind(self) -> str:
+        """`succeeded`, `replayed` or `declined`: the access line's paymentOutcome."""
+        if self.replayed:
+            return "replayed"
+        return "declined" if self.declined else "succeeded"
+
+
+def pay(request: PaymentRequest, deps: Dependencies) -> Outcome:
+    """Take one payment. Raises a PaymentError for every answer that is not
+    an Outcome: a refusal before anything is written, or a fault."""
     existing = deps.store.find_succeeded(request.order_id)
     if existing:
         return _replay(existing, request)
 
-    check_upstreams(request, deps, upstream_headers)
+    check_upstreams(request, deps)
 
     pending = deps.store.insert_pending(request, uuid.uuid4(), is_simulated=deps.gateway.is_simulated)
     if pending is None:
         return _resolve_conflict(request, deps)
 
-    payment = charge_and_settle(pending, deps)
-    if payment.status != "succeeded":
-        raise PaymentDeclined(payment)
-    return Outcome(payment)
+    return Outcome(charge_and_settle(pending, deps))
 
 
 def _replay(existing: Payment, request: PaymentRequest) -> Outcome:
@@ -107,7 +122,7 @@ def retry_after(live: Payment | None, pending_timeout: float, now: datetime | No
     return max(1, math.ceil(pending_timeout - age))
 
 
-def check_upstreams(request: PaymentRequest, deps: Dependencies, headers: dict | None = None) -> None:
+def check_upstreams(request: PaymentRequest, deps: Dependencies) -> None:
     """Steps 2 and 3: the order and, when one is named, the reservation. The
     reservation is fetched while the order is, so the request waits for the
     slower answer, not for both; the answers are judged in the same order
@@ -116,10 +131,10 @@ def check_upstreams(request: PaymentRequest, deps: Dependencies, headers: dict |
     reservation = None
     if request.reservation_id is not None:
         reservation = deps.side_calls.start(
-            deps.reservations.get_reservation, request.reservation_id, headers,
+            deps.reservations.get_reservation, request.reservation_id,
             deadline=deps.reservations.deadline, late=UpstreamTimeout(deps.reservations.part))
     try:
-        validate_order(request, deps.ordering.get_order(request.order_id, headers))
+        validate_order(request, deps.ordering.get_order(request.order_id))
     except BaseException:
         if reservation is not None:
             reservation.abandon()
@@ -191,8 +206,8 @@ def settle(payment: Payment, result: ChargeResult, deps: Dependencies) -> Paymen
     outcome = settled_with(payment, result, max(datetime.now(timezone.utc), payment.created_at))
     # Built before the write, from the very values the row gets (processed_at
     # included), so the event and the row say the same thing.
-    event = documents.outbox_event(outcome, topic_succeeded=deps.topic_succeeded,
-                                   topic_failed=deps.topic_failed)
+    event = representations.outbox_event(outcome, topic_succeeded=deps.topic_succeeded,
+                                         topic_failed=deps.topic_failed)
     recorded = deps.store.settle(outcome, event)
     if recorded is None:
         return deps.store.find(payment.id)
@@ -240,7 +255,7 @@ def _publish_committed(event, earlier_unsent: bool, deps: Dependencies) -> None:
         confirmed = deps.delivery.send([event], timeout=deps.delivery_timeout)
         if not confirmed:
             log.warning("event not confirmed in time; left to the outbox relay", extra=logs.event_fields(event))
-        elif event.event_type == documents.SUCCEEDED:
+        elif event.event_type == representations.SUCCEEDED:
             # A success is its order's last event (the order cannot be paid
             # again), so nothing waits behind it: the mark can go with the
             # marker's next batch, and the answer need not wait for it.

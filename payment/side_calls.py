@@ -41,7 +41,8 @@ class SideCalls:
         raised by `result()` when the deadline passes first."""
         ends = time.monotonic() + deadline
         # The request's log fields (requestId, orderId: a context variable)
-        # go with the call to the thread that makes it.
+        # go with the call to the thread that makes it: its log lines carry
+        # them, and the upstream client passes the request id on from there.
         context = contextvars.copy_context()
         try:
             future = self._executor.submit(context.run, _until, ends, call, *args)

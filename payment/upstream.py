@@ -6,6 +6,10 @@ upstream's fault and becomes the DependencyError that names it: an answer
 not whole within the call's deadline is a timeout (504), one over the size
 cap or holding a number that cannot be held exactly (jsonio's rules, the same
 as for a request) a bad response (502).
+
+Each call passes on the id of the request it is made for (X-Request-ID),
+read from the request's log context (payment/logs.py), which goes with a
+call made on another thread (payment/side_calls.py).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from uuid import UUID
 
-from payment import jsonio
+from payment import jsonio, logs
 from payment.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
 from payment.httpclient import ConnectionPool, HTTPBadAnswer, HTTPTimeout, HTTPTooLarge, HTTPUnavailable
 from payment.model import Order, Reservation
@@ -26,6 +30,8 @@ def new_session(pool_size: int = 16) -> ConnectionPool:
     # retry inside the request would blow the timeout budget.
     return ConnectionPool(max_idle_per_host=pool_size)
 
+
+REQUEST_ID_HEADER = "X-Request-ID"
 
 _ERROR_KINDS = {UpstreamTimeout: "timeout", UpstreamUnavailable: "unavailable", UpstreamBadResponse: "bad_response"}
 
@@ -44,7 +50,7 @@ class _JsonUpstream:
         self.max_response_bytes = max_response_bytes
         self.metrics = metrics  # metrics.Metrics, or None to record nothing
 
-    def _get(self, path: str, headers: dict | None, parse, deadline: float | None):
+    def _get(self, path: str, parse, deadline: float | None):
         """GET path and parse the JSON object; None on 404. Timed, and any
         failure counted by kind, for the metrics. `deadline`, when given,
         shortens the call's own: a call that waited for a thread has only
@@ -52,7 +58,7 @@ class _JsonUpstream:
         started = time.perf_counter()
         kind = None
         try:
-            data = self._fetch(path, headers, self.deadline if deadline is None else min(deadline, self.deadline))
+            data = self._fetch(path, self.deadline if deadline is None else min(deadline, self.deadline))
             if data is None:
                 return None
             try:
@@ -66,13 +72,13 @@ class _JsonUpstream:
             if self.metrics is not None:
                 self.metrics.upstream_call(self.service, time.perf_counter() - started, kind)
 
-    def _fetch(self, path: str, headers: dict | None, deadline: float) -> dict | None:
+    def _fetch(self, path: str, deadline: float) -> dict | None:
         if deadline <= 0:
             raise UpstreamTimeout(self.part)
         try:
             status, body = self.session.get(
                 self.base_url + path, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
-                deadline=deadline, max_bytes=self.max_response_bytes, headers=headers)
+                deadline=deadline, max_bytes=self.max_response_bytes, headers=_request_id_header())
         except HTTPTimeout:
             raise UpstreamTimeout(self.part) from None
         except HTTPUnavailable:
@@ -96,18 +102,22 @@ class OrderingClient(_JsonUpstream):
     part = "ordering service"
     service = "ordering"
 
-    def get_order(self, order_id: UUID, headers: dict | None = None, *,
-                  deadline: float | None = None) -> Order | None:
-        return self._get(f"/orders/{order_id}", headers, _order, deadline)
+    def get_order(self, order_id: UUID, *, deadline: float | None = None) -> Order | None:
+        return self._get(f"/orders/{order_id}", _order, deadline)
 
 
 class ReservationClient(_JsonUpstream):
     part = "reservation service"
     service = "reservation"
 
-    def get_reservation(self, reservation_id: UUID, headers: dict | None = None, *,
-                        deadline: float | None = None) -> Reservation | None:
-        return self._get(f"/reservations/{reservation_id}", headers, _reservation, deadline)
+    def get_reservation(self, reservation_id: UUID, *, deadline: float | None = None) -> Reservation | None:
+        return self._get(f"/reservations/{reservation_id}", _reservation, deadline)
+
+
+def _request_id_header() -> dict | None:
+    """The id of the request the call is made for, when there is one."""
+    request_id = logs.request_id()
+    return {REQUEST_ID_HEADER: request_id} if request_id else None
 
 
 def _order(data: dict) -> Order:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import falcon
 
 from payment import service
-from payment.api import errors
+from payment.api import error_handlers
 from payment.api.auth import AuthMiddleware, TokenVerifier
-from payment.api.docs import OpenApiResource, SchemaFileResource
 from payment.api.health import LiveResource, ReadyResource
-from payment.api.payments import PaymentResource, PaymentsResource
+from payment.api.openapi import OpenApiResource, SchemaFileResource
+from payment.api.payments import PaymentCollectionResource, PaymentItemResource
 from payment.api.request_id import RequestIdMiddleware
 from payment.api.telemetry import MetricsResource, TelemetryMiddleware
 from payment.metrics import Metrics
@@ -25,9 +25,9 @@ def create_app(deps: service.Dependencies, *, ready_checks: dict | None = None,
     # refused token is still timed, counted and logged.
     app = falcon.App(media_type=falcon.MEDIA_JSON,
                      middleware=[RequestIdMiddleware(), TelemetryMiddleware(metrics), AuthMiddleware(verifier)])
-    errors.register(app)
-    app.add_route("/payments", PaymentsResource(deps, max_body_bytes=max_body_bytes, metrics=metrics))
-    app.add_route("/payments/{paymentId}", PaymentResource(deps))
+    error_handlers.register(app, metrics)
+    app.add_route("/payments", PaymentCollectionResource(deps, max_body_bytes=max_body_bytes, metrics=metrics))
+    app.add_route("/payments/{paymentId}", PaymentItemResource(deps))
     app.add_route("/health/live", LiveResource())
     app.add_route("/health/ready", ReadyResource(ready_checks or {}))
     app.add_route("/metrics", MetricsResource(metrics))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from payment.api.errors import write
+from payment.api.responses import write
 
 
 class LiveResource:

@@ -6,11 +6,10 @@ import re
 from uuid import UUID
 
 from payment import logs, schemas, service
-from payment.api.errors import status_of, write
 from payment.api.request_body import parse_payment_request, read_body
-from payment.api.request_id import upstream_headers
-from payment.documents import payment_document
-from payment.errors import InvalidRequest, PaymentError, PaymentNotFound
+from payment.api.responses import envelope, write
+from payment.errors import InvalidRequest, PaymentNotFound
+from payment.representations import payment_document
 
 # The request schema's GUID, so that a path or query id is held to the same
 # form as one in a body (uuid.UUID alone also takes braces, URNs, no dashes).
@@ -23,7 +22,9 @@ def guid(value, name: str) -> UUID:
     return UUID(value)
 
 
-class PaymentsResource:
+class PaymentCollectionResource:
+    """/payments: POST takes a payment, GET lists an order's."""
+
     # AuthMiddleware puts the caller on req.context (api/auth.py).
     auth_required = True
 
@@ -33,20 +34,18 @@ class PaymentsResource:
         self.metrics = metrics
 
     def on_post(self, req, resp):
-        request = parse_payment_request(read_body(req, self.max_body_bytes))
+        request = req.context.payment_request = parse_payment_request(read_body(req, self.max_body_bytes))
         # Unbound with the request id when the request ends (request_id.py).
         logs.bind(orderId=str(request.order_id))
-        try:
-            # Before anything is looked up: another customer's token learns nothing.
-            req.context.caller.check_pays_for(request.customer_id)
-            outcome = service.pay(request, self.deps, upstream_headers=upstream_headers(req))
-        except PaymentError as error:
-            self.metrics.payment_refused(error, status_of(error))
-            if error.payment is not None:
-                _bind_outcome("declined", error.payment)
-            raise
+        # Before anything is looked up: another customer's token learns nothing.
+        req.context.caller.check_pays_for(request.customer_id)
+        # A refusal is raised, and counted by the error handler (error_handlers.py).
+        outcome = service.pay(request, self.deps)
         self.metrics.payment_settled(outcome.payment, replayed=outcome.replayed)
-        _bind_outcome("replayed" if outcome.replayed else "succeeded", outcome.payment)
+        _bind_outcome(outcome)
+        if outcome.declined:
+            write(resp, 402, envelope(f"Payment failed: {outcome.payment.error_message}", outcome.payment))
+            return
         if outcome.replayed:
             resp.set_header("Idempotent-Replayed", "true")
         write(resp, 200, {
@@ -69,7 +68,9 @@ class PaymentsResource:
         })
 
 
-class PaymentResource:
+class PaymentItemResource:
+    """/payments/{paymentId}: one payment."""
+
     auth_required = True
 
     def __init__(self, deps: service.Dependencies):
@@ -83,8 +84,9 @@ class PaymentResource:
         write(resp, 200, {"success": True, "errorMessage": None, "payment": payment_document(payment)})
 
 
-def _bind_outcome(outcome: str, payment) -> None:
+def _bind_outcome(outcome: service.Outcome) -> None:
     """The payment's fields, for the request's access line (api/telemetry.py):
     one line per request says what became of it, rather than a line of its own."""
+    payment = outcome.payment
     logs.bind(**logs.payment_fields(payment), paymentStatus=payment.status, errorCode=payment.error_code,
-              paymentOutcome=outcome)
+              paymentOutcome=outcome.kind)

@@ -1,5 +1,6 @@
 """The request id: taken from X-Request-ID or made, bound to every log line of
-the request, returned in the response and passed on to the upstream calls."""
+the request and returned in the response. The upstream clients pass it on
+from the log context (payment/upstream.py)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,3 @@ class RequestIdMiddleware:
         resp.set_header(HEADER, req.context.request_id)
         logs.unbind(req.context.log_token)
 
-
-def upstream_headers(req) -> dict:
-    return {HEADER: req.context.request_id}

@@ -17,7 +17,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from payment import db, documents, service
+from payment import db, representations, service
 from payment.errors import DatabaseUnavailable
 from payment.marker import SentMarker
 from payment.model import ChargeResult, PaymentRequest
@@ -48,8 +48,8 @@ def pending(store, order_id: uuid.UUID | None = None):
 
 def outcome_and_event(payment, result=CHARGED):
     settled = service.settled_with(payment, result, datetime.now(timezone.utc))
-    return settled, documents.outbox_event(settled, topic_succeeded="payment-succeeded",
-                                           topic_failed="payment-failed")
+    return settled, representations.outbox_event(settled, topic_succeeded="payment-succeeded",
+                                                 topic_failed="payment-failed")
 
 
 # --- settling: both rows or neither -------------------------------------------
@@ -68,7 +68,7 @@ def test_settle_writes_the_outcome_and_its_event_with_one_instant(store, databas
     [outbox] = database.rows("outbox")
     assert outbox["event_id"] == event.event_id and outbox["payment_id"] == payment.id
     assert outbox["sent_at"] is None
-    assert json.loads(outbox["payload"])["processedAt"] == documents.utc_timestamp(row["processed_at"])
+    assert json.loads(outbox["payload"])["processedAt"] == representations.utc_timestamp(row["processed_at"])
 
 
 def test_a_payment_no_longer_pending_gets_no_outbox_row(store, database):

@@ -7,10 +7,16 @@ dropped, added or replaced by junk, GUIDs and amounts just off, currencies and
 payment methods misspelt, any JSON object). The events and the payment object
 are drawn too, with broken date-times, so that every format the files use is
 exercised.
+
+How many bodies each property draws is a hypothesis settings profile:
+`unit`, the default, a quarter of `full`, keeps the unit tier fast (`make
+unit`); `make test` draws the full count (HYPOTHESIS_PROFILE=full). The
+draws are derandomized: each profile draws the same bodies every run.
 """
 
 from __future__ import annotations
 
+import os
 import string
 from decimal import Decimal
 
@@ -29,10 +35,15 @@ REQUEST_SCHEMA = schemas.load(REQUEST)
 FIELDS = list(REQUEST_SCHEMA["properties"])
 GUID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 
-SETTINGS = settings(max_examples=200, deadline=None, derandomize=True,
+settings.register_profile("full", max_examples=200)
+settings.register_profile("unit", max_examples=50)
+# A parent rather than a profile loaded for the whole process: other tiers'
+# property tests keep their own counts.
+SETTINGS = settings(settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "unit")),
+                    deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 # Drawing from the larger schemas is slow; they are here for their formats.
-OTHER_SETTINGS = settings(SETTINGS, max_examples=40)
+OTHER_SETTINGS = settings(SETTINGS, max_examples=SETTINGS.max_examples // 5)
 
 
 def agree(filename: str, instance) -> bool:

@@ -354,3 +354,36 @@ def test_a_client_call_given_less_time_than_its_own_deadline_ends_then():
         assert len(server.paths) == calls
     finally:
         server.close()
+
+
+def test_the_request_id_of_the_log_context_is_passed_on_from_the_pool_thread_too():
+    """The clients read the id from the request's log context, which the
+    reservation call takes to its pool thread; no id outside a request."""
+    from payment import logs
+    from payment.errors import UpstreamBadResponse
+    from payment.side_calls import SideCalls
+    from payment.upstream import OrderingClient, ReservationClient
+
+    server = Server()
+    side_calls = SideCalls(threads=1)
+    options = dict(connect_timeout=1, read_timeout=1, deadline=2, max_response_bytes=4096)
+    ordering = OrderingClient(server.url, ConnectionPool(), **options)
+    reservations = ReservationClient(server.url, ConnectionPool(), **options)
+    token = logs.bind(requestId="checkout-7f3a:1")
+    try:
+        # The server's `{"ok":true}` is no order: the answer is not the point here.
+        with pytest.raises(UpstreamBadResponse):
+            side_calls.start(reservations.get_reservation, "f47ac10b-58cc-4372-a567-0e02b2c3d479",
+                             deadline=2, late=TimeoutError()).result()
+        with pytest.raises(UpstreamBadResponse):
+            ordering.get_order("7c9e6679-7425-40de-944b-e07fc1f90ae7")
+        logs.unbind(token)
+        token = None
+        with pytest.raises(UpstreamBadResponse):
+            ordering.get_order("7c9e6679-7425-40de-944b-e07fc1f90ae7")
+    finally:
+        if token is not None:
+            logs.unbind(token)
+        side_calls.close()
+        server.close()
+    assert [headers.get("X-Request-ID") for headers in server.headers] == ["checkout-7f3a:1", "checkout-7f3a:1", None]

@@ -14,80 +14,15 @@ from decimal import Decimal
 
 import pytest
 
-from payment import documents, errors, service
+from payment import errors, representations, service
 from payment.delivery import Delivery
-from payment.gateway import NEVER_CHARGED, UNKNOWN, Found, GatewayUnreachable, Lookup
+from payment.gateway import Found, GatewayUnreachable
+from payment.model import Order, PaymentRequest, Reservation
 from payment.reconciler import Reconciler, backoff
 from payment.simulator import decide, decline_for
-from payment.model import Order, Payment, PaymentRequest, Reservation
+from tests.fakes import NOW, FakeGateway, FakeOrdering, FakeReservations, FakeStore
 
 CUSTOMER = uuid.uuid4()
-NOW = datetime(2026, 3, 4, 15, 30, tzinfo=timezone.utc)
-
-
-class FakeStore:
-    def __init__(self):
-        self.payments: dict[uuid.UUID, Payment] = {}
-        self.outbox = []
-        self.sent = []
-        self.log = []
-        self.checks: dict[uuid.UUID, int] = {}
-        self.fail_settlement = False
-
-    def find(self, payment_id):
-        return self.payments.get(payment_id)
-
-    def find_succeeded(self, order_id):
-        return next((p for p in self.payments.values() if p.order_id == order_id and p.status == "succeeded"), None)
-
-    def find_live(self, order_id):
-        return next((p for p in self.payments.values()
-                     if p.order_id == order_id and p.status in ("pending", "succeeded")), None)
-
-    def insert_pending(self, request, payment_id, *, is_simulated, created_at=NOW):
-        if self.find_live(request.order_id):
-            return None
-        payment = Payment(
-            id=payment_id, order_id=request.order_id, customer_id=request.customer_id,
-            reservation_id=request.reservation_id, amount=request.amount, currency=request.currency,
-            payment_method=request.payment_method, is_simulated=is_simulated,
-            status="pending", error_code=None, error_message=None, failure_reason=None,
-            transaction_id=None, created_at=created_at, processed_at=None, simulated_response=None)
-        self.payments[payment.id] = payment
-        self.log.append("insert_pending")
-        return payment
-
-    def attach_reference(self, payment, reference):
-        self.payments[payment.id] = replace(self.payments[payment.id], gateway_reference=reference)
-        self.log.append("attach_reference")
-        return self.payments[payment.id]
-
-    def settle(self, settled, event):
-        """Both rows or neither, as the one statement writes them."""
-        if self.fail_settlement:
-            raise errors.DatabaseUnavailable()
-        if self.payments[settled.id].status != "pending":
-            return None
-        earlier_unsent = any(e.key == event.key and e.event_id not in self.sent for e in self.outbox)
-        self.payments[settled.id] = settled
-        self.outbox.append(event)
-        self.log.append("commit_outcome")
-        return settled, earlier_unsent
-
-    def mark_sent(self, event_ids):
-        self.sent.extend(event_ids)
-
-    def claim_overdue(self, *, older_than_s, lease_s, limit):
-        due = [p for p in self.payments.values() if p.status == "pending"]
-        for payment in due:
-            self.checks[payment.id] = self.checks.get(payment.id, 0) + 1
-        return [(p, self.checks[p.id]) for p in due[:limit]]
-
-    def postpone_check(self, payment, after_s):
-        self.log.append(("postpone", after_s))
-
-    def forget_check(self, payment):
-        self.checks.pop(payment.id, None)
 
 
 class FakePublisher:
@@ -108,67 +43,15 @@ class FakePublisher:
         return future
 
 
-class FakeUpstream:
-    part = "upstream service"
-    deadline = 1.0
-
-    def __init__(self, order=None, reservation=None):
-        self.order = order
-        self.reservation = reservation
-        self.calls = 0
-
-    def get_order(self, order_id, headers=None, *, deadline=None):
-        self.calls += 1
-        return self.order
-
-    def get_reservation(self, reservation_id, headers=None, *, deadline=None):
-        self.calls += 1
-        return self.reservation
-
-
-class FakeGateway:
-    """A processor that keeps its charges by payment id, as the port requires."""
-
-    is_simulated = True
-
-    def __init__(self, fail_with=None, reference=None):
-        self.charged: dict[uuid.UUID, object] = {}
-        self.charges = 0
-        self.fail_with = fail_with
-        self.reference = reference
-        self.unreachable = False
-
-    def prepare(self, payment):
-        return self.reference
-
-    def charge(self, payment):
-        self.charges += 1
-        if self.reference is not None:
-            assert payment.gateway_reference == self.reference, "charged before the reference was kept"
-        if payment.id not in self.charged:
-            self.charged[payment.id] = decide(payment)
-        if self.fail_with:
-            raise self.fail_with
-        return self.charged[payment.id]
-
-    def lookup(self, payment):
-        if self.unreachable:
-            return UNKNOWN
-        if payment.id in self.charged:
-            return Lookup.of(self.charged[payment.id])
-        return NEVER_CHARGED
-
-
-def make(amount="150.00", order_status="pending", deliver=True, gateway=None, reservation=None):
+def make(amount="150.00", order_status="pending", deliver=True, gateway=None):
     request = PaymentRequest(order_id=uuid.uuid4(), customer_id=CUSTOMER, reservation_id=None,
                              amount=Decimal(amount), currency="USD", payment_method="paypal")
     order = Order(id=request.order_id, customer_id=CUSTOMER, total_amount=Decimal(amount),
                   currency="USD", status=order_status)
     store = FakeStore()
-    upstream = FakeUpstream(order, reservation)
     deps = service.Dependencies(
-        store=store, ordering=upstream, reservations=upstream, gateway=gateway or FakeGateway(),
-        delivery=Delivery(store, FakePublisher(store, deliver)), topic_succeeded="ok", topic_failed="ko",
+        store=store, ordering=FakeOrdering([order]), reservations=FakeReservations(),
+        gateway=gateway or FakeGateway(), delivery=Delivery(store, FakePublisher(store, deliver)), topic_succeeded="ok", topic_failed="ko",
         delivery_timeout=0.01)
     return request, deps
 
@@ -176,7 +59,8 @@ def make(amount="150.00", order_status="pending", deliver=True, gateway=None, re
 def test_success_commits_then_publishes_then_marks_sent():
     request, deps = make()
     outcome = service.pay(request, deps)
-    assert outcome.payment.status == "succeeded" and not outcome.replayed
+    assert outcome.payment.status == "succeeded" and not outcome.replayed and not outcome.declined
+    assert outcome.kind == "succeeded"
     assert deps.store.log == ["insert_pending", "commit_outcome", "publish"]
     [event] = deps.store.outbox
     assert event.topic == "ok" and event.key == str(request.order_id)
@@ -194,7 +78,7 @@ def test_the_event_carries_the_processed_at_the_payment_is_recorded_with():
     [event] = deps.store.outbox
     processed_at = outcome.payment.processed_at
     assert before <= processed_at <= datetime.now(timezone.utc) and processed_at.utcoffset() == timedelta(0)
-    assert json.loads(event.payload)["processedAt"] == documents.utc_timestamp(processed_at)
+    assert json.loads(event.payload)["processedAt"] == representations.utc_timestamp(processed_at)
 
 
 def test_undelivered_event_stays_unsent_and_payment_still_succeeds():
@@ -207,10 +91,10 @@ def test_undelivered_event_stays_unsent_and_payment_still_succeeds():
 def test_replay_skips_upstream_and_gateway():
     request, deps = make()
     first = service.pay(request, deps)
-    calls, charges = deps.ordering.calls, deps.gateway.charges
+    calls, charges = len(deps.ordering.calls), deps.gateway.charges
     again = service.pay(request, deps)
-    assert again.replayed and again.payment == first.payment
-    assert (deps.ordering.calls, deps.gateway.charges) == (calls, charges)
+    assert again.replayed and again.payment == first.payment and again.kind == "replayed"
+    assert (len(deps.ordering.calls), deps.gateway.charges) == (calls, charges)
 
 
 def test_in_flight_payment_is_409_without_charge():
@@ -222,12 +106,13 @@ def test_in_flight_payment_is_409_without_charge():
     assert raised.value.retry_after_s == 1
 
 
-def test_decline_records_failed_payment_and_failed_event():
+def test_decline_is_an_outcome_with_the_failed_payment_and_its_event():
     request, deps = make(amount="10.66")
-    with pytest.raises(errors.PaymentDeclined) as raised:
-        service.pay(request, deps)
-    assert raised.value.payment.error_code == "INSUFFICIENT_FUNDS"
-    assert raised.value.message == "Payment failed: Card declined due to insufficient funds"
+    outcome = service.pay(request, deps)
+    assert outcome.declined and not outcome.replayed and outcome.kind == "declined"
+    assert outcome.payment.status == "failed" and outcome.payment.error_code == "INSUFFICIENT_FUNDS"
+    assert outcome.payment.error_message == "Card declined due to insufficient funds"
+    assert deps.store.payments == {outcome.payment.id: outcome.payment}
     [event] = deps.store.outbox
     assert event.topic == "ko" and event.event_type == "payment-failed"
 

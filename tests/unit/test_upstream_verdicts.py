@@ -59,7 +59,7 @@ class FakeOrdering:
     def __init__(self, reply: Reply):
         self.reply = reply
 
-    def get_order(self, order_id, headers=None, *, deadline=None):
+    def get_order(self, order_id, *, deadline=None):
         return self.reply(deadline)
 
 
@@ -70,7 +70,7 @@ class FakeReservations:
     def __init__(self, reply: Reply):
         self.reply = reply
 
-    def get_reservation(self, reservation_id, headers=None, *, deadline=None):
+    def get_reservation(self, reservation_id, *, deadline=None):
         return self.reply(deadline)
 
 

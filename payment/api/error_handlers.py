@@ -1,5 +1,8 @@
-"""Every error leaves in the documented envelope, as JSON:
-`{"success": false, "errorMessage": "...", "payment": null | {...}}`."""
+"""The error handlers: every error leaves in the documented envelope,
+`{"success": false, "errorMessage": "...", "payment": null}`, with its status.
+
+A refusal of a payment request (anything POST /payments raises once the body
+is read) is also counted here, once, by the status it is answered with."""
 
 from __future__ import annotations
 
@@ -7,8 +10,8 @@ import logging
 
 import falcon
 
-from payment import errors, jsonio
-from payment.documents import payment_document
+from payment import errors
+from payment.api.responses import envelope, write
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +20,6 @@ STATUS = {
     errors.OrderInvalid: 400,
     errors.ReservationInvalid: 400,
     errors.Unauthenticated: 401,
-    errors.PaymentDeclined: 402,
     errors.CustomerMismatch: 403,
     errors.OrderNotFound: 404,
     errors.PaymentNotFound: 404,
@@ -33,20 +35,6 @@ STATUS = {
 }
 
 
-def envelope(message: str, payment=None) -> dict:
-    return {
-        "success": False,
-        "errorMessage": message,
-        "payment": payment_document(payment) if payment is not None else None,
-    }
-
-
-def write(resp, status: int, body: dict) -> None:
-    resp.status = status
-    resp.content_type = falcon.MEDIA_JSON
-    resp.text = jsonio.dumps(body)
-
-
 def status_of(error: errors.PaymentError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS:
@@ -54,13 +42,21 @@ def status_of(error: errors.PaymentError) -> int:
     return 500
 
 
-def handle_payment_error(req, resp, error: errors.PaymentError, params) -> None:
-    status = status_of(error)
-    if isinstance(error, errors.DependencyError):
-        log.warning("dependency failed: %s", error.part)
-    if error.retry_after_s:
-        resp.set_header("Retry-After", str(error.retry_after_s))
-    write(resp, status, envelope(error.message, error.payment))
+class PaymentErrorHandler:
+    def __init__(self, metrics):
+        self.metrics = metrics
+
+    def __call__(self, req, resp, error: errors.PaymentError, params) -> None:
+        status = status_of(error)
+        # Set by the responder once the body is a payment request: a body
+        # refused before that is no payment's outcome.
+        if req.context.get("payment_request") is not None:
+            self.metrics.payment_refused(error, status)
+        if isinstance(error, errors.DependencyError):
+            log.warning("dependency failed: %s", error.part)
+        if error.retry_after_s:
+            resp.set_header("Retry-After", str(error.retry_after_s))
+        write(resp, status, envelope(error.message))
 
 
 def handle_unauthenticated(req, resp, error: errors.Unauthenticated, params) -> None:
@@ -85,8 +81,8 @@ def handle_unexpected(req, resp, error: Exception, params) -> None:
     write(resp, 500, envelope("Payment processing error: unexpected error"))
 
 
-def register(app: falcon.App) -> None:
+def register(app: falcon.App, metrics) -> None:
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)
-    app.add_error_handler(errors.PaymentError, handle_payment_error)
+    app.add_error_handler(errors.PaymentError, PaymentErrorHandler(metrics))
     app.add_error_handler(errors.Unauthenticated, handle_unauthenticated)

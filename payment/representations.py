@@ -1,4 +1,6 @@
-"""The JSON documents the service sends: the payment object and its events.
+"""How a payment is shown: the payment object of every answer, and the
+payloads of its events (`payment-succeeded`, `payment-failed`) as the outbox
+holds them.
 
 Field names and order follow the contract (schemas/*.schema.json). Amounts
 carry their currency's decimals; times are UTC ISO 8601 with a `Z`.
