@@ -16,6 +16,7 @@ from collections import Counter
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.expected_events import assert_as_committed
 from tests.reliability.gateway_faults import FAST_RECONCILER, wait_for
 from tests.support import Database, new_order, payment_body
 
@@ -156,10 +157,12 @@ def assert_every_charge_recorded(database, events, answers):
     wait_for(lambda: not database.rows("outbox", "sent_at IS NULL"), "every event sent")
     outbox = database.rows("outbox")
     assert sorted(row["payment_id"] for row in outbox) == sorted(payments), "not one event per settled payment"
-    on_topics = {m["headers"]["eventId"]: (topic, m["raw"])
+    on_topics = {m["headers"]["eventId"]: (topic, m)
                  for topic, messages in events.all(settle_s=1).items() for m in messages}
     for row in outbox:
-        expected_topic = "payment-succeeded" if row["payment_id"] in succeeded else "payment-failed"
-        assert on_topics.get(str(row["event_id"])) == (expected_topic, row["payload"]), row
+        assert str(row["event_id"]) in on_topics, row
+        topic, message = on_topics[str(row["event_id"])]
+        assert topic == ("payment-succeeded" if row["payment_id"] in succeeded else "payment-failed"), row
+        assert_as_committed(message, row)
     print(f"DATABASE-OUTAGE charges={len(charges)} succeeded={len(succeeded)} "
           f"failed={len(payments) - len(succeeded)} settled_by_reconciler={len(succeeded) - len(answered)}")
