@@ -15,6 +15,7 @@ import requests
 from payment import jsonio
 from payment.devstack import free_port
 from tests.contract_examples import CONTRACT_EXAMPLES
+from tests.expected_events import assert_event_of
 from tests.support import ROOT, new_order, payment_body
 
 
@@ -46,7 +47,7 @@ def test_contract_example_through_gunicorn(gunicorn, database, events):
     assert second.json() == first.json()
     assert len(database.rows()) == 1
     [event] = events.read("payment-succeeded")
-    assert event["value"]["paymentId"] == first.json()["payment"]["id"]
+    assert_event_of(event, database, first.json()["payment"]["id"], body)
     assert requests.get(f"{url}/health/ready", timeout=5).json()["checks"] == {"database": "ok", "broker": "ok"}
 
 
@@ -69,7 +70,8 @@ def test_concurrent_duplicates_charge_once(gunicorn, sandbox, database, events):
                                     "errorMessage": "A payment for this order is already in progress"}
     rows = database.rows()
     assert [r["status"] for r in rows] == ["succeeded"]
-    assert len(events.read("payment-succeeded")) == 1
+    [event] = events.read("payment-succeeded")
+    assert_event_of(event, database, ids.pop(), body)
 
 
 def test_sigterm_lets_requests_in_flight_finish(gunicorn, sandbox, database, events):
@@ -92,7 +94,11 @@ def test_sigterm_lets_requests_in_flight_finish(gunicorn, sandbox, database, eve
     assert [row["status"] for row in database.rows()] == ["succeeded"] * 6
     assert database.rows("outbox", "sent_at IS NULL") == []
     assert len(database.rows("outbox")) == 6
-    assert sorted(e["key"] for e in events.read("payment-succeeded")) == sorted(order_ids)
+    messages = events.read("payment-succeeded")
+    assert sorted(e["key"] for e in messages) == sorted(order_ids)
+    published = {event["key"]: event for event in messages}
+    for order_id, reply in zip(order_ids, replies):
+        assert_event_of(published[order_id], database, reply.json()["payment"]["id"], payment_body(order_id))
 
 
 def test_bad_configuration_stops_startup_with_one_line(service_env):

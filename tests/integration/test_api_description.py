@@ -6,6 +6,7 @@ by relative path or by the files' own `$id`s."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import falcon.inspect
@@ -13,8 +14,8 @@ import pytest
 from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 
-from payment.api import error_handlers
-from payment.read_ahead_worker import ANSWERS
+from payment import schemas
+from tests.contract_examples import CONTRACT_EXAMPLES
 from tests.support import json_refs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,14 +55,48 @@ def test_schemas_are_referenced_not_copied(http):
     assert set(document["components"]["schemas"]) == {"Live", "Readiness", "CheckResult"}
 
 
-def test_every_post_status_the_service_can_answer_is_documented(http):
+# POST /payments in the contract (shared/contract/payments-api.md), word for
+# word: each answer its section "Error responses" describes, with its
+# example's errorMessage, and the success of the example answer (section
+# "Response fields", `success`). The status each stands under is the one of
+# the contract's published page, whose tabs the kept copy dropped with the
+# rest of the page furniture (tests/contract_examples.py keeps the examples
+# under the same statuses).
+CONTRACT_POST_ANSWERS = {
+    "200": ("Indicates whether the payment processing was successful.", None),
+    "400": ("Returned when the request is malformed or validation fails.",
+            "Order validation failed: Order not found or doesn't belong to customer"),
+    "403": ("The customer is not authorized to process payment for this order.",
+            "Unauthorized: Customer does not own this order"),
+    "404": ("The specified order could not be found in the system.", "Order not found"),
+    "402": ("The payment was processed but failed at the payment gateway level.", "Payment failed: Card declined"),
+    "500": ("An unexpected error occurred during payment processing.",
+            "Payment processing error: Database connection timeout"),
+}
+# README, "Errors": "Every 502, 503 and 504 carries `Retry-After: 1`", and a
+# 409 says when to ask again.
+RETRY_AFTER = {"409", "502", "503", "504"}
+
+
+def readme_error_statuses() -> set[str]:
+    """The statuses of the README's "Errors" table: what the service promises beyond the contract."""
+    section = (ROOT / "README.md").read_text().split("### Errors", 1)[1].split("\n### ", 1)[0]
+    statuses = set(re.findall(r"^\| (\d{3}) \|", section, re.MULTILINE))
+    assert statuses, "the README's Errors table was not found"
+    return statuses
+
+
+def test_post_answers_are_the_contracts_and_the_readmes(http):
     responses = http.get("/openapi.json").json["paths"]["/payments"]["post"]["responses"]
-    # The worker's own answers (408 for a request too slow, 431 ...) before the application.
-    server = {str(status) for status in ANSWERS}
-    # A payment is 200 or, declined, 402 (the responder's); every refusal has its error's status.
-    assert {str(status) for status in error_handlers.STATUS.values()} | {"200", "402", "500"} | server == set(responses)
-    for status in ("502", "503", "504"):
-        assert "Retry-After" in responses[status]["headers"]
+    assert set(responses) == set(CONTRACT_POST_ANSWERS) | readme_error_statuses()
+    for status, (_, message) in CONTRACT_POST_ANSWERS.items():
+        # The contract's example answer fits the body the document gives that status.
+        ref = responses[status]["content"]["application/json"]["schema"]["$ref"]
+        [example] = [example for name, (_, example) in CONTRACT_EXAMPLES.items()
+                     if name.startswith(f"response_{status}_")]
+        assert example["errorMessage"] == message
+        schemas.validator(ref.removeprefix("schemas/")).validate(example)
+    assert {status for status, response in responses.items() if "Retry-After" in response["headers"]} == RETRY_AFTER
     assert "Idempotent-Replayed" in responses["200"]["headers"]
     assert all("X-Request-ID" in response["headers"] for response in responses.values())
 

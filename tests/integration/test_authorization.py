@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from payment.sandbox import EXAMPLE_CUSTOMER_ID
+from tests.expected_events import assert_event_of
 from tests.support import new_order, payment_body
 from tests.tokens import (
     HS256_SECRET, OTHER_SECRET, JwksServer, RsaKey, bearer, claims, hmac_with, hs256, unsigned,
@@ -71,11 +72,12 @@ def test_without_a_key_every_payment_is_open_as_documented(client, sandbox):
 # --- HS256 ----------------------------------------------------------------------
 
 
-def test_the_customers_own_token_pays_and_reads(hs_client, sandbox, events):
+def test_the_customers_own_token_pays_and_reads(hs_client, sandbox, database, events):
     order_id = new_order(sandbox)
     headers = as_customer()
 
-    paid = hs_client.pay(payment_body(order_id), headers=headers)
+    body = payment_body(order_id)
+    paid = hs_client.pay(body, headers=headers)
     assert paid.status == 200, paid.body
     payment = paid.body["payment"]
 
@@ -83,7 +85,8 @@ def test_the_customers_own_token_pays_and_reads(hs_client, sandbox, events):
     listed = hs_client.get("/payments", params={"orderId": order_id}, headers=headers, schema=LIST)
     assert one.status == 200 and one.body["payment"] == payment
     assert listed.status == 200 and listed.body["payments"] == [payment]
-    assert len(events.read("payment-succeeded")) == 1
+    [event] = events.read("payment-succeeded")
+    assert_event_of(event, database, payment["id"], body)
 
 
 def known_payment(make_client, config, sandbox) -> dict:

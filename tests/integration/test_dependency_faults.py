@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from payment.devstack import free_port
+from tests.expected_events import assert_event_of
 from tests.support import new_order, payment_body, relay_on
 
 LEAKS = ("127.0.0.1", "localhost", "Traceback", "psycopg", "requests", "Error(", "connection refused",
@@ -92,7 +93,8 @@ def test_broker_away_payment_still_committed_and_relay_sends_later(
     client = make_client(config, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
                          kafka_delivery_timeout=0.3)
 
-    reply = client.pay(payment_body(order_id))
+    body = payment_body(order_id)
+    reply = client.pay(body)
 
     assert reply.status == 200 and reply.body["payment"]["status"] == "succeeded"
     [outbox] = database.rows("outbox")
@@ -105,7 +107,7 @@ def test_broker_away_payment_still_committed_and_relay_sends_later(
         assert relay.send_batch() == (0, 0)
     [event] = events.read("payment-succeeded")
     assert event["headers"]["eventId"] == str(outbox["event_id"])
-    assert event["value"]["paymentId"] == reply.body["payment"]["id"]
+    assert_event_of(event, database, reply.body["payment"]["id"], body)
     assert database.rows("outbox")[0]["sent_at"] is not None
 
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from payment.sandbox import EXAMPLE_CUSTOMER_ID, EXAMPLE_ORDER_ID, EXAMPLE_RESERVATION_ID
 from tests.contract_examples import CONTRACT_EXAMPLES
+from tests.expected_events import assert_event_of
 from tests.support import new_order, payment_body
 
 CONTRACT_REQUEST = CONTRACT_EXAMPLES["request"][1]
@@ -54,41 +55,35 @@ def test_contract_example_succeeds_with_event(client, database, events):
     published = events.all()
     assert published["payment-failed"] == []
     [event] = published["payment-succeeded"]
-    assert event["key"] == EXAMPLE_ORDER_ID
-    assert event["headers"]["eventType"] == "payment-succeeded"
-    assert event["headers"]["eventId"] == str(outbox["event_id"])
-    assert event["value"] == {
-        "paymentId": payment["id"],
-        "orderId": EXAMPLE_ORDER_ID,
-        "customerId": EXAMPLE_CUSTOMER_ID,
-        "reservationId": EXAMPLE_RESERVATION_ID,
-        "amount": Decimal("150.00"),
-        "currency": "USD",
-        "paymentMethod": "credit_card",
-        "transactionId": transaction_id,
-        "processedAt": payment["processedAt"],
-        "status": "succeeded",
-    }
+    assert_event_of(event, database, payment["id"], CONTRACT_REQUEST)
+    # The event says what the answer said.
+    assert (event["value"]["transactionId"], event["value"]["processedAt"]) == (
+        transaction_id, payment["processedAt"])
     assert '"amount":150.00,' in event["raw"]
 
 
 def test_defaults_apply_and_amount_takes_currency_decimals(client, sandbox, database, events):
     order_id = new_order(sandbox, total=150)
-    reply = client.pay({"orderId": order_id, "customerId": EXAMPLE_CUSTOMER_ID, "amount": 150})
+    body = {"orderId": order_id, "customerId": EXAMPLE_CUSTOMER_ID, "amount": 150}
+    reply = client.pay(body)
     assert reply.status == 200
     assert reply.body["payment"]["currency"] == "USD"
     assert reply.body["payment"]["paymentMethod"] == "credit_card"
     assert reply.body["payment"]["reservationId"] is None
     assert '"amount":150.00,' in reply.text
     [event] = events.read("payment-succeeded")
-    assert event["value"]["reservationId"] is None
+    assert_event_of(event, database, reply.body["payment"]["id"], body, amount="150.00")
 
 
-def test_zero_decimal_currency(client, sandbox, events):
+def test_zero_decimal_currency(client, sandbox, database, events):
     order_id = new_order(sandbox, total=15000, currency="JPY")
-    reply = client.pay(payment_body(order_id, amount="15000", currency="JPY"))
+    body = payment_body(order_id, amount="15000", currency="JPY")
+    reply = client.pay(body)
     assert reply.status == 200
     assert '"amount":15000,' in reply.text
+    [event] = events.read("payment-succeeded")
+    assert_event_of(event, database, reply.body["payment"]["id"], body)
+    assert '"amount":15000,' in event["raw"]
 
 
 def test_replay_returns_the_same_payment_without_second_charge(client, database, events, sandbox):
@@ -101,7 +96,8 @@ def test_replay_returns_the_same_payment_without_second_charge(client, database,
     assert second.body == first.body
     assert len(database.rows()) == 1
     assert len(database.rows("outbox")) == 1
-    assert len(events.read("payment-succeeded")) == 1
+    [event] = events.read("payment-succeeded")
+    assert_event_of(event, database, first.body["payment"]["id"], CONTRACT_REQUEST)
     # A replay is answered from the database, before any upstream call.
     assert len(sandbox.calls()) == calls_after_first
 
@@ -127,9 +123,11 @@ DECLINES = [
 
 
 def test_each_decline_is_a_402_with_failed_payment_and_event(client, sandbox, database, events):
+    sent = []
     for amount, code, message, reason in DECLINES:
         order_id = new_order(sandbox, total=float(amount))
-        reply = client.pay(payment_body(order_id, amount=amount))
+        body = payment_body(order_id, amount=amount)
+        reply = client.pay(body)
 
         assert reply.status == 402, amount
         assert reply.body["success"] is False
@@ -142,27 +140,31 @@ def test_each_decline_is_a_402_with_failed_payment_and_event(client, sandbox, da
 
         [row] = database.rows(where="order_id = %s", params=(order_id,))
         assert row["status"] == "failed" and row["error_code"] == code
+        sent.append((payment["id"], body, (code, message, reason)))
 
     failed = events.read("payment-failed")
     assert events.read("payment-succeeded") == []
-    assert [e["value"]["errorCode"] for e in failed] == [d[1] for d in DECLINES]
-    first = failed[0]
-    assert first["headers"]["eventType"] == "payment-failed"
-    assert first["value"]["attemptedAt"] and first["value"]["status"] == "failed"
-    assert first["value"]["failureReason"] == "Issuing bank rejected the transaction"
+    assert len(failed) == len(DECLINES)
+    for event, (payment_id, body, failure) in zip(failed, sent):
+        assert_event_of(event, database, payment_id, body, failure=failure)
 
 
 def test_a_failed_attempt_does_not_block_a_new_one(client, sandbox, database, events):
     order_id = new_order(sandbox, total=150.13)
-    assert client.pay(payment_body(order_id, amount="150.13")).status == 402
+    declined_reply = client.pay(payment_body(order_id, amount="150.13"))
+    assert declined_reply.status == 402
     sandbox.put_order(order_id, total=150.00)
 
-    reply = client.pay(payment_body(order_id, amount="150.00"))
+    body = payment_body(order_id, amount="150.00")
+    reply = client.pay(body)
 
     assert reply.status == 200
     assert [r["status"] for r in database.rows()] == ["failed", "succeeded"]
-    assert len(events.read("payment-failed")) == 1
-    assert len(events.read("payment-succeeded")) == 1
+    [declined] = events.read("payment-failed")
+    assert_event_of(declined, database, declined_reply.body["payment"]["id"], payment_body(order_id, amount="150.13"),
+                    failure=DECLINES[0][1:])
+    [paid] = events.read("payment-succeeded")
+    assert_event_of(paid, database, reply.body["payment"]["id"], body)
 
 
 def test_a_payment_in_flight_gets_409_and_no_charge(client, sandbox, database, events):

@@ -12,7 +12,7 @@ from concurrent.futures import Future
 
 import requests
 
-from payment import jsonio
+from tests.expected_events import assert_event_of
 from tests.support import payment_body
 
 # The service's settings in these tests: the reconciler asks about a pending
@@ -36,18 +36,6 @@ def wait_for(predicate, what: str, timeout_s: float = SETTLE_BOUND_S, interval: 
     raise AssertionError(f"{what}: not within {timeout_s}s")
 
 
-def expected_succeeded_event(row: dict) -> dict:
-    """The payment-succeeded payload the settled row must have produced."""
-    return jsonio.loads(jsonio.dumps({
-        "paymentId": str(row["id"]), "orderId": str(row["order_id"]), "customerId": str(row["customer_id"]),
-        "reservationId": None, "amount": row["amount"].quantize(row["amount"].__class__("0.01")),
-        "currency": row["currency"].strip(), "paymentMethod": row["payment_method"],
-        "transactionId": row["transaction_id"],
-        "processedAt": row["processed_at"].strftime("%Y-%m-%dT%H:%M:%S.") + f"{row['processed_at'].microsecond // 1000:03d}Z",
-        "status": "succeeded",
-    }))
-
-
 def assert_charged_once_and_succeeded(service, database, events, order_id: str):
     """The end state after a fault that struck once the charge was taken."""
     [charge] = database.charges(order_id)
@@ -59,8 +47,7 @@ def assert_charged_once_and_succeeded(service, database, events, order_id: str):
     assert payment["transaction_id"] == charge["transaction_id"]
     wait_for(lambda: not database.rows("outbox", "sent_at IS NULL"), "the event is sent")
     [event] = events.read("payment-succeeded")
-    assert event["value"] == expected_succeeded_event(payment)
-    assert event["key"] == order_id
+    assert_event_of(event, database, payment["id"], payment_body(order_id))
     assert events.read("payment-failed") == []
 
     replay = service.post(payment_body(order_id))

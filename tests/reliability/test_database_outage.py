@@ -1,14 +1,22 @@
 """Database faults: PostgreSQL stopped mid-load. Requests fail fast with a 503
 envelope, readiness says so, and payments succeed again within 5 seconds of
-the database's return, with no restart of the service."""
+the database's return, with no restart of the service. Then, from the rows:
+the reconciler settles what the outage left pending, no payment or order is
+charged twice, the gateway's ledger and the payments agree, every 200 is a
+succeeded payment of its order, and every settled payment's event is on its
+topic."""
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
+from collections import Counter
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
+from tests.expected_events import assert_as_committed
 from tests.reliability.gateway_faults import FAST_RECONCILER, wait_for
 from tests.support import Database, new_order, payment_body
 
@@ -28,7 +36,8 @@ class Load(threading.Thread):
         super().__init__(daemon=True)
         self.service, self.sandbox, self.order_ids = service, sandbox, order_ids
         self.stopping = threading.Event()
-        self.answers: list[tuple[int, float, dict]] = []
+        # (orderId asked for, status, seconds, body) of each answer
+        self.answers: list[tuple[str, int, float, dict]] = []
 
     def run(self):
         def client(offset):
@@ -36,7 +45,8 @@ class Load(threading.Thread):
             while not self.stopping.is_set() and i < len(self.order_ids):
                 started = time.monotonic()
                 reply = self.service.post(payment_body(self.order_ids[i]), timeout=15)
-                self.answers.append((reply.status_code, time.monotonic() - started, reply.json()))
+                self.answers.append((self.order_ids[i], reply.status_code, time.monotonic() - started,
+                                     reply.json()))
                 i += 4
         threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
         for thread in threads:
@@ -45,9 +55,11 @@ class Load(threading.Thread):
             thread.join()
 
 
-def test_database_stopped_mid_load(own_postgres, serve, service_env, sandbox):
+def test_database_stopped_mid_load(own_postgres, serve, service_env, sandbox, events):
+    # Each charge taken 100 ms before its answer: the outage strikes payments
+    # charged and not yet settled, which only the reconciler can settle.
     service = serve({**service_env, "DATABASE_URL": own_postgres.url},
-                    **{**FAST_RECONCILER, "DB_TIMEOUT_S": DB_TIMEOUT_S})
+                    **{**FAST_RECONCILER, "DB_TIMEOUT_S": DB_TIMEOUT_S, "SIMULATOR_LATENCY_MS": 100})
     order_ids = [new_order(sandbox) for _ in range(400)]
     load = Load(service, sandbox, order_ids)
     load.start()
@@ -65,7 +77,8 @@ def test_database_stopped_mid_load(own_postgres, serve, service_env, sandbox):
     own_postgres.start()
     back_at = time.monotonic()
     while True:
-        reply = service.post(payment_body(new_order(sandbox)))
+        recovery_order = new_order(sandbox)
+        reply = service.post(payment_body(recovery_order))
         if reply.status_code == 200:
             break
         assert time.monotonic() - back_at < 5, "payments did not recover within 5 s"
@@ -76,35 +89,80 @@ def test_database_stopped_mid_load(own_postgres, serve, service_env, sandbox):
     load.join(30)
 
     during = load.answers[stopped_at:]
-    statuses = {status for status, _, _ in load.answers}
+    statuses = {status for _, status, _, _ in load.answers}
     assert statuses <= {200, 502, 503}, statuses
-    assert any(status == 503 for status, _, _ in during)
-    for status, elapsed, body in load.answers:
+    assert any(status == 503 for _, status, _, _ in during)
+    for _, status, elapsed, body in load.answers:
         if status == 502:
             assert body == GATEWAY_UNAVAILABLE
         if status == 503:
             assert body == UNAVAILABLE
             # Fail fast: the pool wait plus the work, never a hang.
             assert elapsed < DB_TIMEOUT_S * 2 + 1, elapsed
-    print(f"\nDATABASE-OUTAGE answers={len(load.answers)} status_503={sum(s == 503 for s, _, _ in load.answers)} "
-          f"max_503_s={max((e for s, e, _ in load.answers if s == 503), default=0):.2f} recovered_in={recovered_in:.2f}s")
+    print(f"\nDATABASE-OUTAGE answers={len(load.answers)} status_503={sum(s == 503 for _, s, _, _ in load.answers)} "
+          f"max_503_s={max((e for _, s, e, _ in load.answers if s == 503), default=0):.2f} recovered_in={recovered_in:.2f}s")
     assert recovered_in < 5
     assert requests.get(f"{service.url}/health/ready", timeout=5).status_code == 200
-    assert_every_charge_recorded(Database(own_postgres.direct_url), load)
+    recovered = (recovery_order, reply.status_code, recovered_in, reply.json())
+    assert_every_charge_recorded(Database(own_postgres.direct_url), events, [*load.answers, recovered])
+    # The outage left payments pending (charged or not), and the reconciler settled them.
+    assert reconciliations(service) > 0, "the outage left nothing for the reconciler to settle"
 
 
-def assert_every_charge_recorded(database, load):
-    """Once the reconciler has settled what the outage left pending: every
-    charge the gateway took is a succeeded payment, every succeeded payment
-    was charged, no order was charged twice, and every 200 is a succeeded row."""
+def reconciliations(service) -> float:
+    """payment_reconciliations_total over every worker and answer, from the service's /metrics."""
+    scrape = requests.get(f"{service.url}/metrics", timeout=5).text
+    return sum(sample.value for family in text_string_to_metric_families(scrape) for sample in family.samples
+               if sample.name == "payment_reconciliations_total")
+
+
+def assert_every_charge_recorded(database, events, answers):
+    """Once the reconciler has had its time with what the outage left pending:
+    nothing pending; in the gateway's ledger at most one charge per payment
+    and per order, each for a payment the service recorded as succeeded with
+    the charge's transaction id, and every succeeded payment charged; every
+    other payment failed as interrupted (never charged); each 200 a succeeded
+    row of the order it was asked for; each settled payment's event on its
+    topic."""
     wait_for(lambda: not database.rows(where="status = 'pending'"), "no payment left pending")
-    charged = {row["payment_id"]: row for row in database.rows("simulator_charges")}
     payments = {row["id"]: row for row in database.rows()}
+    assert {row["status"] for row in payments.values()} <= {"succeeded", "failed"}
+    charges = database.rows("simulator_charges")
+
+    charged = Counter(charge["payment_id"] for charge in charges)
+    assert max(charged.values(), default=1) == 1, "a payment was charged twice"
+    assert max(Counter(charge["order_id"] for charge in charges).values(), default=1) == 1, \
+        "an order was charged twice"
+    assert charged.keys() <= payments.keys(), "the gateway charged a payment the service never recorded"
+    for charge in charges:
+        payment = payments[charge["payment_id"]]
+        # Every amount here is one the gateway accepts: a charge is money taken.
+        assert charge["succeeded"], charge
+        assert payment["status"] == "succeeded", (payment, charge)
+        assert (payment["order_id"], payment["amount"], payment["transaction_id"]) == (
+            charge["order_id"], charge["amount"], charge["transaction_id"])
     succeeded = {pid for pid, row in payments.items() if row["status"] == "succeeded"}
-    assert {pid for pid, row in charged.items() if row["succeeded"]} == succeeded
-    orders = [payments[pid]["order_id"] for pid in succeeded]
-    assert len(orders) == len(set(orders)), "an order was charged twice"
-    answered = {body["payment"]["id"] for status, _, body in load.answers if status == 200}
-    assert answered <= {str(pid) for pid in succeeded}
-    print(f"DATABASE-OUTAGE charges={len(charged)} succeeded={len(succeeded)} "
-          f"settled_by_reconciler={len(succeeded) - len(answered)}")
+    assert succeeded == charged.keys(), "a succeeded payment the gateway never charged"
+    orders = Counter(payments[pid]["order_id"] for pid in succeeded)
+    assert max(orders.values(), default=1) == 1, "an order has two succeeded payments"
+    for pid in payments.keys() - succeeded:
+        assert payments[pid]["error_code"] == "PROCESSING_INTERRUPTED", payments[pid]
+
+    answered = [(order_id, body["payment"]) for order_id, status, _, body in answers if status == 200]
+    for order_id, answer in answered:
+        row = payments[uuid.UUID(answer["id"])]
+        assert (str(row["order_id"]), row["status"]) == (order_id, "succeeded"), (answer, row)
+        assert (answer["orderId"], answer["status"]) == (order_id, "succeeded")
+
+    wait_for(lambda: not database.rows("outbox", "sent_at IS NULL"), "every event sent")
+    outbox = database.rows("outbox")
+    assert sorted(row["payment_id"] for row in outbox) == sorted(payments), "not one event per settled payment"
+    on_topics = {m["headers"]["eventId"]: (topic, m)
+                 for topic, messages in events.all(settle_s=1).items() for m in messages}
+    for row in outbox:
+        assert str(row["event_id"]) in on_topics, row
+        topic, message = on_topics[str(row["event_id"])]
+        assert topic == ("payment-succeeded" if row["payment_id"] in succeeded else "payment-failed"), row
+        assert_as_committed(message, row)
+    print(f"DATABASE-OUTAGE charges={len(charges)} succeeded={len(succeeded)} "
+          f"failed={len(payments) - len(succeeded)} settled_by_reconciler={len(succeeded) - len(answered)}")

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.expected_events import assert_event_of
 from tests.support import new_order, payment_body
 
 IN_PROGRESS = {"success": False, "payment": None, "errorMessage": "A payment for this order is already in progress"}
@@ -59,8 +60,9 @@ def test_hundred_concurrent_duplicates_over_three_instances_charge_once(instance
     assert_one_success(replies, database, order_id)
     assert [c["succeeded"] for c in database.charges(order_id)] == [True]
     assert file_charges(ledger_file, order_id) == [True]
-    assert len(database.rows()) == 1
-    assert len(events.read("payment-succeeded")) == 1
+    [payment] = database.rows()
+    [event] = events.read("payment-succeeded")
+    assert_event_of(event, database, payment["id"], payment_body(order_id))
 
 
 def test_concurrent_retries_after_a_decline_charge_once_more(instances, sandbox, database, events, ledger_file):
@@ -73,6 +75,10 @@ def test_concurrent_retries_after_a_decline_charge_once_more(instances, sandbox,
     assert_one_success(replies, database, order_id)
     assert sorted(c["succeeded"] for c in database.charges(order_id)) == [False, True]
     assert file_charges(ledger_file, order_id) == [False, True]
-    assert sorted(r["status"] for r in database.rows()) == ["failed", "succeeded"]
-    assert len(events.read("payment-failed")) == 1
-    assert len(events.read("payment-succeeded")) == 1
+    declined, paid = database.rows()
+    assert (declined["status"], paid["status"]) == ("failed", "succeeded")
+    [failed] = events.read("payment-failed")
+    assert_event_of(failed, database, declined["id"], payment_body(order_id, amount="150.13"),
+                    failure=("CARD_DECLINED", "Card declined", "Issuing bank rejected the transaction"))
+    [succeeded] = events.read("payment-succeeded")
+    assert_event_of(succeeded, database, paid["id"], payment_body(order_id, amount="150.00"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import psycopg
 
+from tests.expected_events import INTERRUPTED, assert_event_of
 from tests.reliability.gateway_faults import (
     FAST_RECONCILER, assert_charged_once_and_succeeded, kill_worker, post_in_background, wait_for,
 )
@@ -91,9 +92,7 @@ def test_worker_killed_before_the_charge(serve, service_env, database, sandbox, 
     assert [void["payment_id"] for void in database.rows("simulator_voids")] == [stranded["id"]]
     wait_for(lambda: not database.rows("outbox", "sent_at IS NULL"), "the event is sent")
     [event] = events.read("payment-failed")
-    assert event["value"]["paymentId"] == str(stranded["id"])
-    assert event["value"]["errorCode"] == "PROCESSING_INTERRUPTED"
-    assert event["value"]["amount"] == stranded["amount"]
+    assert_event_of(event, database, stranded["id"], payment_body(order_id), failure=INTERRUPTED)
     assert events.read("payment-succeeded") == []
 
     # The order can be paid again, and is charged exactly once.

@@ -13,6 +13,7 @@ from decimal import Decimal
 from confluent_kafka import Consumer, TopicPartition
 
 from payment import schemas
+from tests.expected_events import assert_as_committed
 from tests.support import EVENT_SCHEMAS, TOPICS, new_order, payment_body
 
 BATCH = 2
@@ -112,8 +113,12 @@ def test_three_instances_drain_an_outage_backlog_in_commit_order_per_order(own_b
     messages = read_all(own_broker.bootstrap)
     committed = sorted(database.rows("outbox"), key=lambda row: row["seq"])
     seen = {m["headers"]["eventId"]: m["raw"] for topic in messages.values() for m in topic}
-    # Every event, with the bytes committed.
+    # Every event, with the bytes committed, on its topic, its key and headers as committed.
     assert {str(row["event_id"]): row["payload"] for row in committed} == seen
+    for topic, on_topic in messages.items():
+        rows = {str(row["event_id"]): row for row in committed if row["topic"] == topic}
+        for message in on_topic:
+            assert_as_committed(message, rows[message["headers"]["eventId"]])
     for topic, on_topic in messages.items():
         expected: dict[str, list[str]] = {}
         for row in committed:

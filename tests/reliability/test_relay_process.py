@@ -12,6 +12,7 @@ import time
 import uuid
 
 from payment.devstack import free_port
+from tests.expected_events import INTERRUPTED, assert_event_of
 from tests.support import ROOT, EventLog, new_order, payment_body
 
 UNSENT = "sent_at IS NULL"
@@ -33,8 +34,12 @@ def test_two_relay_processes_drain_the_outbox_once(make_client, config, service_
                                                   tmp_path):
     # Payments taken while the broker was away: 40 events wait in the outbox.
     away = make_client(config, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}", kafka_delivery_timeout=0.05)
+    paid = {}  # orderId -> paymentId
     for _ in range(40):
-        assert away.pay(payment_body(new_order(sandbox))).status == 200
+        order_id = new_order(sandbox)
+        reply = away.pay(payment_body(order_id))
+        assert reply.status == 200
+        paid[order_id] = reply.body["payment"]["id"]
     assert len(database.rows("outbox", UNSENT)) == 40
     # An old sent row, past a one-hour retention.
     database.execute(
@@ -64,6 +69,9 @@ def test_two_relay_processes_drain_the_outbox_once(make_client, config, service_
     event_ids = [m["headers"]["eventId"] for m in sent]
     assert len(event_ids) == 40 and len(set(event_ids)) == 40
     assert set(event_ids) == {str(r["event_id"]) for r in database.rows("outbox")}
+    assert sorted(m["key"] for m in sent) == sorted(paid)
+    for message in sent:
+        assert_event_of(message, database, paid[message["key"]], payment_body(message["key"]))
 
 
 def insert_pending(database, amount="150.00") -> tuple[uuid.UUID, uuid.UUID]:
@@ -76,6 +84,11 @@ def insert_pending(database, amount="150.00") -> tuple[uuid.UUID, uuid.UUID]:
     return payment_id, order_id
 
 
+def inserted(row) -> dict:
+    """What insert_pending asked for, as a request would have said it."""
+    return {"orderId": str(row["order_id"]), "customerId": str(row["customer_id"]), "amount": "150.00"}
+
+
 def test_reconciler_process_settles_pending_payments_from_the_gateways_ledger(
         service_env, database, broker, tmp_path):
     charged, charged_order = insert_pending(database)
@@ -84,7 +97,7 @@ def test_reconciler_process_settles_pending_payments_from_the_gateways_ledger(
         "INSERT INTO bc_payment.simulator_charges (payment_id, order_id, amount, currency, succeeded,"
         " transaction_id, response) VALUES (%s, %s, 150, 'USD', true, 'txn_00000000000000aa',"
         " 'Success - TransactionId: txn_00000000000000aa')", (charged, charged_order))
-    never, _ = insert_pending(database)
+    never, never_order = insert_pending(database)
     log = EventLog(broker)
     log.mark()
 
@@ -103,10 +116,10 @@ def test_reconciler_process_settles_pending_payments_from_the_gateways_ledger(
     assert (rows[never]["status"], rows[never]["error_code"]) == ("failed", "PROCESSING_INTERRUPTED")
     # Only this test's payments: the broker may still report an earlier
     # test's last message as new.
-    [succeeded] = [m for m in log.read("payment-succeeded") if m["value"]["paymentId"] == str(charged)]
-    [failed] = [m for m in log.read("payment-failed") if m["value"]["paymentId"] == str(never)]
+    [succeeded] = [m for m in log.read("payment-succeeded") if m["key"] == str(charged_order)]
+    [failed] = [m for m in log.read("payment-failed") if m["key"] == str(never_order)]
     log.close()
-    assert succeeded["value"]["paymentId"] == str(charged)
+    assert_event_of(succeeded, database, charged, inserted(rows[charged]))
     assert succeeded["value"]["transactionId"] == "txn_00000000000000aa"
-    assert failed["value"]["paymentId"] == str(never)
+    assert_event_of(failed, database, never, inserted(rows[never]), failure=INTERRUPTED)
     assert [row["payment_id"] for row in database.rows("simulator_voids")] == [never]

@@ -8,8 +8,9 @@ import psycopg
 import pytest
 
 from payment.stripe_gateway import transaction_id
+from tests.expected_events import INTERRUPTED, assert_event_of
 from tests.reliability.gateway_faults import (
-    FAST_RECONCILER, expected_succeeded_event, kill_worker, post_in_background, wait_for,
+    FAST_RECONCILER, kill_worker, post_in_background, wait_for,
 )
 from tests.stripe_support import (  # noqa: F401  (fixtures)
     API_KEY, BLACKHOLE, FORWARD, HOLD_ANSWER, LOSE_ANSWER, RESET, localstripe, stripe_proxy,
@@ -45,7 +46,7 @@ def assert_stripe_charged_once_and_succeeded(service, database, events, localstr
     assert payment["is_simulated"] is False
     wait_for(lambda: not database.rows("outbox", "sent_at IS NULL"), "the event is sent")
     [event] = events.read("payment-succeeded")
-    assert event["value"] == expected_succeeded_event(payment)
+    assert_event_of(event, database, payment["id"], payment_body(order_id))
     assert events.read("payment-failed") == []
     replay = service.post(payment_body(order_id))
     assert replay.status_code == 200 and replay.headers["Idempotent-Replayed"] == "true"
@@ -69,8 +70,9 @@ def test_stripe_success_and_decline_through_the_service(stripe_service, database
     assert declined.status_code == 402
     assert declined.json()["errorMessage"] == "Payment failed: Card declined"
     assert declined.json()["payment"]["errorCode"] == "CARD_DECLINED"
-    [failed] = [m for m in events.read("payment-failed") if m["value"]["orderId"] == declined_order]
-    assert failed["value"]["failureReason"] == "Stripe declined the charge: card_declined"
+    [failed] = [m for m in events.read("payment-failed") if m["key"] == declined_order]
+    assert_event_of(failed, database, declined.json()["payment"]["id"], payment_body(declined_order),
+                    failure=("CARD_DECLINED", "Card declined", "Stripe declined the charge: card_declined"))
 
 
 def test_stripe_outcome_blocked_by_a_held_row_is_settled_from_stripe(
@@ -142,7 +144,7 @@ def test_stripe_worker_killed_before_the_confirm(stripe_service, stripe_proxy, d
     assert localstripe.confirm(intent_id).status_code >= 400
     wait_for(lambda: not database.rows("outbox", "sent_at IS NULL"), "the event is sent")
     [event] = events.read("payment-failed")
-    assert event["value"]["paymentId"] == str(stranded["id"])
+    assert_event_of(event, database, stranded["id"], payment_body(order_id), failure=INTERRUPTED)
 
     service.wait_for(lambda: len(service.worker_pids()) >= 2, "a replacement worker")
     retry = service.post(payment_body(order_id))
