@@ -9,7 +9,7 @@ import uuid
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
-from payment.runtime import build, make_reconciler
+from payment.bootstrap import build_web
 from tests.conftest import Client
 from tests.support import new_order, payment_body
 
@@ -125,20 +125,20 @@ def test_reconciler_answers_are_counted_and_overdue_payments_shown(config, datab
         "INSERT INTO bc_payment.simulator_charges (payment_id, order_id, amount, currency, succeeded,"
         " transaction_id, response) SELECT id, order_id, 150, 'USD', true, 'txn_1', 'Success' "
         " FROM bc_payment.payments WHERE id = %s", (charged,))
-    runtime = build(config, start_relay=False)
-    client = Client(runtime.app)
+    web = build_web(config, start_relay=False)
+    client = Client(web.app)
     # The gateway cannot answer for the second payment: its ledger row is
     # held by a transaction that outlasts the statement timeout.
     holder = psycopg.connect(database.url)
     try:
         assert value(scrape(client), "payment_pending_overdue_payments") == 2
         holder.execute("INSERT INTO bc_payment.simulator_voids (payment_id) VALUES (%s)", (unknown,))
-        make_reconciler(runtime.core, metrics=runtime.metrics).run_once()
+        web.core.make_reconciler().run_once()
         holder.rollback()
         samples = scrape(client)
     finally:
         holder.close()
-        runtime.close(timeout=2)
+        web.close(timeout=2)
 
     assert value(samples, "payment_reconciliations_total", result="charged") == 1
     assert value(samples, "payment_reconciliations_total", result="unknown") == 1

@@ -21,7 +21,7 @@ from payment import db, documents, service
 from payment.errors import DatabaseUnavailable
 from payment.marker import SentMarker
 from payment.model import ChargeResult, PaymentRequest
-from payment.runtime import build
+from payment.bootstrap import build_web
 from tests.conftest import Client
 from tests.support import new_order, payment_body
 
@@ -207,20 +207,20 @@ def test_a_decline_is_marked_sent_before_the_answer(client, sandbox, database, e
 
 
 def test_closing_the_service_writes_the_marks_still_waiting(config, sandbox, database, events):
-    runtime = build(config, start_relay=False)
+    web = build_web(config, start_relay=False)
     closed = False
     try:
         # A marker that would wait a minute for company: only closing writes it.
-        runtime.core.delivery.marker = SentMarker(runtime.core.store, delay_s=60)
-        reply = Client(runtime.app).pay(payment_body(new_order(sandbox)))
+        web.core.delivery.marker = SentMarker(web.core.store, delay_s=60)
+        reply = Client(web.app).pay(payment_body(new_order(sandbox)))
         assert reply.status == 200
         [event] = events.read("payment-succeeded")
         [outbox] = database.rows("outbox")
         assert outbox["sent_at"] is None and event["headers"]["eventId"] == str(outbox["event_id"])
 
-        runtime.close(timeout=2)
+        web.close(timeout=2)
         closed = True
         assert database.rows("outbox", "sent_at IS NULL") == []
     finally:
         if not closed:
-            runtime.close(timeout=2)
+            web.close(timeout=2)
