@@ -29,9 +29,10 @@ from payment.gateway import PaymentGateway
 from payment.gateways import build_gateway
 from payment.httpclient import ConnectionPool
 from payment.kafka import KafkaPublisher
+from payment.marker import SentMarker
 from payment.metrics import Metrics
 from payment.reconciler import Reconciler
-from payment.relay import OutboxRelay, grace_after
+from payment.relay import OutboxRelay
 from payment.side_calls import SideCalls
 from payment.simulator import SimulatedGateway
 
@@ -71,12 +72,11 @@ class Core:
         reconciler alone), kept so that `close` stops it first. The caller
         starts it on a thread or runs it."""
         config = self.config
-        grace_s = config.relay_grace if config.relay_grace is not None else grace_after(config.kafka_message_timeout)
         self.relay = OutboxRelay(
             self.store, self.delivery, outbox=outbox,
             reconciler=self.make_reconciler(),
             interval_s=config.relay_interval,
-            grace_s=grace_s,
+            grace_s=config.outbox_relay_grace,
             max_backoff_s=config.relay_max_backoff,
             batch_size=config.relay_batch_size,
             retention_s=config.outbox_retention,
@@ -121,7 +121,7 @@ def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int 
     # a thread.
     side_calls = SideCalls(threads=config.worker_threads)
     publisher = KafkaPublisher(config.kafka_bootstrap_servers, config.kafka_message_timeout, config.kafka_settings)
-    delivery = Delivery(store, publisher)
+    delivery = Delivery(store, publisher, SentMarker(store))
     gateway = build_gateway(config, simulator=lambda: SimulatedGateway(
         pool, latency_ms=config.simulator_latency_ms,
         delay_before_charge_ms=config.simulator_delay_before_charge_ms,

@@ -16,6 +16,7 @@ import pytest
 
 from payment import documents, errors, service
 from payment.delivery import Delivery
+from payment.marker import SentMarker
 from payment.gateway import NEVER_CHARGED, UNKNOWN, Found, GatewayUnreachable, Lookup
 from payment.reconciler import Reconciler, backoff
 from payment.simulator import decide, decline_for
@@ -168,7 +169,8 @@ def make(amount="150.00", order_status="pending", deliver=True, gateway=None, re
     upstream = FakeUpstream(order, reservation)
     deps = service.Dependencies(
         store=store, ordering=upstream, reservations=upstream, gateway=gateway or FakeGateway(),
-        delivery=Delivery(store, FakePublisher(store, deliver)), topic_succeeded="ok", topic_failed="ko",
+        delivery=Delivery(store, FakePublisher(store, deliver), SentMarker(store)),
+        topic_succeeded="ok", topic_failed="ko",
         delivery_timeout=0.01)
     return request, deps
 
