@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from payment import db, documents, service
-from payment.errors import DatabaseUnavailable
+from payment.errors import DatabaseFault, DatabaseUnavailable
 from payment.marker import SentMarker
 from payment.model import ChargeResult, PaymentRequest
 from payment.bootstrap import build_web
@@ -93,8 +93,9 @@ def test_a_failed_outbox_insert_leaves_the_payment_pending(store, database):
     settled, event = outcome_and_event(payment)
     clashing = replace(event, event_id=taken_event.event_id)
 
-    with pytest.raises(psycopg.errors.UniqueViolation):
+    with pytest.raises(DatabaseFault) as refused:
         store.settle(settled, clashing)
+    assert isinstance(refused.value.__cause__, psycopg.errors.UniqueViolation)
 
     [row] = database.rows("payments", "id = %s", (payment.id,))
     assert row["status"] == "pending" and row["processed_at"] is None and row["transaction_id"] is None
