@@ -120,7 +120,6 @@ def admin_config(bootstrap_servers: str, settings: dict[str, str] | None = None)
     return {**(settings or {}), "bootstrap.servers": bootstrap_servers, "logger": logging.getLogger("librdkafka")}
 
 
-
 def ensure_topics(bootstrap_servers: str, topics: list[str], timeout: float = 10.0, *,
                   partitions: int = BROKER_DEFAULT, replication_factor: int = BROKER_DEFAULT,
                   settings: dict[str, str] | None = None) -> None:

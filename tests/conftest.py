@@ -20,9 +20,9 @@ import pytest
 import webtest
 
 from payment import devstack, jsonio, migrations, schemas
+from payment.bootstrap import build_web
 from payment.config import Config
 from payment.kafka import ensure_topics
-from payment.bootstrap import build_web
 from payment.sandbox import make_sandbox_server
 from tests.support import TOPICS, Database, EventLog, Sandbox, Served
 

@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 
+from payment.bootstrap import build_core
 from payment.devstack import free_port
 from payment.logs import JsonFormatter
-from payment.bootstrap import build_core
 from payment.sandbox import EXAMPLE_RESERVATION_ID
 from tests.support import new_order, payment_body
 

@@ -18,10 +18,10 @@ import psycopg
 import pytest
 
 from payment import db, documents, service
+from payment.bootstrap import build_web
 from payment.errors import DatabaseFault, DatabaseUnavailable
 from payment.marker import SentMarker
 from payment.model import ChargeResult, PaymentRequest
-from payment.bootstrap import build_web
 from tests.conftest import Client
 from tests.support import new_order, payment_body
 
