@@ -105,8 +105,9 @@ def on_exit(server):
 
 
 def worker_exit(server, worker):
-    # Flush the producer (events already committed), write the marks of the
-    # events confirmed, and close the pool.
+    # Stop the relay, flush the producer (events already committed), write
+    # the marks of the events confirmed, and close the pool: Core.close's
+    # order (payment/bootstrap.py).
     app_module = sys.modules.get("app")
     if app_module is not None:
-        app_module.runtime.close()
+        app_module.web.close()

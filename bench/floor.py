@@ -1,9 +1,10 @@
 """The floor: the database and broker work of one payment, and nothing else.
 
 Per payment, what service.pay does once the request is parsed and the
-upstreams agree, with the service's own objects built as payment/runtime.py
-builds them (PaymentStore on the same pool settings, KafkaPublisher,
-Delivery, SimulatedGateway): the idempotency check, the pending insert, then
+upstreams agree, with the service's own objects built by its composition
+root (payment/bootstrap.py build_core: PaymentStore on the same pool
+settings, KafkaPublisher, Delivery, SimulatedGateway), a pool of THREADS
+connections: the idempotency check, the pending insert, then
 service.charge_and_settle (charge, outcome + outbox row in one transaction,
 produce and wait for that message's delivery report, mark it sent). No HTTP,
 no JSON parsing or schema check, no upstream call. One process, THREADS
@@ -25,11 +26,10 @@ import uuid
 from decimal import Decimal
 
 from bench.paying_threads import measure
-from payment import db, service
-from payment.delivery import Delivery
-from payment.kafka import KafkaPublisher
+from payment import service
+from payment.bootstrap import build_core
+from payment.config import Config
 from payment.model import PaymentRequest
-from payment.simulator import SimulatedGateway
 
 CUSTOMER_ID = uuid.UUID("a8098c1a-f86e-11da-bd1a-00112444be1e")
 RESERVATION_ID = uuid.UUID("f47ac10b-58cc-4372-a567-0e02b2c3d479")
@@ -52,23 +52,18 @@ def pay_once(deps: service.Dependencies, order_id: uuid.UUID) -> None:
 
 
 def run(database_url: str, bootstrap: str, threads: int, duration: float, warmup: float,
-        run_id: str, delivery_timeout: float = 2.0) -> dict:
-    pool = db.open_pool(database_url, min_size=threads, max_size=threads, timeout=2.0)
-    pool.wait(10)
-    store = db.PaymentStore(pool)
-    publisher = KafkaPublisher(bootstrap)
-    delivery = Delivery(store, publisher)
-    deps = service.Dependencies(
-        store=store, ordering=None, reservations=None, gateway=SimulatedGateway(pool),
-        delivery=delivery, topic_succeeded="payment-succeeded", topic_failed="payment-failed",
-        delivery_timeout=delivery_timeout)
+        run_id: str) -> dict:
+    # No upstream is called: the URLs are never used.
+    config = Config(database_url=database_url, kafka_bootstrap_servers=bootstrap,
+                    ordering_service_url="http://127.0.0.1:9", reservation_service_url="http://127.0.0.1:9",
+                    db_pool_min=threads, db_pool_max=threads)
+    core = build_core(config)
+    core.pool.wait(10)
     # Reported before the pool closes, so that its backends are still there
     # to be accounted for.
-    result = measure(lambda order_id: pay_once(deps, uuid.UUID(order_id)), threads=threads,
+    result = measure(lambda order_id: pay_once(core.deps, uuid.UUID(order_id)), threads=threads,
                      duration=duration, warmup=warmup, run_id=run_id, log=log)
-    publisher.close(5)
-    delivery.close()
-    pool.close()
+    core.close(5)
     return result
 
 

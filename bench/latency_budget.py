@@ -37,7 +37,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.run import AMOUNT, CUSTOMER_ID, Service, empty_tables, start_stack
-from payment import devstack, runtime
+from payment import devstack
+from payment.bootstrap import build_web
 from payment.config import Config
 
 BODY = ('{"orderId":"%s","customerId":"' + CUSTOMER_ID + '","reservationId":"f47ac10b-58cc-4372-a567-0e02b2c3d479",'
@@ -86,8 +87,8 @@ def in_process(stack, payments: int) -> tuple[list[float], dict[str, list[float]
     env = {**os.environ, "DATABASE_URL": stack.database_url, "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
            "ORDERING_SERVICE_URL": stack.upstream_url, "RESERVATION_SERVICE_URL": stack.upstream_url,
            "SIMULATOR_LATENCY_MS": "0", "LOG_LEVEL": "INFO"}
-    built = runtime.build(Config.from_env(env), start_relay=False)
-    deps = built.deps
+    built = build_web(Config.from_env(env), start_relay=False)
+    deps = built.core.deps
     spent: dict[str, float] = defaultdict(float)
     for name in ("store", "ordering", "reservations", "gateway", "delivery"):
         setattr(deps, name, Timed(name, getattr(deps, name), spent))

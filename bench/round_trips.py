@@ -1,7 +1,7 @@
 """Database round trips per payment, counted on the wire.
 
 Pays PAYMENTS orders through the service's own code, in this process: the
-collaborators built as a worker builds them (payment.runtime.build_core:
+collaborators built as a worker builds them (payment.bootstrap.build_core:
 pool, store, producer, delivery, simulated gateway), then per payment what
 service.pay does once the upstreams agree (the idempotency check, the
 pending insert, service.charge_and_settle), against the real database and a
@@ -50,10 +50,15 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from payment import devstack, migrations, runtime, service
+from payment import devstack, migrations, service
 from payment.config import Config
 from payment.kafka import ensure_topics
 from payment.model import PaymentRequest
+
+try:
+    from payment.bootstrap import build_core
+except ImportError:  # a revision from before payment/bootstrap.py, which held it in payment/runtime.py
+    from payment.runtime import build_core
 
 CUSTOMER_ID = uuid.UUID("a8098c1a-f86e-11da-bd1a-00112444be1e")
 WARMUP_PAYMENTS = 10
@@ -200,7 +205,7 @@ def count(database_url: str, bootstrap: str, payments: int, threads: int) -> dic
     config = Config(database_url=proxied, kafka_bootstrap_servers=bootstrap,
                     ordering_service_url="http://127.0.0.1:9", reservation_service_url="http://127.0.0.1:9",
                     db_pool_min=threads, db_pool_max=threads)
-    core = runtime.build_core(config)
+    core = build_core(config)
     try:
         core.pool.wait(10)
         for _ in range(WARMUP_PAYMENTS):

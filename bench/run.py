@@ -329,6 +329,7 @@ def probe_latencies(stack: Stack, count: int = 300) -> dict:
     """One at a time, unloaded: a database round trip (SELECT 1 on an
     autocommit connection) and a broker acknowledgement (produce and wait for
     the delivery report, with the service's producer settings). Microseconds."""
+    from payment.config import Config
     from payment.kafka import KafkaPublisher
     from payment.model import OutboxEvent
 
@@ -343,7 +344,7 @@ def probe_latencies(stack: Stack, count: int = 300) -> dict:
             began = time.perf_counter()
             conn.execute("SELECT 1").fetchone()
             db_samples.append(time.perf_counter() - began)
-    publisher = KafkaPublisher(stack.bootstrap)
+    publisher = KafkaPublisher(stack.bootstrap, Config.kafka_message_timeout, {})
     ack_samples = []
     try:
         for n in range(count + 20):

@@ -59,7 +59,7 @@ def main() -> None:
 
     from payment.config import Config
     from payment.kafka import ensure_topics
-    from payment.runtime import build
+    from payment.bootstrap import build_web
     from payment.sandbox import make_sandbox_server
 
     devstack = load_devstack()
@@ -75,10 +75,10 @@ def main() -> None:
     sandbox_url = f"http://127.0.0.1:{sandbox.server_port}"
     try:
         ensure_topics(f"127.0.0.1:{port}", ["payment-succeeded", "payment-failed"])
-        runtime = build(Config.from_env({
+        web = build_web(Config.from_env({
             "DATABASE_URL": bouncer.url_for(server_url), "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
             "ORDERING_SERVICE_URL": sandbox_url, "DB_TIMEOUT_S": "1", "DB_POOL_MAX": "3"}), start_relay=False)
-        app = webtest.TestApp(runtime.app)
+        app = webtest.TestApp(web.app)
         ready = app.get("/health/ready", expect_errors=True).status_int
         statuses = collections.Counter()
         for _ in range(args.count):
@@ -90,7 +90,7 @@ def main() -> None:
                                "currency": "USD", "paymentMethod": "credit_card"})
             statuses[app.post("/payments", params=body, content_type="application/json",
                               expect_errors=True).status_int] += 1
-        runtime.close(timeout=2)
+        web.close(timeout=2)
         print(f"ignore_startup_parameters = {args.ignore_startup_parameters}: /health/ready {ready}; "
               f"answers {dict(statuses)}; exceptions logged {dict(logged.counts)}")
     finally:

@@ -32,7 +32,8 @@ from decimal import Decimal
 import requests
 
 from payment import devstack, service, upstream
-from payment.config import DEFAULT_UPSTREAM_DEADLINE_S, DEFAULT_UPSTREAM_MAX_RESPONSE_BYTES
+from payment.bootstrap import upstream_clients
+from payment.config import Config
 from payment.model import Order, PaymentRequest, Reservation
 from payment.sandbox import EXAMPLE_CUSTOMER_ID, EXAMPLE_ORDER_ID, EXAMPLE_RESERVATION_ID
 from payment.side_calls import InOrder, SideCalls
@@ -40,13 +41,13 @@ from payment.side_calls import InOrder, SideCalls
 REQUEST = PaymentRequest(order_id=uuid.UUID(EXAMPLE_ORDER_ID), customer_id=uuid.UUID(EXAMPLE_CUSTOMER_ID),
                          reservation_id=uuid.UUID(EXAMPLE_RESERVATION_ID), amount=Decimal("150.00"),
                          currency="USD", payment_method="credit_card")
-THREADS = 8  # GUNICORN_THREADS' default
+THREADS = Config.worker_threads  # GUNICORN_THREADS' default
 
 
 def dependencies(ordering, reservations, side_calls) -> service.Dependencies:
     return service.Dependencies(
         store=None, ordering=ordering, reservations=reservations, gateway=None, delivery=None,
-        topic_succeeded="payment-succeeded", topic_failed="payment-failed", delivery_timeout=2.0,
+        topic_succeeded="payment-succeeded", topic_failed="payment-failed", delivery_timeout=Config.kafka_delivery_timeout,
         side_calls=side_calls)
 
 
@@ -57,11 +58,12 @@ def percentile(values: list[float], share: float) -> float:
 
 def latency_at_one_connection(url: str, latency_ms: int, calls: int, pool: SideCalls) -> dict:
     requests.put(f"{url}/_latency", json={"delayMs": latency_ms}, timeout=5).raise_for_status()
-    session = upstream.new_session()
-    options = dict(connect_timeout=1.0, read_timeout=3.0, deadline=DEFAULT_UPSTREAM_DEADLINE_S,
-                   max_response_bytes=DEFAULT_UPSTREAM_MAX_RESPONSE_BYTES)
-    ordering = upstream.OrderingClient(url, session, **options)
-    reservations = upstream.ReservationClient(url, session, **options)
+    # The clients as the service builds them, with the default settings;
+    # nothing here reads the database or broker settings.
+    config = Config(database_url="", kafka_bootstrap_servers="", ordering_service_url=url,
+                    reservation_service_url=url)
+    session = upstream.new_session(pool_size=config.db_pool_max)
+    ordering, reservations = upstream_clients(config, session)
     modes = {"sequential": dependencies(ordering, reservations, InOrder()),
              "overlapped": dependencies(ordering, reservations, pool)}
     timings: dict[str, list[float]] = {mode: [] for mode in modes}
@@ -81,7 +83,7 @@ def latency_at_one_connection(url: str, latency_ms: int, calls: int, pool: SideC
 class Instant:
     """Clients that answer at once, with the example's documents."""
     part = "instant service"
-    deadline = DEFAULT_UPSTREAM_DEADLINE_S
+    deadline = Config.upstream_deadline
     order = Order(REQUEST.order_id, REQUEST.customer_id, REQUEST.amount, "USD", "pending")
     reservation = Reservation(REQUEST.reservation_id, REQUEST.customer_id, "active",
                               datetime.now(timezone.utc) + timedelta(days=1))

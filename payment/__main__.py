@@ -24,7 +24,7 @@ def cmd_migrate(args) -> None:
     import logging
 
     from payment.logs import configure_logging
-    from payment.runtime import StartupError, prepare
+    from payment.release import StartupError, prepare
 
     configure_logging()
     config = _config()
@@ -62,36 +62,30 @@ def cmd_serve(args) -> None:
 
 def cmd_relay(args) -> None:
     """Run the outbox relay alone, without HTTP; it runs the reconciler too."""
-    _run_loop("outbox relay", lambda core: runtime_module().make_relay(core))
+    _run_loop("outbox relay", outbox=True)
 
 
 def cmd_reconcile(args) -> None:
     """Run the reconciler alone: settle overdue pending payments from what
     the gateway knows of them."""
-    _run_loop("reconciler", lambda core: runtime_module().make_relay(core, outbox=False))
+    _run_loop("reconciler", outbox=False)
 
 
-def runtime_module():
-    from payment import runtime
-
-    return runtime
-
-
-def _run_loop(name: str, make) -> None:
+def _run_loop(name: str, *, outbox: bool) -> None:
     import logging
     import signal
 
+    from payment.bootstrap import build_loop
     from payment.logs import configure_logging
 
     configure_logging()
     config = _config()
     log_ignored_settings(config)
-    core = runtime_module().build_core(config, pool_max=3)
-    loop = make(core)
-    signal.signal(signal.SIGTERM, lambda *_: loop.stop(timeout=0))
+    core = build_loop(config, outbox=outbox)
+    signal.signal(signal.SIGTERM, lambda *_: core.relay.stop(timeout=0))
     logging.getLogger("payment." + name.split()[-1]).info("%s running", name)
     try:
-        loop.run()
+        core.relay.run()
     except KeyboardInterrupt:
         pass
     finally:

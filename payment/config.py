@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from payment import connection_string, kafka_settings
-from payment.kafka import BROKER_DEFAULT, MESSAGE_TIMEOUT_S
 from payment.marker import MARK_DELAY_S
 
 
@@ -28,21 +27,23 @@ DEFAULT_PORT = 5004
 # it by the host name the platform's compose file gives it.
 DEFAULT_ORDERING_SERVICE_URL = "http://ordering:5002"
 GATEWAYS = ("simulator", "stripe")
-DEFAULT_STRIPE_API_BASE = "https://api.stripe.com"
-DEFAULT_STRIPE_PAYMENT_METHOD = "pm_card_visa"
-# One upstream call, connect to last byte: the connect and read timeouts
-# together. A call never outlives it, however the answer trickles in.
-DEFAULT_UPSTREAM_DEADLINE_S = 4.0
-# An order or a reservation is a few hundred bytes; this leaves room for one
-# with many lines and keeps 8 threads x 2 calls far below a worker's memory.
-DEFAULT_UPSTREAM_MAX_RESPONSE_BYTES = 1024 * 1024
-DEFAULT_SERVICE_SCOPE = "payments:read-all"
+# KIP-464: -1 asks the broker for its own default (num.partitions,
+# default.replication.factor), so a production cluster's policy applies
+# unless the operator names a number.
+BROKER_DEFAULT = -1
+# The relay leaves an event this long past the producer's own retry window
+# (KAFKA_MESSAGE_TIMEOUT_S) unless OUTBOX_RELAY_GRACE_S says otherwise.
+RELAY_GRACE_PAST_MESSAGE_TIMEOUT_S = 5.0
 # RFC 7518 3.2: an HS256 key at least as long as the hash, 256 bits.
 MIN_HS256_SECRET_BYTES = 32
 
 
 @dataclass(frozen=True)
 class Config:
+    """Every setting, each default written once: on its field. `from_env`
+    reads the field's default back from the class (`cls.port`) for a
+    variable that is not set."""
+
     database_url: str
     kafka_bootstrap_servers: str
     ordering_service_url: str
@@ -53,8 +54,12 @@ class Config:
     worker_threads: int = 8
     upstream_connect_timeout: float = 1.0
     upstream_read_timeout: float = 3.0
-    upstream_deadline: float = DEFAULT_UPSTREAM_DEADLINE_S
-    upstream_max_response_bytes: int = DEFAULT_UPSTREAM_MAX_RESPONSE_BYTES
+    # One upstream call, connect to last byte: the connect and read timeouts
+    # together. A call never outlives it, however the answer trickles in.
+    upstream_deadline: float = 4.0
+    # An order or a reservation is a few hundred bytes; this leaves room for one
+    # with many lines and keeps 8 threads x 2 calls far below a worker's memory.
+    upstream_max_response_bytes: int = 1024 * 1024
     db_pool_min: int = 1
     db_pool_max: int = 8
     db_timeout: float = 2.0
@@ -73,7 +78,9 @@ class Config:
     kafka_topic_partitions: int = BROKER_DEFAULT
     kafka_topic_replication_factor: int = BROKER_DEFAULT
     kafka_delivery_timeout: float = 2.0
-    kafka_message_timeout: float = MESSAGE_TIMEOUT_S
+    # How long librdkafka keeps retrying one message; past it the outbox
+    # relay owns the event, and the relay's grace period is derived from it.
+    kafka_message_timeout: float = 10.0
     topic_succeeded: str = "payment-succeeded"
     topic_failed: str = "payment-failed"
     simulator_latency_ms: int = 0
@@ -83,7 +90,7 @@ class Config:
     http_header_timeout: float = 10.0
     http_body_timeout: float = 10.0
     relay_interval: float = 1.0
-    relay_grace: float | None = None  # None: the message timeout plus 5 s
+    relay_grace: float | None = None  # None: see outbox_relay_grace
     relay_max_backoff: float = 10.0
     relay_batch_size: int = 200
     outbox_retention: float = 7 * 24 * 3600
@@ -95,8 +102,8 @@ class Config:
     payment_gateway: str = "simulator"
     # repr=False: the key never shows when the configuration is printed or logged.
     stripe_api_key: str | None = field(default=None, repr=False)
-    stripe_api_base: str = DEFAULT_STRIPE_API_BASE
-    stripe_payment_method: str = DEFAULT_STRIPE_PAYMENT_METHOD
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_payment_method: str = "pm_card_visa"
     gateway_timeout: float = 10.0
     # Authorization, off unless a key is configured (README "Authorization").
     # The secret stays out of repr(): a logged Config must not carry it.
@@ -104,10 +111,26 @@ class Config:
     auth_jwks_url: str | None = None
     auth_audience: str | None = None
     auth_issuer: str | None = None
-    auth_service_scope: str = DEFAULT_SERVICE_SCOPE
+    auth_service_scope: str = "payments:read-all"
     auth_leeway: float = 0.0
     auth_jwks_timeout: float = 2.0
     auth_jwks_cache: float = 300.0
+
+    @property
+    def outbox_relay_grace(self) -> float:
+        """How old an unsent event must be before a relay claims it:
+        OUTBOX_RELAY_GRACE_S, else past the producer's own retry window, so
+        as not to race it.
+
+        The request that wrote an event produces it, waits for its report
+        and hands it to the marker, which marks it sent within MARK_DELAY_S
+        (payment/marker.py): the grace period must exceed that delay, or the
+        relay would claim and resend events about to be marked. This default
+        is seconds above it; a configured OUTBOX_RELAY_GRACE_S is refused at
+        or below it."""
+        if self.relay_grace is not None:
+            return self.relay_grace
+        return self.kafka_message_timeout + RELAY_GRACE_PAST_MESSAGE_TIMEOUT_S
 
     @property
     def auth_enabled(self) -> bool:
@@ -125,29 +148,30 @@ class Config:
                 default=env.get("ORDERING_SERVICE_URL") or DEFAULT_ORDERING_SERVICE_URL,
             ),
             port=_port(env),
-            upstream_connect_timeout=_seconds(env, "UPSTREAM_CONNECT_TIMEOUT_S", 1.0),
-            upstream_read_timeout=_seconds(env, "UPSTREAM_READ_TIMEOUT_S", 3.0),
-            upstream_deadline=_seconds(env, "UPSTREAM_DEADLINE_S", DEFAULT_UPSTREAM_DEADLINE_S, high=60),
-            upstream_max_response_bytes=_int(env, "UPSTREAM_MAX_RESPONSE_BYTES", DEFAULT_UPSTREAM_MAX_RESPONSE_BYTES,
+            upstream_connect_timeout=_seconds(env, "UPSTREAM_CONNECT_TIMEOUT_S", cls.upstream_connect_timeout),
+            upstream_read_timeout=_seconds(env, "UPSTREAM_READ_TIMEOUT_S", cls.upstream_read_timeout),
+            upstream_deadline=_seconds(env, "UPSTREAM_DEADLINE_S", cls.upstream_deadline, high=60),
+            upstream_max_response_bytes=_int(env, "UPSTREAM_MAX_RESPONSE_BYTES", cls.upstream_max_response_bytes,
                                              low=1024, high=64 * 1024 * 1024),
-            worker_threads=_int(env, "GUNICORN_THREADS", 8, low=1, high=1024),
-            kafka_delivery_timeout=_seconds(env, "KAFKA_DELIVERY_TIMEOUT_S", 2.0),
-            kafka_message_timeout=_seconds(env, "KAFKA_MESSAGE_TIMEOUT_S", MESSAGE_TIMEOUT_S),
-            topic_succeeded=_topic(env, "KAFKA_TOPIC_PAYMENT_SUCCEEDED", "payment-succeeded"),
-            topic_failed=_topic(env, "KAFKA_TOPIC_PAYMENT_FAILED", "payment-failed"),
-            simulator_latency_ms=_int(env, "SIMULATOR_LATENCY_MS", 0, low=0),
-            simulator_delay_before_charge_ms=_int(env, "SIMULATOR_DELAY_BEFORE_CHARGE_MS", 0, low=0),
-            simulator_ledger_path=env.get("SIMULATOR_LEDGER_PATH") or None,
-            http_header_timeout=_seconds(env, "HTTP_HEADER_TIMEOUT_S", 10.0),
-            http_body_timeout=_seconds(env, "HTTP_BODY_TIMEOUT_S", 10.0),
-            relay_interval=_seconds(env, "OUTBOX_RELAY_INTERVAL_S", 1.0),
+            worker_threads=_int(env, "GUNICORN_THREADS", cls.worker_threads, low=1, high=1024),
+            kafka_delivery_timeout=_seconds(env, "KAFKA_DELIVERY_TIMEOUT_S", cls.kafka_delivery_timeout),
+            kafka_message_timeout=_seconds(env, "KAFKA_MESSAGE_TIMEOUT_S", cls.kafka_message_timeout),
+            topic_succeeded=_topic(env, "KAFKA_TOPIC_PAYMENT_SUCCEEDED", cls.topic_succeeded),
+            topic_failed=_topic(env, "KAFKA_TOPIC_PAYMENT_FAILED", cls.topic_failed),
+            simulator_latency_ms=_int(env, "SIMULATOR_LATENCY_MS", cls.simulator_latency_ms, low=0),
+            simulator_delay_before_charge_ms=_int(env, "SIMULATOR_DELAY_BEFORE_CHARGE_MS",
+                                                  cls.simulator_delay_before_charge_ms, low=0),
+            simulator_ledger_path=env.get("SIMULATOR_LEDGER_PATH") or cls.simulator_ledger_path,
+            http_header_timeout=_seconds(env, "HTTP_HEADER_TIMEOUT_S", cls.http_header_timeout),
+            http_body_timeout=_seconds(env, "HTTP_BODY_TIMEOUT_S", cls.http_body_timeout),
+            relay_interval=_seconds(env, "OUTBOX_RELAY_INTERVAL_S", cls.relay_interval),
             relay_grace=_relay_grace(env),
-            relay_max_backoff=_seconds(env, "OUTBOX_RELAY_MAX_BACKOFF_S", 10.0),
-            relay_batch_size=_int(env, "OUTBOX_RELAY_BATCH_SIZE", 200, low=1, high=10_000),
-            outbox_retention=_seconds(env, "OUTBOX_RETENTION_S", 7 * 24 * 3600, high=90 * 24 * 3600),
-            pending_timeout=_seconds(env, "PENDING_TIMEOUT_S", 120.0, high=24 * 3600),
-            reconcile_max_backoff=_seconds(env, "RECONCILE_MAX_BACKOFF_S", 300.0, high=24 * 3600),
-            migrate_on_start=_flag(env, "MIGRATE_ON_START", True),
+            relay_max_backoff=_seconds(env, "OUTBOX_RELAY_MAX_BACKOFF_S", cls.relay_max_backoff),
+            relay_batch_size=_int(env, "OUTBOX_RELAY_BATCH_SIZE", cls.relay_batch_size, low=1, high=10_000),
+            outbox_retention=_seconds(env, "OUTBOX_RETENTION_S", cls.outbox_retention, high=90 * 24 * 3600),
+            pending_timeout=_seconds(env, "PENDING_TIMEOUT_S", cls.pending_timeout, high=24 * 3600),
+            reconcile_max_backoff=_seconds(env, "RECONCILE_MAX_BACKOFF_S", cls.reconcile_max_backoff, high=24 * 3600),
+            migrate_on_start=_flag(env, "MIGRATE_ON_START", cls.migrate_on_start),
             **_gateway(env),
             **_auth(env),
             **_kafka(env),
@@ -163,7 +187,7 @@ class Config:
 def _gateway(env: dict[str, str]) -> dict:
     """PAYMENT_GATEWAY and the Stripe settings; the key is checked for its
     shape only, and no message ever quotes it."""
-    gateway = env.get("PAYMENT_GATEWAY") or "simulator"
+    gateway = env.get("PAYMENT_GATEWAY") or Config.payment_gateway
     if gateway not in GATEWAYS:
         raise ConfigError("PAYMENT_GATEWAY must be one of: " + ", ".join(GATEWAYS))
     key = env.get("STRIPE_API_KEY") or None
@@ -171,15 +195,15 @@ def _gateway(env: dict[str, str]) -> dict:
         raise ConfigError("STRIPE_API_KEY must be set when PAYMENT_GATEWAY is stripe")
     if key is not None and not re.fullmatch(r"(sk|rk)_(test|live)_[A-Za-z0-9]+", key):
         raise ConfigError("STRIPE_API_KEY must be a Stripe secret or restricted key (sk_... or rk_...)")
-    method = env.get("STRIPE_PAYMENT_METHOD") or DEFAULT_STRIPE_PAYMENT_METHOD
+    method = env.get("STRIPE_PAYMENT_METHOD") or Config.stripe_payment_method
     if not re.fullmatch(r"pm_[A-Za-z0-9_]{1,100}", method):
         raise ConfigError("STRIPE_PAYMENT_METHOD must be a PaymentMethod id (pm_...)")
     return {
         "payment_gateway": gateway,
         "stripe_api_key": key,
-        "stripe_api_base": _url(env, "STRIPE_API_BASE", default=DEFAULT_STRIPE_API_BASE),
+        "stripe_api_base": _url(env, "STRIPE_API_BASE", default=Config.stripe_api_base),
         "stripe_payment_method": method,
-        "gateway_timeout": _seconds(env, "GATEWAY_TIMEOUT_S", 10.0, high=120),
+        "gateway_timeout": _seconds(env, "GATEWAY_TIMEOUT_S", Config.gateway_timeout, high=120),
     }
 
 
@@ -203,8 +227,9 @@ def _database(env: dict[str, str]) -> dict:
         url = npgsql.conninfo
     else:
         raise ConfigError("DATABASE_URL or ConnectionStrings__Default must be set")
-    pool_min = _int(env, "DB_POOL_MIN", npgsql.pool_min if npgsql.pool_min is not None else 1, low=0)
-    pool_max = _int(env, "DB_POOL_MAX", npgsql.pool_max or 8, low=1)
+    pool_min = _int(env, "DB_POOL_MIN", npgsql.pool_min if npgsql.pool_min is not None else Config.db_pool_min,
+                    low=0)
+    pool_max = _int(env, "DB_POOL_MAX", npgsql.pool_max or Config.db_pool_max, low=1)
     if pool_min > pool_max:
         # A pool that can never reach its minimum is a contradiction, not a choice.
         raise ConfigError("DB_POOL_MIN (or Minimum Pool Size) is above DB_POOL_MAX (or Maximum Pool Size)")
@@ -212,7 +237,7 @@ def _database(env: dict[str, str]) -> dict:
         "database_url": url,
         "db_pool_min": pool_min,
         "db_pool_max": pool_max,
-        "db_timeout": _seconds(env, "DB_TIMEOUT_S", npgsql.command_timeout or 2.0),
+        "db_timeout": _seconds(env, "DB_TIMEOUT_S", npgsql.command_timeout or Config.db_timeout),
         "db_search_path": npgsql.search_path,
         "db_ignored_keys": npgsql.ignored,
     }
@@ -224,14 +249,15 @@ def _kafka(env: dict[str, str]) -> dict:
         kafka_settings.validate(settings, sources)
     except kafka_settings.KafkaSettingsError as exc:
         raise ConfigError(str(exc)) from None
-    replication = _int(env, "KAFKA_TOPIC_REPLICATION_FACTOR", BROKER_DEFAULT, low=-1, high=32767)
-    partitions = _int(env, "KAFKA_TOPIC_PARTITIONS", BROKER_DEFAULT, low=-1, high=100000)
+    replication = _int(env, "KAFKA_TOPIC_REPLICATION_FACTOR", Config.kafka_topic_replication_factor,
+                       low=-1, high=32767)
+    partitions = _int(env, "KAFKA_TOPIC_PARTITIONS", Config.kafka_topic_partitions, low=-1, high=100000)
     if 0 in (replication, partitions):
         raise ConfigError("KAFKA_TOPIC_PARTITIONS and KAFKA_TOPIC_REPLICATION_FACTOR must be -1 (the broker's "
                           "default) or at least 1")
     return {
         "kafka_settings": settings,
-        "kafka_topic_create": _flag(env, "KAFKA_TOPIC_CREATE", True),
+        "kafka_topic_create": _flag(env, "KAFKA_TOPIC_CREATE", Config.kafka_topic_create),
         "kafka_topic_partitions": partitions,
         "kafka_topic_replication_factor": replication,
     }
@@ -312,8 +338,8 @@ def _seconds(env, name, default, high: float = 600) -> float:
 def _relay_grace(env) -> float | None:
     """OUTBOX_RELAY_GRACE_S, above the marker's delay: a confirmed event
     waits up to MARK_DELAY_S to be marked sent, and a relay that claimed it
-    in that time would send it again (the default, the message timeout plus
-    5 s, is far above)."""
+    in that time would send it again (the default, Config.outbox_relay_grace,
+    is far above)."""
     grace = _seconds(env, "OUTBOX_RELAY_GRACE_S", None)
     if grace is not None and grace <= MARK_DELAY_S:
         raise ConfigError(f"OUTBOX_RELAY_GRACE_S must be above {MARK_DELAY_S:g} seconds, the longest a "
@@ -350,10 +376,10 @@ def _auth(env: dict[str, str]) -> dict:
         "auth_jwks_url": jwks_url,
         "auth_audience": _claim_value(env, "AUTH_AUDIENCE"),
         "auth_issuer": _claim_value(env, "AUTH_ISSUER"),
-        "auth_service_scope": _scope(env, "AUTH_SERVICE_SCOPE", DEFAULT_SERVICE_SCOPE),
+        "auth_service_scope": _scope(env, "AUTH_SERVICE_SCOPE", Config.auth_service_scope),
         "auth_leeway": _leeway(env, "AUTH_LEEWAY_S"),
-        "auth_jwks_timeout": _seconds(env, "AUTH_JWKS_TIMEOUT_S", 2.0, high=30),
-        "auth_jwks_cache": _seconds(env, "AUTH_JWKS_CACHE_S", 300.0, high=24 * 3600),
+        "auth_jwks_timeout": _seconds(env, "AUTH_JWKS_TIMEOUT_S", Config.auth_jwks_timeout, high=30),
+        "auth_jwks_cache": _seconds(env, "AUTH_JWKS_CACHE_S", Config.auth_jwks_cache, high=24 * 3600),
     }
     if not (secret or jwks_url):
         # Checks that would silently do nothing without a key are a mistake, not a choice.
@@ -383,7 +409,7 @@ def _scope(env, name, default) -> str:
 def _leeway(env, name) -> float:
     raw = env.get(name)
     if raw in (None, ""):
-        return 0.0
+        return Config.auth_leeway
     try:
         value = float(raw)
     except ValueError:

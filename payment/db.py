@@ -1,7 +1,7 @@
 """PostgreSQL adapter: the connection pool and the payment store.
 
-Database faults become DatabaseUnavailable here, so no layer above ever sees
-a psycopg exception (nor shows its text to a client).
+Every psycopg exception becomes a domain error here (`database_errors`), so
+no layer above ever sees one (nor shows its text to a client).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import class_row, dict_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 
 from payment import migrations
-from payment.errors import DatabaseUnavailable, PaymentAlreadySettled
+from payment.errors import DatabaseFault, DatabaseUnavailable, PaymentAlreadySettled
 from payment.model import OutboxEvent, Payment, PaymentRequest
 from payment.queries import QUERIES
 
@@ -159,6 +159,32 @@ def apply_schema(conninfo: str) -> None:
     migrations.migrate(conninfo)
 
 
+@contextmanager
+def database_errors():
+    """Translates what psycopg raises inside into the store's domain errors
+    (also a decorator):
+
+    - OperationalError, the pool's PoolTimeout and PoolClosed among them:
+      the database is out of reach or too slow (no connection, a statement
+      or lock timeout, a conflict to retry) -> DatabaseUnavailable, a 503
+      with Retry-After;
+    - any other psycopg.Error: the database refused the operation (an
+      integrity or programming error, a privilege, bad data) ->
+      DatabaseFault, a 500.
+
+    The log line names the exception's class, SQLSTATE and constraint only:
+    its text may quote a row's values."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        log.warning("database unavailable: %s", type(exc).__name__)
+        raise DatabaseUnavailable() from exc
+    except psycopg.Error as exc:
+        log.error("database refused an operation: %s", type(exc).__name__,
+                  extra={"sqlState": exc.sqlstate, "constraint": exc.diag.constraint_name})
+        raise DatabaseFault() from exc
+
+
 class OneTransactionCursor(psycopg.ClientCursor):
     """A cursor whose every execute is one simple query: the pool's
     transaction settings, then the statement (or statements). One round
@@ -190,13 +216,11 @@ class PaymentStore:
 
     @contextmanager
     def _connection(self):
-        try:
-            with self.pool.connection() as conn:
-                yield conn
-                _last_used[conn] = time.monotonic()
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            log.warning("database unavailable: %s", type(exc).__name__)
-            raise DatabaseUnavailable() from exc
+        """A pooled connection; whatever psycopg raises while it is held,
+        in the store's statements or the block they run, leaves translated."""
+        with database_errors(), self.pool.connection() as conn:
+            yield conn
+            _last_used[conn] = time.monotonic()
 
     @contextmanager
     def _statement(self, row_factory=None):

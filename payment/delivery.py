@@ -21,10 +21,10 @@ log = logging.getLogger(__name__)
 
 
 class Delivery:
-    def __init__(self, store, publisher, marker: SentMarker | None = None):
+    def __init__(self, store, publisher, marker: SentMarker):
         self.store = store
         self.publisher = publisher
-        self.marker = marker or SentMarker(store)
+        self.marker = marker
 
     def send(self, events, timeout: float) -> list[UUID]:
         """Produce `events`; returns the ids confirmed within `timeout`, for

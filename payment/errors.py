@@ -98,9 +98,30 @@ class UpstreamBadResponse(DependencyError):
         super().__init__(part, f"{part} returned an invalid response")
 
 
-class DatabaseUnavailable(DependencyError):
+class StorageError(DependencyError):
+    """The payment database failed; what psycopg raised stays in the adapter
+    (payment/db.py) and its log line."""
+
+    def __init__(self, message: str):
+        super().__init__("payment database", message)
+
+
+class DatabaseUnavailable(StorageError):
+    """Out of reach, or too slow (a timeout, a lock not had): a retry may succeed."""
+
     def __init__(self):
-        super().__init__("payment database", "payment database is unavailable")
+        super().__init__("payment database is unavailable")
+
+
+class DatabaseFault(StorageError):
+    """The database refused an operation (a constraint, a privilege, a
+    statement it cannot run): a fault of the service, which a retry does not
+    mend, so no Retry-After. Answered 500."""
+
+    retry_after_s = None
+
+    def __init__(self):
+        super().__init__("payment database could not complete the operation")
 
 
 class GatewayUnavailable(DependencyError):

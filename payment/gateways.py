@@ -15,7 +15,7 @@ from payment.gateway import PaymentGateway
 
 def build_gateway(config: Config, *, simulator: Callable[[], PaymentGateway]) -> PaymentGateway:
     """The configured adapter. `simulator` builds the default one (it needs
-    the runtime's own collaborators, which this module does not know)."""
+    the composition root's own collaborators, which this module does not know)."""
     if config.payment_gateway == "stripe":
         from payment.stripe_gateway import StripeGateway
 

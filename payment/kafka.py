@@ -14,6 +14,7 @@ from concurrent.futures import Future
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from payment.config import BROKER_DEFAULT
 from payment.model import OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -22,20 +23,14 @@ class PublishFailed(Exception):
     pass
 
 
-# How long librdkafka keeps retrying one message by default
-# (KAFKA_MESSAGE_TIMEOUT_S); the outbox relay's grace period is derived from it.
-MESSAGE_TIMEOUT_S = 10.0
-
-
-def producer_config(bootstrap_servers: str, message_timeout_s: float = MESSAGE_TIMEOUT_S,
-                    settings: dict[str, str] | None = None) -> dict:
+def producer_config(bootstrap_servers: str, message_timeout_s: float, settings: dict[str, str]) -> dict:
     """The producer's configuration: the operator's client settings (TLS,
     SASL, ...; payment/kafka_settings.py, which refuses the ones below),
     then the service's own, which nothing overrides."""
     return {
         # The operator's client.id wins: broker quotas and ACLs may key on it.
         "client.id": "payment-service",
-        **(settings or {}),
+        **settings,
         "bootstrap.servers": bootstrap_servers,
         "acks": "all",
         # Not the idempotent producer: a broker that comes back without its
@@ -58,8 +53,7 @@ def producer_config(bootstrap_servers: str, message_timeout_s: float = MESSAGE_T
 
 
 class KafkaPublisher:
-    def __init__(self, bootstrap_servers: str, message_timeout_s: float = MESSAGE_TIMEOUT_S,
-                 settings: dict[str, str] | None = None):
+    def __init__(self, bootstrap_servers: str, message_timeout_s: float, settings: dict[str, str]):
         config = producer_config(bootstrap_servers, message_timeout_s, settings)
         config["error_cb"] = self._on_error
         self.producer = Producer(config)
@@ -124,12 +118,6 @@ class KafkaPublisher:
 
 def admin_config(bootstrap_servers: str, settings: dict[str, str] | None = None) -> dict:
     return {**(settings or {}), "bootstrap.servers": bootstrap_servers, "logger": logging.getLogger("librdkafka")}
-
-
-# KIP-464: -1 asks the broker for its own default (num.partitions,
-# default.replication.factor), so a production cluster's policy applies
-# unless the operator names a number.
-BROKER_DEFAULT = -1
 
 
 def ensure_topics(bootstrap_servers: str, topics: list[str], timeout: float = 10.0, *,

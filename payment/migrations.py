@@ -23,11 +23,9 @@ from pathlib import Path
 
 import psycopg
 
-from payment.queries import SQL_DIR
+from payment.files import MIGRATIONS_DIR
 
 log = logging.getLogger("payment.migrate")
-
-MIGRATIONS_DIR = SQL_DIR / "migrations"
 
 # Any bigint works; this one is "payment" spelled on a phone keypad. The
 # former start-up schema (a session lock) used the same key, so an instance of

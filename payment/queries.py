@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+from payment.files import SQL_DIR
 
 
 def load_queries(path: Path) -> dict[str, str]:

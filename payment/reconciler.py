@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # How long one reconciler holds a payment it is asking about: longer than a
 # gateway lookup can take.
 LEASE_S = 60.0
+# The most overdue payments one pass claims.
+BATCH_SIZE = 100
 
 
 def backoff(attempts: int, *, base_s: float, max_s: float) -> float:
@@ -39,7 +41,7 @@ def backoff(attempts: int, *, base_s: float, max_s: float) -> float:
 
 class Reconciler:
     def __init__(self, deps: service.Dependencies, *, older_than_s: float, base_backoff_s: float,
-                 max_backoff_s: float, batch_size: int = 100, metrics=None):
+                 max_backoff_s: float, batch_size: int = BATCH_SIZE, metrics=None):
         self.deps = deps
         self.older_than_s = older_than_s
         self.base_backoff_s = base_backoff_s

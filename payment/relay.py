@@ -7,8 +7,8 @@ one relay at a time, in commit order, never split between two.
 
 It only claims an order whose oldest unsent event is older than a grace
 period, past the producer's own retry window, so it does not race a request
-still waiting for its delivery report. A row sent twice carries the same
-eventId both times.
+still waiting for its delivery report (Config.outbox_relay_grace). A row
+sent twice carries the same eventId both times.
 
 Each pass also runs the reconciler, when one is given: payments left
 pending are settled from what the gateway knows (payment/reconciler.py).
@@ -21,24 +21,12 @@ import threading
 import time
 
 from payment.errors import DatabaseUnavailable
-from payment.kafka import MESSAGE_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
-
-def grace_after(message_timeout_s: float) -> float:
-    """Past the producer's own retry window, so as not to race it.
-
-    The request that wrote an event produces it, waits for its report and
-    hands it to the marker, which marks it sent within MARK_DELAY_S
-    (payment/marker.py): the grace period must exceed that delay, or the
-    relay would claim and resend events about to be marked. This default is
-    seconds above it; a configured OUTBOX_RELAY_GRACE_S is refused at or
-    below it (config.py)."""
-    return message_timeout_s + 5
-
-
-GRACE_S = grace_after(MESSAGE_TIMEOUT_S)
+# How long a pass waits for the delivery reports of the events it sent;
+# those not confirmed by then stay unsent, for a later pass.
+DELIVERY_WAIT_S = 10.0
 # Sent events past retention are deleted every CLEANUP_EVERY_S, in batches of
 # CLEANUP_BATCH rows (each its own short statement, far inside the statement
 # timeout), for at most CLEANUP_BUDGET_S per pass so that sending is not held
@@ -52,10 +40,12 @@ CLEANUP_FIRST_BACKOFF_S = 5.0
 
 
 class OutboxRelay:
-    def __init__(self, store, delivery, *, reconciler=None, outbox: bool = True, interval_s: float = 1.0, grace_s: float = GRACE_S,
-                 batch_size: int = 200, delivery_timeout_s: float = 10.0,
-                 retention_s: float = 7 * 24 * 3600, max_backoff_s: float = 10.0,
+    def __init__(self, store, delivery, *, reconciler=None, outbox: bool = True, interval_s: float, grace_s: float,
+                 batch_size: int, retention_s: float, max_backoff_s: float,
+                 delivery_timeout_s: float = DELIVERY_WAIT_S,
                  cleanup_batch: int = CLEANUP_BATCH, cleanup_budget_s: float = CLEANUP_BUDGET_S):
+        """The settings the configuration holds are required (payment/bootstrap.py
+        passes them); the others are this module's constants."""
         self.store = store
         self.delivery = delivery
         self.reconciler = reconciler  # reconciler.Reconciler, or None

@@ -74,8 +74,7 @@ def decide(payment: Payment) -> ChargeResult:
 class SimulatedGateway:
     is_simulated = True
 
-    def __init__(self, pool: Pool, *, latency_ms: int = 0, delay_before_charge_ms: int = 0,
-                 ledger_path: str | None = None):
+    def __init__(self, pool: Pool, *, latency_ms: int, delay_before_charge_ms: int, ledger_path: str | None):
         self.pool = pool
         self.latency_s = latency_ms / 1000
         self.delay_before_s = delay_before_charge_ms / 1000

@@ -33,8 +33,6 @@ from payment.model import ChargeResult, Payment
 
 log = logging.getLogger(__name__)
 
-DEFAULT_API_BASE = "https://api.stripe.com"
-DEFAULT_PAYMENT_METHOD = "pm_card_visa"
 # Metadata key set on an intent this adapter declined and cancelled itself
 # (3-D Secure), so that a later charge or lookup gives the same answer.
 DECLINE_MARK = "declineCode"
@@ -48,8 +46,7 @@ logging.getLogger("stripe").setLevel(logging.WARNING)
 class StripeGateway:
     is_simulated = False
 
-    def __init__(self, api_key: str, *, api_base: str = DEFAULT_API_BASE,
-                 payment_method: str = DEFAULT_PAYMENT_METHOD, timeout: float = 10.0,
+    def __init__(self, api_key: str, *, api_base: str, payment_method: str, timeout: float,
                  max_network_retries: int = 0):
         if not api_key:
             raise ValueError("a Stripe API key is needed")

@@ -25,7 +25,7 @@ from payment.httpclient import ConnectionPool, HTTPBadAnswer, HTTPTimeout, HTTPT
 from payment.model import Order, Reservation
 
 
-def new_session(pool_size: int = 16) -> ConnectionPool:
+def new_session(pool_size: int) -> ConnectionPool:
     # No retries here: a POST /payments is retried by its client, and a
     # retry inside the request would blow the timeout budget.
     return ConnectionPool(max_idle_per_host=pool_size)

@@ -20,9 +20,9 @@ import pytest
 import webtest
 
 from payment import devstack, jsonio, migrations, schemas
+from payment.bootstrap import build_web
 from payment.config import Config
 from payment.kafka import ensure_topics
-from payment.runtime import build
 from payment.sandbox import make_sandbox_server
 from tests.support import TOPICS, Database, EventLog, Sandbox, Served
 
@@ -191,17 +191,18 @@ class Reply:
 
 @pytest.fixture
 def make_client():
-    """make_client(config, **overrides): a client on a freshly built runtime."""
-    runtimes = []
+    """make_client(config, **overrides): a client on a freshly built service
+    (payment/bootstrap.py, without its relay thread)."""
+    services = []
 
     def make(config, **overrides):
-        runtime = build(dataclasses.replace(config, **overrides), start_relay=False)
-        runtimes.append(runtime)
-        return Client(runtime.app)
+        web = build_web(dataclasses.replace(config, **overrides), start_relay=False)
+        services.append(web)
+        return Client(web.app)
 
     yield make
-    for runtime in runtimes:
-        runtime.close(timeout=2)
+    for web in services:
+        web.close(timeout=2)
 
 
 @pytest.fixture

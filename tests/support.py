@@ -3,6 +3,7 @@ topics read back, the database looked into, the sandbox arranged over HTTP."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -246,23 +247,16 @@ class Served:
 
 
 @contextmanager
-def relay_on(database_url: str, bootstrap: str, **options):
-    """An outbox relay of its own (pool, producer), closed afterwards."""
-    from payment import db
-    from payment.delivery import Delivery
-    from payment.kafka import KafkaPublisher
-    from payment.relay import OutboxRelay
+def relay_on(config, **overrides):
+    """An outbox relay of its own, built as `python -m payment relay` builds
+    one from `config` with `overrides` (Config fields), closed afterwards."""
+    from payment.bootstrap import build_loop
 
-    pool = db.open_pool(database_url, min_size=1, max_size=3, timeout=2)
-    publisher = KafkaPublisher(bootstrap)
-    store = db.PaymentStore(pool)
-    delivery = Delivery(store, publisher)
+    core = build_loop(dataclasses.replace(config, **overrides))
     try:
-        yield OutboxRelay(store, delivery, **options)
+        yield core.relay
     finally:
-        publisher.close()
-        delivery.close()
-        pool.close()
+        core.close()
 
 
 def dockerfile_instructions(path) -> list[tuple[str, str]]:

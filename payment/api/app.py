@@ -16,7 +16,7 @@ from payment.metrics import Metrics
 
 
 def create_app(deps: service.Dependencies, *, ready_checks: dict | None = None,
-               max_body_bytes: int = 64 * 1024, metrics: Metrics | None = None,
+               max_body_bytes: int, metrics: Metrics | None = None,
                verifier: TokenVerifier | None = None) -> falcon.App:
     """`verifier`: the bearer-token check of the /payments routes; None, the
     default, leaves them open as the documented deployment has them."""

@@ -32,6 +32,7 @@ STATUS = {
     errors.DatabaseUnavailable: 503,
     errors.AuthorizationKeysUnavailable: 503,
     errors.UpstreamTimeout: 504,
+    errors.DatabaseFault: 500,
 }
 
 

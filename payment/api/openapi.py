@@ -8,9 +8,7 @@ from pathlib import Path
 
 import falcon
 
-from payment.schemas import SCHEMA_DIR
-
-OPENAPI_PATH = Path(__file__).resolve().parents[2] / "openapi.json"
+from payment.files import OPENAPI_PATH, SCHEMA_DIR
 
 
 class OpenApiResource:

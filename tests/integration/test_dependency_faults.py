@@ -102,7 +102,7 @@ def test_broker_away_payment_still_committed_and_relay_sends_later(
     assert events.read("payment-succeeded") == []
 
     # The relay, with the broker reachable, sends it under the same event id.
-    with relay_on(config.database_url, broker, grace_s=0) as relay:
+    with relay_on(config, relay_grace=0) as relay:
         assert relay.send_batch() == (1, 1)
         assert relay.send_batch() == (0, 0)
     [event] = events.read("payment-succeeded")
@@ -116,5 +116,5 @@ def test_relay_leaves_fresh_rows_to_the_request_that_wrote_them(database, broker
     client = make_client(config, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
                          kafka_delivery_timeout=0.1)
     assert client.pay(payment_body(order_id)).status == 200
-    with relay_on(config.database_url, broker) as relay:
+    with relay_on(config) as relay:
         assert relay.send_batch() == (0, 0)

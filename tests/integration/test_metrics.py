@@ -11,7 +11,7 @@ import uuid
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
-from payment.runtime import build, make_reconciler
+from payment.bootstrap import build_web
 from tests.conftest import Client
 from tests.support import new_order, payment_body
 
@@ -121,12 +121,12 @@ def test_pool_usage_is_reported(make_client, config, database):
 def test_requests_waiting_for_a_connection_are_shown(config, database):
     # One connection, held here; two reads then wait for it (well inside
     # DB_TIMEOUT_S), and a scrape taken meanwhile must show them.
-    runtime = build(dataclasses.replace(config, db_pool_max=1, db_timeout=10), start_relay=False)
-    pool = runtime.core.pool
+    web = build_web(dataclasses.replace(config, db_pool_max=1, db_timeout=10), start_relay=False)
+    pool = web.core.pool
     try:
         held = pool.getconn()
         answers: list[int] = []
-        readers = [threading.Thread(target=read_unknown_payment, args=(runtime.app, answers)) for _ in range(2)]
+        readers = [threading.Thread(target=read_unknown_payment, args=(web.app, answers)) for _ in range(2)]
         for reader in readers:
             reader.start()
         wait_until(lambda: pool.get_stats()["requests_waiting"] == 2, "two requests waiting")
@@ -134,13 +134,13 @@ def test_requests_waiting_for_a_connection_are_shown(config, database):
         # is handed back shortly after the pool's figures have been sampled.
         release = threading.Timer(1.0, pool.putconn, args=(held,))
         release.start()
-        while_waiting = scrape(Client(runtime.app))
+        while_waiting = scrape(Client(web.app))
         release.join()
         for reader in readers:
             reader.join(15)
-        after = scrape(Client(runtime.app))
+        after = scrape(Client(web.app))
     finally:
-        runtime.close(timeout=2)
+        web.close(timeout=2)
 
     assert value(while_waiting, "payment_db_pool_requests_waiting") == 2
     assert value(while_waiting, "payment_db_pool_connections", state="in_use") == 1
@@ -189,20 +189,20 @@ def test_reconciler_answers_are_counted_and_overdue_payments_shown(config, datab
         "INSERT INTO bc_payment.simulator_charges (payment_id, order_id, amount, currency, succeeded,"
         " transaction_id, response) SELECT id, order_id, 150, 'USD', true, 'txn_1', 'Success' "
         " FROM bc_payment.payments WHERE id = %s", (charged,))
-    runtime = build(config, start_relay=False)
-    client = Client(runtime.app)
+    web = build_web(config, start_relay=False)
+    client = Client(web.app)
     # The gateway cannot answer for the second payment: its ledger row is
     # held by a transaction that outlasts the statement timeout.
     holder = psycopg.connect(database.url)
     try:
         assert value(scrape(client), "payment_pending_overdue_payments") == 2
         holder.execute("INSERT INTO bc_payment.simulator_voids (payment_id) VALUES (%s)", (unknown,))
-        make_reconciler(runtime.core, metrics=runtime.metrics).run_once()
+        web.core.make_reconciler().run_once()
         holder.rollback()
         samples = scrape(client)
     finally:
         holder.close()
-        runtime.close(timeout=2)
+        web.close(timeout=2)
 
     assert value(samples, "payment_reconciliations_total", result="charged") == 1
     assert value(samples, "payment_reconciliations_total", result="unknown") == 1

@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 
+from payment.bootstrap import build_core
 from payment.devstack import free_port
 from payment.logs import JsonFormatter
-from payment.runtime import build_core, make_reconciler
 from payment.sandbox import EXAMPLE_RESERVATION_ID
 from tests.support import new_order, payment_body
 
@@ -136,7 +136,7 @@ def test_the_reconcilers_line_about_a_pending_payment_carries_payment_and_order_
         " now() - interval '1 hour')", (payment_id, order_id, uuid.uuid4()))
     core = build_core(config)
     try:
-        make_reconciler(core).run_once()
+        core.make_reconciler().run_once()
     finally:
         core.close(timeout=2)
 

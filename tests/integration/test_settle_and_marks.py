@@ -18,10 +18,10 @@ import psycopg
 import pytest
 
 from payment import db, representations, service
-from payment.errors import DatabaseUnavailable
+from payment.bootstrap import build_web
+from payment.errors import DatabaseFault, DatabaseUnavailable
 from payment.marker import SentMarker
 from payment.model import ChargeResult, PaymentRequest
-from payment.runtime import build
 from tests.conftest import Client
 from tests.support import new_order, payment_body
 
@@ -93,8 +93,9 @@ def test_a_failed_outbox_insert_leaves_the_payment_pending(store, database):
     settled, event = outcome_and_event(payment)
     clashing = replace(event, event_id=taken_event.event_id)
 
-    with pytest.raises(psycopg.errors.UniqueViolation):
+    with pytest.raises(DatabaseFault) as refused:
         store.settle(settled, clashing)
+    assert isinstance(refused.value.__cause__, psycopg.errors.UniqueViolation)
 
     [row] = database.rows("payments", "id = %s", (payment.id,))
     assert row["status"] == "pending" and row["processed_at"] is None and row["transaction_id"] is None
@@ -207,20 +208,20 @@ def test_a_decline_is_marked_sent_before_the_answer(client, sandbox, database, e
 
 
 def test_closing_the_service_writes_the_marks_still_waiting(config, sandbox, database, events):
-    runtime = build(config, start_relay=False)
+    web = build_web(config, start_relay=False)
     closed = False
     try:
         # A marker that would wait a minute for company: only closing writes it.
-        runtime.core.delivery.marker = SentMarker(runtime.core.store, delay_s=60)
-        reply = Client(runtime.app).pay(payment_body(new_order(sandbox)))
+        web.core.delivery.marker = SentMarker(web.core.store, delay_s=60)
+        reply = Client(web.app).pay(payment_body(new_order(sandbox)))
         assert reply.status == 200
         [event] = events.read("payment-succeeded")
         [outbox] = database.rows("outbox")
         assert outbox["sent_at"] is None and event["headers"]["eventId"] == str(outbox["event_id"])
 
-        runtime.close(timeout=2)
+        web.close(timeout=2)
         closed = True
         assert database.rows("outbox", "sent_at IS NULL") == []
     finally:
         if not closed:
-            runtime.close(timeout=2)
+            web.close(timeout=2)

@@ -24,6 +24,8 @@ from tests.stripe_support import (  # noqa: F401  (fixtures)
 DECLINING_CARD = "4000000000000341"   # attaches, then declined at charge: card_declined
 THREE_D_SECURE_CARD = "4000002500003155"
 TIMEOUT_S = 2.0
+# The PaymentMethod a deployment charges unless STRIPE_PAYMENT_METHOD names another.
+VISA = Config.stripe_payment_method
 
 
 def a_payment(amount: str = "150.00", currency: str = "USD") -> Payment:
@@ -43,7 +45,7 @@ def prepared(gateway: StripeGateway, payment: Payment) -> Payment:
 
 @pytest.fixture
 def gateway(stripe_proxy):
-    return StripeGateway(API_KEY, api_base=stripe_proxy.url, timeout=TIMEOUT_S)
+    return StripeGateway(API_KEY, api_base=stripe_proxy.url, timeout=TIMEOUT_S, payment_method=VISA)
 
 
 @pytest.fixture
@@ -221,12 +223,12 @@ def test_confirm_done_but_its_answer_lost(gateway, declining_gateway, stripe_pro
 
 def test_the_api_key_never_shows_in_logs_messages_or_reprs(stripe_proxy, localstripe, caplog):
     caplog.set_level(logging.DEBUG)
-    gateway = StripeGateway(API_KEY, api_base=stripe_proxy.url, timeout=TIMEOUT_S)
+    gateway = StripeGateway(API_KEY, api_base=stripe_proxy.url, timeout=TIMEOUT_S, payment_method=VISA)
     declining = StripeGateway(API_KEY, api_base=stripe_proxy.url, timeout=TIMEOUT_S,
                               payment_method=localstripe.payment_method(DECLINING_CARD))
     # localstripe answers 401 to a key that is not sk_...: an authentication failure.
     rejected_key = "rk_test_" + uuid.uuid4().hex
-    rejected = StripeGateway(rejected_key, api_base=stripe_proxy.url, timeout=TIMEOUT_S)
+    rejected = StripeGateway(rejected_key, api_base=stripe_proxy.url, timeout=TIMEOUT_S, payment_method=VISA)
     texts = [repr(gateway), repr(rejected)]
 
     gateway.charge(prepared(gateway, a_payment()))

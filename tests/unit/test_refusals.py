@@ -25,6 +25,7 @@ import pytest
 
 from payment import jsonio, schemas, service
 from payment.api.app import create_app
+from payment.config import Config
 from payment.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
 from payment.gateway import GatewayUnreachable
 from payment.logs import JsonFormatter
@@ -73,7 +74,7 @@ class Service:
             store=self.store, ordering=self.ordering, reservations=self.reservations, gateway=self.gateway,
             delivery=self.delivery, topic_succeeded="payment-succeeded", topic_failed="payment-failed",
             delivery_timeout=0.01, **({"side_calls": side_calls} if side_calls else {}))
-        self.http = falcon.testing.TestClient(create_app(deps, metrics=self.metrics))
+        self.http = falcon.testing.TestClient(create_app(deps, max_body_bytes=Config.max_body_bytes, metrics=self.metrics))
 
     def order(self, total="150.00", customer=CUSTOMER, currency="USD", status="pending") -> str:
         order_id = uuid.uuid4()

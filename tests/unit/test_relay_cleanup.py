@@ -7,6 +7,7 @@ import time
 from contextlib import contextmanager
 
 from payment import relay
+from payment.config import Config
 from payment.errors import DatabaseUnavailable
 from payment.relay import OutboxRelay
 
@@ -30,8 +31,14 @@ class SentRows:
         return deleted
 
 
-def relay_on(store, **options) -> OutboxRelay:
-    return OutboxRelay(store, delivery=None, **options)
+# The configuration's defaults, which the relay is given from it.
+SETTINGS = dict(interval_s=Config.relay_interval, grace_s=Config.kafka_message_timeout,
+                batch_size=Config.relay_batch_size, retention_s=Config.outbox_retention,
+                max_backoff_s=Config.relay_max_backoff)
+
+
+def relay_on(store, delivery=None, **options) -> OutboxRelay:
+    return OutboxRelay(store, delivery, **{**SETTINGS, **options})
 
 
 def test_a_small_backlog_goes_in_one_pass_and_the_next_cleanup_is_far_off():
@@ -86,7 +93,7 @@ class NothingSent:
 
 def test_the_relay_loop_does_not_retry_a_failed_cleanup_on_every_pass():
     store = NoEvents(10, fail=True)
-    looping = OutboxRelay(store, NothingSent(), interval_s=0.01, cleanup_batch=5).start()
+    looping = relay_on(store, NothingSent(), interval_s=0.01, cleanup_batch=5).start()
     time.sleep(0.3)
     looping.stop()
     # About 30 passes, one cleanup try.

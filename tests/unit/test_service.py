@@ -17,6 +17,7 @@ import pytest
 from payment import errors, representations, service
 from payment.delivery import Delivery
 from payment.gateway import Found, GatewayUnreachable
+from payment.marker import SentMarker
 from payment.model import Order, PaymentRequest, Reservation
 from payment.reconciler import Reconciler, backoff
 from payment.simulator import decide, decline_for
@@ -51,7 +52,8 @@ def make(amount="150.00", order_status="pending", deliver=True, gateway=None):
     store = FakeStore()
     deps = service.Dependencies(
         store=store, ordering=FakeOrdering([order]), reservations=FakeReservations(),
-        gateway=gateway or FakeGateway(), delivery=Delivery(store, FakePublisher(store, deliver)), topic_succeeded="ok", topic_failed="ko",
+        gateway=gateway or FakeGateway(), delivery=Delivery(store, FakePublisher(store, deliver), SentMarker(store)),
+        topic_succeeded="ok", topic_failed="ko",
         delivery_timeout=0.01)
     return request, deps
 

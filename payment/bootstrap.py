@@ -1,0 +1,187 @@
+"""The composition root: every process of the service is built here from the
+configuration, and closed here, in one order.
+
+- a gunicorn worker (app.py): `build_web`, the WSGI app over a core, the
+  outbox relay on a thread of its own;
+- `python -m payment relay` and `python -m payment reconcile`: `build_loop`,
+  a core whose relay loop (the reconciler alone, for `reconcile`) the
+  process runs in its main thread;
+- the tests and the benchmarks: the same functions, or `build_core`.
+
+Each gunicorn worker builds its own (after the fork): a pool, a producer and
+threads do not survive a fork. `Core.close` is the one way they are closed:
+gunicorn's worker_exit, the loop processes and the tests all call it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import falcon
+
+from payment import db, service, upstream
+from payment.api.app import create_app
+from payment.api.auth import verifier_from
+from payment.config import Config
+from payment.delivery import Delivery
+from payment.gateway import PaymentGateway
+from payment.gateways import build_gateway
+from payment.httpclient import ConnectionPool
+from payment.kafka import KafkaPublisher
+from payment.marker import SentMarker
+from payment.metrics import Metrics
+from payment.reconciler import Reconciler
+from payment.relay import OutboxRelay
+from payment.side_calls import SideCalls
+from payment.simulator import SimulatedGateway
+
+log = logging.getLogger(__name__)
+
+# A relay or reconciler process holds few connections at once: the relay's
+# claim, the marker's batch and the reconciler's statement.
+LOOP_POOL_MAX = 3
+
+
+@dataclass
+class Core:
+    """What every process of the service holds: the pool and the store, the
+    producer and the delivery of events (with its marker), the upstream
+    connections and the threads for reservation calls, the gateway, the
+    service's dependencies over them, and the relay loop once one is made."""
+
+    config: Config
+    pool: db.Pool
+    store: db.PaymentStore
+    publisher: KafkaPublisher
+    delivery: Delivery
+    upstream_session: ConnectionPool
+    side_calls: SideCalls
+    gateway: PaymentGateway
+    deps: service.Dependencies
+    metrics: Metrics | None = None
+    relay: OutboxRelay | None = None
+
+    def make_reconciler(self) -> Reconciler:
+        config = self.config
+        return Reconciler(self.deps, older_than_s=config.pending_timeout, base_backoff_s=config.relay_interval,
+                          max_backoff_s=config.reconcile_max_backoff, metrics=self.metrics)
+
+    def make_relay(self, *, outbox: bool = True) -> OutboxRelay:
+        """The relay loop with the reconciler in it (`outbox=False`: the
+        reconciler alone), kept so that `close` stops it first. The caller
+        starts it on a thread or runs it."""
+        config = self.config
+        self.relay = OutboxRelay(
+            self.store, self.delivery, outbox=outbox,
+            reconciler=self.make_reconciler(),
+            interval_s=config.relay_interval,
+            grace_s=config.outbox_relay_grace,
+            max_backoff_s=config.relay_max_backoff,
+            batch_size=config.relay_batch_size,
+            retention_s=config.outbox_retention,
+        )
+        return self.relay
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Close everything, in this order:
+
+        1. the relay loop, so that nothing new is claimed or produced;
+        2. the threads for reservation calls (one still running ends within
+           its deadline), then the upstream connections, which it may use;
+        3. the producer, flushed for up to `timeout`: the events queued are
+           delivered, and their reports hand the marker more marks;
+        4. the marker, which writes the marks still waiting (after the flush,
+           before the pool goes);
+        5. the pool, which the marker and the simulated gateway use.
+        """
+        if self.relay is not None:
+            self.relay.stop()
+        self.side_calls.close()
+        self.upstream_session.close()
+        left = self.publisher.close(timeout=timeout)
+        if left:
+            log.warning("%d events left unconfirmed at shutdown; the outbox keeps them", left)
+        self.delivery.close()
+        self.pool.close()
+
+
+def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int | None = None) -> Core:
+    """A core from the configuration; `pool_max`, when given, sizes the pool
+    instead of DB_POOL_MAX, for a process that needs fewer connections."""
+    pool_max = pool_max or config.db_pool_max
+    pool = db.open_pool(config.database_url, min_size=min(config.db_pool_min, pool_max), max_size=pool_max,
+                        timeout=config.db_timeout, search_path=config.db_search_path)
+    store = db.PaymentStore(pool)
+    session = upstream.new_session(pool_size=config.db_pool_max)
+    ordering, reservations = upstream_clients(config, session, metrics=metrics)
+    # Each request thread has at most one reservation call of its own under
+    # way; one abandoned (the order was refused first) may hold a thread a
+    # little longer, bounded by its deadline, which also counts any wait for
+    # a thread.
+    side_calls = SideCalls(threads=config.worker_threads)
+    publisher = KafkaPublisher(config.kafka_bootstrap_servers, config.kafka_message_timeout, config.kafka_settings)
+    delivery = Delivery(store, publisher, SentMarker(store))
+    gateway = build_gateway(config, simulator=lambda: SimulatedGateway(
+        pool, latency_ms=config.simulator_latency_ms,
+        delay_before_charge_ms=config.simulator_delay_before_charge_ms,
+        ledger_path=config.simulator_ledger_path))
+    deps = service.Dependencies(
+        store=store,
+        ordering=ordering,
+        reservations=reservations,
+        gateway=gateway,
+        delivery=delivery,
+        topic_succeeded=config.topic_succeeded,
+        topic_failed=config.topic_failed,
+        delivery_timeout=config.kafka_delivery_timeout,
+        pending_timeout=config.pending_timeout,
+        side_calls=side_calls,
+    )
+    return Core(config=config, pool=pool, store=store, publisher=publisher, delivery=delivery,
+                upstream_session=session, side_calls=side_calls, gateway=gateway, deps=deps, metrics=metrics)
+
+
+def upstream_clients(config: Config, session: ConnectionPool, *, metrics: Metrics | None = None):
+    """(ordering client, reservation client) over one connection pool."""
+    options = dict(connect_timeout=config.upstream_connect_timeout, read_timeout=config.upstream_read_timeout,
+                   deadline=config.upstream_deadline, max_response_bytes=config.upstream_max_response_bytes,
+                   metrics=metrics)
+    return (upstream.OrderingClient(config.ordering_service_url, session, **options),
+            upstream.ReservationClient(config.reservation_service_url, session, **options))
+
+
+@dataclass
+class Web:
+    """A gunicorn worker's service: the WSGI app and the core beneath it."""
+
+    app: falcon.App
+    core: Core
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.core.close(timeout)
+
+
+def build_web(config: Config, *, start_relay: bool = True) -> Web:
+    """The WSGI app with its metrics and readiness checks, over a core whose
+    relay runs on a thread of its own (unless `start_relay` is false)."""
+    metrics = Metrics()
+    core = build_core(config, metrics=metrics)
+    metrics.pool_stats = core.pool.get_stats
+    metrics.outbox_backlog = core.store.outbox_backlog
+    metrics.overdue_payments = lambda: core.store.count_overdue(config.pending_timeout)
+    if start_relay:
+        core.make_relay().start()
+    app = create_app(core.deps, max_body_bytes=config.max_body_bytes, metrics=metrics, ready_checks={
+        "database": core.store.ping,
+        "broker": core.publisher.is_reachable,
+    }, verifier=verifier_from(config))
+    return Web(app=app, core=core)
+
+
+def build_loop(config: Config, *, outbox: bool = True) -> Core:
+    """A core for a process that runs the relay loop alone (`outbox=False`:
+    the reconciler alone): `core.relay.run()`, then `core.close()`."""
+    core = build_core(config, pool_max=LOOP_POOL_MAX)
+    core.make_relay(outbox=outbox)
+    return core
