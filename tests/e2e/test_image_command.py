@@ -20,6 +20,9 @@ from payment import jsonio
 from tests.contract_examples import CONTRACT_EXAMPLES
 from tests.support import ROOT, Served, dockerfile_instructions
 
+# The first test here builds the image's virtual environment from PyPI.
+pytestmark = pytest.mark.timeout(300)
+
 
 @pytest.fixture(scope="session")
 def image(tmp_path_factory) -> tuple[Path, Path]:

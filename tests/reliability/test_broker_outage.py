@@ -7,6 +7,8 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from tests.support import EventLog, new_order, payment_body
 
 # `make reliability-soak` repeats the outage; the suite runs it once.
@@ -49,6 +51,7 @@ def wait_until_outbox_drained(database, timeout_s=60):
     raise AssertionError(f"{len(database.rows('outbox', 'sent_at IS NULL'))} events still unsent")
 
 
+@pytest.mark.timeout(120 * CYCLES)
 def test_broker_outage_loses_no_event(own_broker, serve, service_env, database, sandbox):
     service = serve({**service_env, "KAFKA_BOOTSTRAP_SERVERS": own_broker.bootstrap},
                        KAFKA_DELIVERY_TIMEOUT_S=DELIVERY_TIMEOUT_S, KAFKA_MESSAGE_TIMEOUT_S=1, OUTBOX_RELAY_GRACE_S=2,

@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
+import pytest
 
 from tests.support import new_order, payment_body
 
@@ -50,6 +51,8 @@ def old_rows_left(database_url) -> bool:
         return conn.execute(f"SELECT EXISTS (SELECT 1 FROM bc_payment.outbox WHERE {OLD})").fetchone()[0]
 
 
+# Inserting the rows, then up to GONE_WITHIN_S of deleting them.
+@pytest.mark.timeout(300)
 def test_a_million_sent_events_go_while_payments_stay_within_budget(serve, service_env, database, sandbox):
     insert_old_sent_events(database)
     assert old_rows_left(database.url)
