@@ -26,7 +26,7 @@ from payment.kafka import ensure_topics
 from payment.runtime import build
 from payment.sandbox import make_sandbox_server
 from tests.run_database import RunDatabase
-from tests.support import TOPICS, Database, EventLog, Sandbox, Served
+from tests.support import TOPICS, Database, EventLog, Processes, Sandbox, Served
 
 
 @pytest.fixture(scope="session")
@@ -80,11 +80,13 @@ def database_url(db_route, server_url, request) -> str:
 def broker(tmp_path_factory):
     port = devstack.free_port()
     process = devstack.start_broker(port, tmp_path_factory.mktemp("tansu") / "tansu.log")
-    bootstrap = f"127.0.0.1:{port}"
-    # One partition: EventLog reads partition 0.
-    ensure_topics(bootstrap, list(TOPICS), partitions=1)
-    yield bootstrap
-    devstack.stop(process)
+    try:
+        bootstrap = f"127.0.0.1:{port}"
+        # One partition: EventLog reads partition 0.
+        ensure_topics(bootstrap, list(TOPICS), partitions=1)
+        yield bootstrap
+    finally:
+        devstack.stop(process)
 
 
 @pytest.fixture(scope="session")
@@ -92,8 +94,11 @@ def sandbox_url():
     server = make_sandbox_server()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
@@ -131,7 +136,8 @@ def nothing_happened(database, events):
 @pytest.fixture
 def serve(service_env, database, sandbox, events):
     """serve(env=service_env, workers=2, **more_env) -> Served: `python -m
-    payment serve` on a free port; every one started is stopped at the end."""
+    payment serve` on a free port, ready; every one started is stopped at the
+    end, one that never got ready too."""
     started: list[Served] = []
 
     def start(env: dict | None = None, workers: int = 2, **extra) -> Served:
@@ -139,11 +145,20 @@ def serve(service_env, database, sandbox, events):
                     **{name: str(value) for name, value in extra.items()}}
         full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         started.append(Served(full_env))
-        return started[-1]
+        return started[-1].wait_ready()
 
     yield start
     for served in started:
         served.stop()
+
+
+@pytest.fixture
+def processes():
+    """Processes: register each one a test starts by hand, before waiting
+    on it; all are stopped at the test's end."""
+    started = Processes()
+    yield started
+    started.stop_all()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 from psycopg.rows import dict_row
 
 from payment import jsonio, schemas
-from payment.devstack import free_port, wait_for_port
+from payment.devstack import free_port, stop, wait_for_port
 from payment.sandbox import EXAMPLE_CUSTOMER_ID
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +164,10 @@ def payment_body(order_id: str, amount="150.00", **fields) -> dict:
 
 
 class Served:
-    """`python -m payment serve` on a free port, its output read line by line."""
+    """`python -m payment serve` on a free port, its output read line by line.
+    Started by the constructor, ready after `wait_ready()`: whoever starts
+    one registers it for stopping in between, so that a start that fails or
+    times out is stopped too."""
 
     def __init__(self, env: dict, cwd: Path = ROOT, command=(sys.executable, "-m", "payment", "serve")):
         self.port = free_port()
@@ -176,9 +179,14 @@ class Served:
         self._lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+
+    def wait_ready(self) -> "Served":
+        """Returns once every worker has booted and one answers."""
         wait_for_port(self.port, timeout=60, process=self.process)
-        self.wait_for(lambda: len(self.worker_pids()) >= int(env.get("WEB_CONCURRENCY", 1)), "workers booted")
+        workers = int(self.env.get("WEB_CONCURRENCY", 1))
+        self.wait_for(lambda: len(self.worker_pids()) >= workers, "workers booted")
         self.wait_for(self._answers, "a worker answering")
+        return self
 
     def _read(self):
         for line in self.process.stdout:
@@ -220,11 +228,34 @@ class Served:
         return "\n".join(self.lines())
 
     def stop(self) -> int:
+        """SIGTERM, as a platform stops it; killed when it is not gone in
+        30 s (the exit code then says so)."""
         if self.process.poll() is None:
             self.process.terminate()
-        code = self.process.wait(30)
+        try:
+            code = self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
         self._reader.join(5)
         return code
+
+
+class Processes:
+    """Processes a test starts by hand, each registered as soon as it is
+    started (before anything waits on it) and stopped at the test's end
+    however it ended: SIGTERM, then SIGKILL after `timeout`."""
+
+    def __init__(self):
+        self._started: list[subprocess.Popen] = []
+
+    def add(self, process: subprocess.Popen) -> subprocess.Popen:
+        self._started.append(process)
+        return process
+
+    def stop_all(self, timeout: float = 10.0) -> None:
+        for process in reversed(self._started):
+            stop(process, timeout)
 
 
 @contextmanager

@@ -16,9 +16,10 @@ class RestartableBroker:
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.log_path = log_path
         self.process = None
-        self.start()
 
     def start(self):
+        # start_broker stops a process that never listens; one that does is
+        # held here before the topics are made, so `stop` reaches it.
         self.process = devstack.start_broker(self.port, self.log_path)
         # An in-memory broker comes back empty: the platform's topics exist
         # again before traffic resumes, as they would on a real cluster.
@@ -28,30 +29,36 @@ class RestartableBroker:
         self.process.kill()
         self.process.wait()
 
+    def stop(self):
+        devstack.stop(self.process)
+
 
 @pytest.fixture
 def own_broker(tmp_path):
     broker = RestartableBroker(tmp_path / "tansu.log")
-    yield broker
-    devstack.stop(broker.process)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
 
 
 @pytest.fixture
-def own_postgres(db_route):
+def own_postgres(db_route, request):
     """A server of the test's own; on the pgbouncer route `url` (the
     service's) reaches it through a PgBouncer of its own, which stays up while
     the server stops. The test reads it at `direct_url`."""
     server = StoppablePostgres()
+    request.addfinalizer(server.close)  # before it starts: a start that fails is stopped too
+    server.initialise()
+    server.start()
     migrations.migrate(server.url)
     server.direct_url = server.url
-    bouncer = None
     if db_route == "pgbouncer":
         bouncer = devstack.start_pgbouncer(server.url)
+        request.addfinalizer(bouncer.stop)
         server.url = bouncer.url_for(server.url)
-    yield server
-    server.close()
-    if bouncer:
-        bouncer.stop()
+    return server
 
 
 def pytest_generate_tests(metafunc):
