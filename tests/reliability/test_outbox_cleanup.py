@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from tests.support import new_order, payment_body
+from tests.timing import ceiling
 
 ROWS = 1_000_000
 # The pool wait and statement timeout, a quarter of the default: one
@@ -21,7 +22,7 @@ DB_TIMEOUT_S = 0.5
 DELIVERY_TIMEOUT_S = 1.0
 # A payment may wait at most one database timeout (for a pooled connection;
 # a statement cancelled by it would be a 503, not a 200) and one delivery wait.
-ANSWER_BOUND_S = DB_TIMEOUT_S + DELIVERY_TIMEOUT_S
+ANSWER_BOUND_S = ceiling(DB_TIMEOUT_S + DELIVERY_TIMEOUT_S)
 # The relays' share: 0.5 s of batches per pass, a pass a second, in each worker.
 GONE_WITHIN_S = 60
 OLD = "sent_at < now() - interval '1 hour'"
