@@ -26,7 +26,10 @@ from payment.kafka import ensure_topics
 from payment.runtime import build
 from payment.sandbox import make_sandbox_server
 from tests.run_database import RunDatabase
-from tests.support import TOPICS, Database, EventLog, Processes, Sandbox, Served
+from tests.support import (
+    BROKER_STOP_S, TOPICS, Database, EventLog, Processes, Sandbox, Served, deployment_env, start_served,
+    stop_all_served,
+)
 
 
 @pytest.fixture(scope="session")
@@ -86,13 +89,13 @@ def broker(tmp_path_factory):
         ensure_topics(bootstrap, list(TOPICS), partitions=1)
         yield bootstrap
     finally:
-        devstack.stop(process)
+        devstack.stop(process, timeout=BROKER_STOP_S)
 
 
 @pytest.fixture(scope="session")
 def sandbox_url():
     server = make_sandbox_server()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
@@ -141,15 +144,10 @@ def serve(service_env, database, sandbox, events):
     started: list[Served] = []
 
     def start(env: dict | None = None, workers: int = 2, **extra) -> Served:
-        full_env = {**os.environ, **(env or service_env), "WEB_CONCURRENCY": str(workers),
-                    **{name: str(value) for name, value in extra.items()}}
-        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        started.append(Served(full_env))
-        return started[-1].wait_ready()
+        return start_served(started, env or service_env, workers, **extra)
 
     yield start
-    for served in started:
-        served.stop()
+    stop_all_served(started)
 
 
 @pytest.fixture
@@ -163,15 +161,7 @@ def processes():
 
 @pytest.fixture
 def service_env(database_url, broker, sandbox_url) -> dict:
-    """The environment a deployment would give the service, pointed at the test components."""
-    return {
-        "DATABASE_URL": database_url,
-        "KAFKA_BOOTSTRAP_SERVERS": broker,
-        "ORDERING_SERVICE_URL": sandbox_url,
-        "RESERVATION_SERVICE_URL": sandbox_url,
-        "UPSTREAM_READ_TIMEOUT_S": "1",
-        "DB_TIMEOUT_S": "1",
-    }
+    return deployment_env(database_url, broker, sandbox_url)
 
 
 @pytest.fixture
@@ -225,7 +215,9 @@ def make_client():
 
     yield make
     for runtime in runtimes:
-        runtime.close(timeout=2)
+        # What the producer still holds is the outbox's to send; a test whose
+        # broker was unreachable need not wait for it.
+        runtime.close(timeout=0.5)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ topics read back, the database looked into, the sandbox arranged over HTTP."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -24,6 +25,9 @@ from payment.sandbox import EXAMPLE_CUSTOMER_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = ("payment-succeeded", "payment-failed")
+# The in-memory broker has nothing to keep, and its graceful stop waits
+# 5 s for connected clients: killed if it is not gone by then.
+BROKER_STOP_S = 0.5
 EVENT_SCHEMAS = {"payment-succeeded": "payment-succeeded.schema.json",
                  "payment-failed": "payment-failed.schema.json"}
 
@@ -163,6 +167,20 @@ def payment_body(order_id: str, amount="150.00", **fields) -> dict:
     return body
 
 
+DB_ROUTES = ("direct", "pgbouncer")
+
+
+def parametrize_db_route(metafunc) -> None:
+    """Run a test that reaches the database on every route (db_route in
+    tests/conftest.py), or, marked route_independent, on the direct one:
+    HTTP framing, validation, tokens, upstream faults and logs are the same
+    whichever way the service reaches PostgreSQL."""
+    if "database_url" not in metafunc.fixturenames:
+        return
+    routes = DB_ROUTES[:1] if metafunc.definition.get_closest_marker("route_independent") else DB_ROUTES
+    metafunc.parametrize("db_route", list(routes), indirect=True, scope="session")
+
+
 class Served:
     """`python -m payment serve` on a free port, its output read line by line.
     Started by the constructor, ready after `wait_ready()`: whoever starts
@@ -177,6 +195,7 @@ class Served:
             list(command), cwd=cwd, env=self.env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self._lines: list[str] = []
+        self._terminated = False
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -227,11 +246,16 @@ class Served:
     def log(self) -> str:
         return "\n".join(self.lines())
 
-    def stop(self) -> int:
-        """SIGTERM, as a platform stops it; killed when it is not gone in
-        30 s (the exit code then says so)."""
-        if self.process.poll() is None:
+    def terminate(self) -> None:
+        """SIGTERM, as a platform stops it, once."""
+        if not self._terminated and self.process.poll() is None:
+            self._terminated = True
             self.process.terminate()
+
+    def stop(self) -> int:
+        """SIGTERM, then wait; killed when it is not gone in 30 s (the exit
+        code then says so)."""
+        self.terminate()
         try:
             code = self.process.wait(30)
         except subprocess.TimeoutExpired:
@@ -239,6 +263,38 @@ class Served:
             code = self.process.wait()
         self._reader.join(5)
         return code
+
+
+def deployment_env(database_url: str, broker: str, sandbox_url: str) -> dict:
+    """The environment a deployment would give the service, pointed at the test components."""
+    return {
+        "DATABASE_URL": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": broker,
+        "ORDERING_SERVICE_URL": sandbox_url,
+        "RESERVATION_SERVICE_URL": sandbox_url,
+        "UPSTREAM_READ_TIMEOUT_S": "1",
+        "DB_TIMEOUT_S": "1",
+    }
+
+
+def start_served(started: list, env: dict, workers: int = 2, **extra) -> Served:
+    """`python -m payment serve` with `env` over this process's environment
+    and `extra` over both, ready; put in `started` before anything waits on
+    it, for the caller to stop (stop_all_served)."""
+    full_env = {**os.environ, **env, "WEB_CONCURRENCY": str(workers),
+                **{name: str(value) for name, value in extra.items()}}
+    full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    served = Served(full_env)
+    started.append(served)
+    return served.wait_ready()
+
+
+def stop_all_served(started: list[Served]) -> None:
+    """All told to stop at once, then waited for: their graceful shutdowns overlap."""
+    for served in started:
+        served.terminate()
+    for served in started:
+        served.stop()
 
 
 class Processes:

@@ -17,6 +17,9 @@ from tests.tokens import (
 )
 from tests.timing import ceiling
 
+# Tokens and scopes: the same whichever way the service reaches PostgreSQL.
+pytestmark = pytest.mark.route_independent
+
 JWKS_TIMEOUT_S = 1.0
 LOOKUP = "payment-lookup.schema.json"
 LIST = "payment-list.schema.json"

@@ -30,6 +30,7 @@ def error_body(message):
     return {"success": False, "errorMessage": f"Payment processing error: {message}", "payment": None}
 
 
+@pytest.mark.route_independent
 @pytest.mark.parametrize("script, status, message", [
     ({"status": 500, "body": '{"error": "boom"}'}, 502, "ordering service returned an invalid response"),
     ({"status": 200, "body": "<html>gateway</html>", "content_type": "text/html"}, 502,
@@ -54,6 +55,7 @@ def test_ordering_service_faults(client, config, sandbox, nothing_happened, scri
     assert time.monotonic() - started < ceiling(config.upstream_read_timeout)
 
 
+@pytest.mark.route_independent
 def test_ordering_service_refusing_connections_is_503(make_client, config, sandbox, nothing_happened):
     client = make_client(config, ordering_service_url=f"http://127.0.0.1:{free_port()}")
     reply = client.pay(payment_body("7c9e6679-7425-40de-944b-e07fc1f90ae7"))
@@ -62,6 +64,7 @@ def test_ordering_service_refusing_connections_is_503(make_client, config, sandb
     assert_no_leak(reply)
 
 
+@pytest.mark.route_independent
 def test_reservation_service_faults_name_it(make_client, config, sandbox, nothing_happened):
     order_id = new_order(sandbox)
     reservation_id = str(uuid.uuid4())

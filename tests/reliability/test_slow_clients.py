@@ -10,11 +10,15 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+import pytest
 import requests
 
 from tests.support import new_order, payment_body
 from tests.timing import ceiling
 from payment import jsonio
+
+# HTTP connections: the same whichever way the service reaches PostgreSQL.
+pytestmark = pytest.mark.route_independent
 
 WORKERS, THREADS = 2, 8
 # Different, to show each deadline applies where it should.

@@ -14,6 +14,9 @@ import pytest
 from tests.support import new_order, payment_body
 from tests.timing import ceiling
 
+# The upstreams' faults: the same whichever way the service reaches PostgreSQL.
+pytestmark = pytest.mark.route_independent
+
 READ_TIMEOUT_S = 1.0  # UPSTREAM_READ_TIMEOUT_S in the tests' environment
 BUDGET_S = ceiling(READ_TIMEOUT_S)
 

@@ -16,6 +16,9 @@ from payment.sandbox import EXAMPLE_CUSTOMER_ID
 from tests.support import new_order, payment_body
 from tests.timing import ceiling
 
+# The upstreams' limits: the same whichever way the service reaches PostgreSQL.
+pytestmark = pytest.mark.route_independent
+
 DEADLINE_S = 1.0   # the read timeout is 1 s too: every trickled byte comes well within it
 TRICKLE_MS = 100   # so a document of ~150 bytes would take ~15 s without the deadline
 CAP = 64 * 1024
