@@ -58,7 +58,8 @@ class Server:
         self.server.daemon_threads = True
         self.server.handle_error = lambda *args: None  # a dropped connection is the point
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # Polled often: close() waits up to one poll interval (0.5 s by default).
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     def drop_connections(self) -> None:
         """Close every connection from the server's side, as an idle timeout does."""
