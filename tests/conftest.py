@@ -6,7 +6,8 @@ ordering service over HTTP.
 `database_url` is how the service reaches PostgreSQL: directly, or through
 a transaction-pooling PgBouncer (`db_route`). The integration and
 reliability tiers run every test that touches the database both ways (their
-conftest.py parametrizes `db_route`); other tiers go direct. A test reads
+conftest.py parametrizes `db_route`), but for those marked
+route_independent; other tiers go direct. A test reads
 and arranges the database directly (`server_url`, the `database` fixture)."""
 
 from __future__ import annotations
