@@ -8,7 +8,7 @@ import time
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.run_database import PREFIX, STALE_AFTER_S, admin_connection, drop_stale, new_name
+from tests.run_database import PREFIX, STALE_AFTER_S, admin_connection, drop_stale
 
 GONE_PID = int(open("/proc/sys/kernel/pid_max").read())  # never a live pid
 
