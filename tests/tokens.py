@@ -109,7 +109,8 @@ class JwksServer:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}/jwks.json"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # Polled often: stop() waits up to one poll interval (0.5 s by default).
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         self._stopped = False
 

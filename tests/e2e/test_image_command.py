@@ -20,6 +20,9 @@ from payment import jsonio
 from tests.contract_examples import CONTRACT_EXAMPLES
 from tests.support import ROOT, Served, dockerfile_instructions
 
+# The first test here builds the image's virtual environment from PyPI.
+pytestmark = pytest.mark.timeout(300)
+
 
 @pytest.fixture(scope="session")
 def image(tmp_path_factory) -> tuple[Path, Path]:
@@ -59,6 +62,7 @@ def test_the_entry_command_starts_the_service_and_the_health_check_passes(image,
 
     served = Served(env, cwd=app, command=command)
     try:
+        served.wait_ready()
         assert requests.get(f"{served.url}/health/ready", timeout=5).status_code == 200
         reply = requests.post(f"{served.url}/payments", data=jsonio.dumps(CONTRACT_EXAMPLES["request"][1]),
                               headers={"Content-Type": "application/json"}, timeout=15)

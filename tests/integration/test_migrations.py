@@ -294,14 +294,14 @@ def migrate_command(url: str, *args: str, **env: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_a_changed_migration_stops_start_up_at_once(server):
+def test_a_changed_migration_stops_start_up_at_once(server, processes):
     url = server.create("changed")
     migrations.migrate(url, target=1)
     first = migrations.load()[0]
     execute(url, "UPDATE bc_payment.schema_migrations SET checksum = %s WHERE version = 1", ("0" * 64,))
 
     started = time.monotonic()
-    process = migrate_command(url, "--wait", "30")
+    process = processes.add(migrate_command(url, "--wait", "30"))
     out, err = process.communicate(timeout=60)
 
     assert process.returncode != 0
@@ -325,7 +325,8 @@ def test_misnamed_or_missing_migration_files_are_refused(tmp_path):
 # --- ten instances at once ---------------------------------------------------
 
 
-def test_ten_instances_migrating_at_once_apply_each_migration_once(server, broker, db_route, server_url):
+def test_ten_instances_migrating_at_once_apply_each_migration_once(server, broker, db_route, server_url,
+                                                                  processes):
     """Ten `python -m payment migrate` against one empty database. The test
     holds the migration lock until all ten wait on it (behind PgBouncer, as
     many as its server connections let through; the others queue in it), so
@@ -336,12 +337,12 @@ def test_ten_instances_migrating_at_once_apply_each_migration_once(server, broke
     expected = 10 if db_route == "direct" else PGBOUNCER_SERVER_CONNECTIONS - 1
     with psycopg.connect(url) as holder:
         holder.execute("SELECT pg_advisory_xact_lock(%s)", (migrations.MIGRATION_LOCK,))
-        processes = [migrate_command(url, KAFKA_BOOTSTRAP_SERVERS=broker) for _ in range(10)]
+        instances = [processes.add(migrate_command(url, KAFKA_BOOTSTRAP_SERVERS=broker)) for _ in range(10)]
         waiting = wait_for_waiters(watch, expected, timeout=30)
         holder.rollback()  # releases the lock: all ten race for it
-        outputs = [process.communicate(timeout=120) for process in processes]
+        outputs = [process.communicate(timeout=120) for process in instances]
 
-    assert [p.returncode for p in processes] == [0] * 10, [err for _, err in outputs]
+    assert [p.returncode for p in instances] == [0] * 10, [err for _, err in outputs]
     messages = [record["message"] for out, _ in outputs for line in out.splitlines()
                 if line.startswith("{") for record in [jsonio.loads(line)]]
     for migration in migrations.load():

@@ -16,6 +16,9 @@ import pytest
 from payment.sandbox import EXAMPLE_CUSTOMER_ID, EXAMPLE_ORDER_ID
 from tests.support import new_order, payment_body
 
+# Validation: the same whichever way the service reaches PostgreSQL.
+pytestmark = pytest.mark.route_independent
+
 
 def refused(message: str) -> dict:
     return {"success": False, "errorMessage": message, "payment": None}

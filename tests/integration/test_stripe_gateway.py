@@ -20,6 +20,7 @@ from payment.stripe_gateway import StripeGateway, transaction_id
 from tests.stripe_support import (  # noqa: F401  (fixtures)
     API_KEY, BLACKHOLE, FORWARD, LOSE_ANSWER, RESET, localstripe, stripe_proxy,
 )
+from tests.timing import ceiling
 
 DECLINING_CARD = "4000000000000341"   # attaches, then declined at charge: card_declined
 THREE_D_SECURE_CARD = "4000002500003155"
@@ -187,7 +188,8 @@ def test_processor_not_answering_is_bounded_by_the_timeout(gateway, stripe_proxy
     with pytest.raises(GatewayUnreachable):
         gateway.charge(payment)
     assert gateway.lookup(payment).found is Found.UNKNOWN
-    assert time.monotonic() - started < 3 * TIMEOUT_S
+    # The charge and the lookup, each ended by the timeout (the proxy holds them a minute).
+    assert time.monotonic() - started < ceiling(2 * TIMEOUT_S)
 
     stripe_proxy.switch(FORWARD)
     result = gateway.charge(payment)

@@ -55,6 +55,7 @@ def migrate(service_env, **extra) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.route_independent
 def test_with_creation_off_start_up_needs_the_platforms_topics(service_env, broker):
     succeeded, failed = fresh("succeeded"), fresh("failed")
     names = {"KAFKA_TOPIC_PAYMENT_SUCCEEDED": succeeded, "KAFKA_TOPIC_PAYMENT_FAILED": failed}

@@ -5,7 +5,7 @@ import pytest
 from payment import devstack, migrations
 from payment.kafka import ensure_topics
 from tests.reliability.postgres import StoppablePostgres
-from tests.support import TOPICS
+from tests.support import BROKER_STOP_S, TOPICS, parametrize_db_route
 
 
 class RestartableBroker:
@@ -16,9 +16,10 @@ class RestartableBroker:
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.log_path = log_path
         self.process = None
-        self.start()
 
     def start(self):
+        # start_broker stops a process that never listens; one that does is
+        # held here before the topics are made, so `stop` reaches it.
         self.process = devstack.start_broker(self.port, self.log_path)
         # An in-memory broker comes back empty: the platform's topics exist
         # again before traffic resumes, as they would on a real cluster.
@@ -28,34 +29,55 @@ class RestartableBroker:
         self.process.kill()
         self.process.wait()
 
+    def stop(self):
+        devstack.stop(self.process, timeout=BROKER_STOP_S)
+
 
 @pytest.fixture
 def own_broker(tmp_path):
     broker = RestartableBroker(tmp_path / "tansu.log")
-    yield broker
-    devstack.stop(broker.process)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_template():
+    """A data directory initialised and migrated once, then stopped cleanly:
+    each test's own server starts from a copy (a copy takes a fraction of a
+    second, initdb and the migrations several)."""
+    template = StoppablePostgres()
+    try:
+        template.initialise()
+        template.start()
+        migrations.migrate(template.url)
+        template.stop(mode="fast")
+        yield template.pgdata
+    finally:
+        template.close()
 
 
 @pytest.fixture
-def own_postgres(db_route):
-    """A server of the test's own; on the pgbouncer route `url` (the
-    service's) reaches it through a PgBouncer of its own, which stays up while
-    the server stops. The test reads it at `direct_url`."""
+def own_postgres(db_route, postgres_template, request):
+    """A server of the test's own, migrated; on the pgbouncer route `url`
+    (the service's) reaches it through a PgBouncer of its own, which stays up
+    while the server stops. The test reads it at `direct_url`."""
     server = StoppablePostgres()
-    migrations.migrate(server.url)
+    request.addfinalizer(server.close)  # before it starts: a start that fails is stopped too
+    server.initialise(template=postgres_template)
+    server.start()
     server.direct_url = server.url
-    bouncer = None
     if db_route == "pgbouncer":
         bouncer = devstack.start_pgbouncer(server.url)
+        request.addfinalizer(bouncer.stop)
         server.url = bouncer.url_for(server.url)
-    yield server
-    server.close()
-    if bouncer:
-        bouncer.stop()
+    return server
 
 
 def pytest_generate_tests(metafunc):
     # Every test here that reaches the database runs twice: directly, and
-    # through a transaction-pooling PgBouncer (tests/conftest.py, db_route).
-    if "database_url" in metafunc.fixturenames:
-        metafunc.parametrize("db_route", ["direct", "pgbouncer"], indirect=True, scope="session")
+    # through a transaction-pooling PgBouncer (tests/conftest.py, db_route);
+    # those marked route_independent directly only.
+    parametrize_db_route(metafunc)

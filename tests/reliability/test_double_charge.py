@@ -11,21 +11,31 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.expected_events import assert_event_of
-from tests.support import new_order, payment_body
+from tests.support import deployment_env, new_order, payment_body, start_served, stop_all_served
 
 IN_PROGRESS = {"success": False, "payment": None, "errorMessage": "A payment for this order is already in progress"}
 
 
-@pytest.fixture
-def ledger_file(tmp_path):
+@pytest.fixture(scope="module")
+def ledger_file(tmp_path_factory, db_route):
     """The simulator's optional file of charges (SIMULATOR_LEDGER_PATH), shared by the instances."""
-    return tmp_path / "charges.jsonl"
+    return tmp_path_factory.mktemp(f"ledger-{db_route}") / "charges.jsonl"
 
 
-@pytest.fixture
-def instances(serve, service_env, ledger_file):
-    env = {**service_env, "SIMULATOR_LATENCY_MS": "200", "SIMULATOR_LEDGER_PATH": str(ledger_file)}
-    return [serve(env, workers=2, GUNICORN_THREADS=4) for _ in range(3)]
+@pytest.fixture(scope="module")
+def instances(database_url, broker, sandbox_url, ledger_file):
+    """Three instances, started once for this module's tests (on each
+    route): each test pays for an order of its own, and reads the ledger and
+    the database for that order."""
+    env = {**deployment_env(database_url, broker, sandbox_url),
+           "SIMULATOR_LATENCY_MS": "200", "SIMULATOR_LEDGER_PATH": str(ledger_file)}
+    started: list = []
+    try:
+        for _ in range(3):
+            start_served(started, env, workers=2, GUNICORN_THREADS=4)
+        yield started
+    finally:
+        stop_all_served(started)
 
 
 def file_charges(ledger_file, order_id) -> list[bool]:

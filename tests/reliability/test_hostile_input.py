@@ -18,6 +18,9 @@ from payment import jsonio, schemas
 from payment.currencies import MINOR_UNITS
 from tests.support import payment_body
 
+# Input handling: the same whichever way the service reaches PostgreSQL.
+pytestmark = pytest.mark.route_independent
+
 REQUEST_SCHEMA = schemas.load("payment-request.schema.json")
 FIELDS = list(REQUEST_SCHEMA["properties"])
 # `make reliability-soak` draws ten times as many.

@@ -13,6 +13,9 @@ from payment import jsonio
 from payment.sandbox import EXAMPLE_CUSTOMER_ID, EXAMPLE_ORDER_ID
 from tests.support import new_order, payment_body
 
+# Number handling: the same whichever way the service reaches PostgreSQL.
+pytestmark = pytest.mark.route_independent
+
 DIGITS = jsonio.MAX_NUMBER_DIGITS
 HUGE = "1" * 4301  # one past Python's integer string-conversion limit
 CUSTOMER = f'"customerId": "{EXAMPLE_CUSTOMER_ID}"'

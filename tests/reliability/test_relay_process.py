@@ -18,11 +18,12 @@ from tests.support import ROOT, EventLog, new_order, payment_body
 UNSENT = "sent_at IS NULL"
 
 
-def start_relay(env: dict, log_path, command: str = "relay", says: bytes = b"outbox relay running"):
-    """A relay (or reconciler) process, returned once it says it runs."""
+def start_relay(processes, env: dict, log_path, command: str = "relay", says: bytes = b"outbox relay running"):
+    """A relay (or reconciler) process, returned once it says it runs;
+    registered in `processes` before that wait."""
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "payment", command], cwd=ROOT,
-                                   env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+        process = processes.add(subprocess.Popen([sys.executable, "-m", "payment", command], cwd=ROOT,
+                                                 env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT))
     deadline = time.monotonic() + 30
     while says not in log_path.read_bytes():
         assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
@@ -31,7 +32,7 @@ def start_relay(env: dict, log_path, command: str = "relay", says: bytes = b"out
 
 
 def test_two_relay_processes_drain_the_outbox_once(make_client, config, service_env, database, sandbox, broker,
-                                                  tmp_path):
+                                                  tmp_path, processes):
     # Payments taken while the broker was away: 40 events wait in the outbox.
     away = make_client(config, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}", kafka_delivery_timeout=0.05)
     paid = {}  # orderId -> paymentId
@@ -50,7 +51,7 @@ def test_two_relay_processes_drain_the_outbox_once(make_client, config, service_
     log.mark()
 
     env = {**service_env, "OUTBOX_RELAY_GRACE_S": "0.1", "OUTBOX_RELAY_INTERVAL_S": "0.1", "OUTBOX_RETENTION_S": "3600"}
-    relays = [start_relay(env, tmp_path / f"relay-{n}.log") for n in range(2)]
+    relays = [start_relay(processes, env, tmp_path / f"relay-{n}.log") for n in range(2)]
     try:
         deadline = time.monotonic() + 30
         while database.rows("outbox", UNSENT) and time.monotonic() < deadline:
@@ -90,7 +91,7 @@ def inserted(row) -> dict:
 
 
 def test_reconciler_process_settles_pending_payments_from_the_gateways_ledger(
-        service_env, database, broker, tmp_path):
+        service_env, database, broker, tmp_path, processes):
     charged, charged_order = insert_pending(database)
     # The simulated processor took this charge; its outcome was never recorded.
     database.execute(
@@ -102,7 +103,7 @@ def test_reconciler_process_settles_pending_payments_from_the_gateways_ledger(
     log.mark()
 
     env = {**service_env, "OUTBOX_RELAY_INTERVAL_S": "0.1"}
-    reconciler = start_relay(env, tmp_path / "reconciler.log", "reconcile", b"reconciler running")
+    reconciler = start_relay(processes, env, tmp_path / "reconciler.log", "reconcile", b"reconciler running")
     try:
         deadline = time.monotonic() + 30
         while database.rows(where="status = 'pending'") and time.monotonic() < deadline:

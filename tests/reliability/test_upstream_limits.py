@@ -14,10 +14,15 @@ import requests
 from payment import jsonio
 from payment.sandbox import EXAMPLE_CUSTOMER_ID
 from tests.support import new_order, payment_body
+from tests.timing import ceiling
+
+# The upstreams' limits: the same whichever way the service reaches PostgreSQL.
+pytestmark = pytest.mark.route_independent
 
 DEADLINE_S = 1.0   # the read timeout is 1 s too: every trickled byte comes well within it
 TRICKLE_MS = 100   # so a document of ~150 bytes would take ~15 s without the deadline
 CAP = 64 * 1024
+OVERSIZED_DEADLINE_S = 5.0
 PARTS = ["ordering service", "reservation service"]
 
 
@@ -52,7 +57,7 @@ def test_a_trickled_answer_is_504_at_the_deadline(make_client, config, sandbox, 
     assert (reply.status, reply.body) == (504, {
         "success": False, "payment": None, "errorMessage": f"Payment processing error: {part} did not answer in time"})
     assert reply.headers["Retry-After"] == "1"
-    assert DEADLINE_S - 0.1 < elapsed < DEADLINE_S + 0.5, elapsed
+    assert DEADLINE_S - 0.1 < elapsed < ceiling(DEADLINE_S), elapsed
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["Content-Length", "until close"])
@@ -61,12 +66,13 @@ def test_an_oversized_answer_is_502(make_client, config, sandbox, nothing_happen
     """A valid document followed by 20 MB of spaces: still the same JSON,
     but more than the service reads."""
     order_id, reservation_id = arrange(sandbox, part, pad_bytes=20 * 1024 * 1024, declare_length=declared)
-    client = make_client(config, upstream_deadline=5.0, upstream_max_response_bytes=CAP)
+    client = make_client(config, upstream_deadline=OVERSIZED_DEADLINE_S, upstream_max_response_bytes=CAP)
     reply, elapsed = timed_pay(client, order_id, reservation_id)
     assert (reply.status, reply.body) == (502, {
         "success": False, "payment": None,
         "errorMessage": f"Payment processing error: {part} returned an invalid response"})
-    assert elapsed < 2, elapsed
+    # Refused at the cap, long before the deadline.
+    assert elapsed < OVERSIZED_DEADLINE_S / 2, elapsed
 
 
 @pytest.mark.parametrize("part", PARTS)
@@ -87,7 +93,7 @@ def test_the_running_service_reads_its_limits_from_the_environment(serve, sandbo
                           data=jsonio.dumps(payment_body(order_id, reservationId=reservation_id)))
     elapsed = time.monotonic() - started
     assert reply.status_code == 504, reply.text
-    assert elapsed < DEADLINE_S + 0.5, elapsed
+    assert elapsed < ceiling(DEADLINE_S), elapsed
 
     big_order, big_reservation = arrange(sandbox, "reservation service", pad_bytes=2 * 1024 * 1024)
     served = serve(workers=1, UPSTREAM_MAX_RESPONSE_BYTES=CAP)
