@@ -8,6 +8,10 @@ from pathlib import Path
 from payment.files import SQL_DIR
 
 
+class QueryFileError(ValueError):
+    """The query file names a query twice: which one is meant is a guess."""
+
+
 def load_queries(path: Path) -> dict[str, str]:
     queries: dict[str, str] = {}
     name = None
@@ -15,6 +19,8 @@ def load_queries(path: Path) -> dict[str, str]:
         match = re.match(r"--\s*name:\s*(\w+)\s*$", line)
         if match:
             name = match.group(1)
+            if name in queries:
+                raise QueryFileError(f"{path.name}: the query {name!r} is named twice")
             queries[name] = ""
         elif name and not line.lstrip().startswith("--"):
             queries[name] += line + "\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from payment.queries import QUERIES, SQL_DIR, load_queries
+from payment.queries import QUERIES, SQL_DIR, QueryFileError, load_queries
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,9 +64,9 @@ def test_a_name_with_nothing_under_it_is_an_empty_query(tmp_path):
         "empty": "", "full": "SELECT 1;"}
 
 
-def test_a_name_given_twice_keeps_the_later_query(tmp_path):
-    # Nothing warns of it: the service's file is held to one block per name below.
-    assert parsed(tmp_path, "-- name: twice\nSELECT 1;\n-- name: twice\nSELECT 2;\n") == {"twice": "SELECT 2;"}
+def test_a_name_given_twice_is_refused_naming_it(tmp_path):
+    with pytest.raises(QueryFileError, match="'twice' is named twice"):
+        parsed(tmp_path, "-- name: twice\nSELECT 1;\n-- name: twice\nSELECT 2;\n")
 
 
 def test_a_name_the_file_does_not_hold_is_a_key_error(tmp_path):
