@@ -63,7 +63,7 @@ class TokenVerifier:
 
     def __init__(self, *, hs256_secret: str | None = None, jwks_client: jwt.PyJWKClient | None = None,
                  audience: str | None = None, issuer: str | None = None,
-                 service_scope: str = "payments:read-all", leeway: float = 0.0):
+                 service_scope: str, leeway: float):
         if not (hs256_secret or jwks_client):
             raise ValueError("a token verifier needs an HS256 secret or a JWKS client")
         self._hs256_secret = hs256_secret

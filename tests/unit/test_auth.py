@@ -108,7 +108,7 @@ def test_no_header_asks_for_a_token():
 
 @pytest.fixture
 def verifier():
-    return TokenVerifier(hs256_secret=HS256_SECRET, service_scope="payments:read-all")
+    return TokenVerifier(hs256_secret=HS256_SECRET, service_scope="payments:read-all", leeway=0.0)
 
 
 def test_a_good_token_names_its_caller(verifier):
@@ -135,4 +135,4 @@ def test_only_configured_algorithms_are_accepted(verifier):
 
 def test_a_verifier_needs_a_key():
     with pytest.raises(ValueError):
-        TokenVerifier()
+        TokenVerifier(service_scope="payments:read-all", leeway=0.0)
