@@ -365,13 +365,14 @@ class PaymentStore:
         return self._one_payment("find_payment", {"id": payment_id})
 
     def list_for_order(self, order_id: UUID) -> list[Payment]:
-        """Every attempt for the order, newest first."""
-        with self._transaction(class_row(Payment)) as cur:
+        """Every attempt for the order, newest first: one statement, so one
+        round trip, its own transaction."""
+        with self._statement(class_row(Payment)) as cur:
             return cur.execute(QUERIES["list_payments_for_order"], {"order_id": order_id}).fetchall()
 
     def outbox_backlog(self) -> tuple[int, float | None]:
         """(unsent events, age in seconds of the oldest, or None when none)."""
-        with self._transaction() as cur:
+        with self._statement() as cur:
             unsent, oldest_age_s = cur.execute(QUERIES["outbox_backlog"]).fetchone()
             return unsent, oldest_age_s
 
