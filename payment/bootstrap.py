@@ -33,7 +33,6 @@ from payment.marker import SentMarker
 from payment.metrics import Metrics
 from payment.reconciler import Reconciler
 from payment.relay import OutboxRelay
-from payment.side_calls import SideCalls
 from payment.simulator import SimulatedGateway
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ LOOP_POOL_MAX = 3
 class Core:
     """What every process of the service holds: the pool and the store, the
     producer and the delivery of events (with its marker), the upstream
-    connections and the threads for reservation calls, the gateway, the
+    connections, the gateway, the
     service's dependencies over them, and the relay loop once one is made."""
 
     config: Config
@@ -56,7 +55,6 @@ class Core:
     publisher: KafkaPublisher
     delivery: Delivery
     upstream_session: ConnectionPool
-    side_calls: SideCalls
     gateway: PaymentGateway
     deps: service.Dependencies
     metrics: Metrics | None = None
@@ -87,8 +85,7 @@ class Core:
         """Close everything, in this order:
 
         1. the relay loop, so that nothing new is claimed or produced;
-        2. the threads for reservation calls (one still running ends within
-           its deadline), then the upstream connections, which it may use;
+        2. the upstream connections kept alive;
         3. the producer, flushed for up to `timeout`: the events queued are
            delivered, and their reports hand the marker more marks;
         4. the marker, which writes the marks still waiting (after the flush,
@@ -97,7 +94,6 @@ class Core:
         """
         if self.relay is not None:
             self.relay.stop()
-        self.side_calls.close()
         self.upstream_session.close()
         left = self.publisher.close(timeout=timeout)
         if left:
@@ -115,11 +111,6 @@ def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int 
     store = db.PaymentStore(pool)
     session = upstream.new_session(pool_size=config.db_pool_max)
     ordering, reservations = upstream_clients(config, session, metrics=metrics)
-    # Each request thread has at most one reservation call of its own under
-    # way; one abandoned (the order was refused first) may hold a thread a
-    # little longer, bounded by its deadline, which also counts any wait for
-    # a thread.
-    side_calls = SideCalls(threads=config.worker_threads)
     publisher = KafkaPublisher(config.kafka_bootstrap_servers, config.kafka_message_timeout, config.kafka_settings)
     delivery = Delivery(store, publisher, SentMarker(store))
     gateway = build_gateway(config, simulator=lambda: SimulatedGateway(
@@ -136,10 +127,9 @@ def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int 
         topic_failed=config.topic_failed,
         delivery_timeout=config.kafka_delivery_timeout,
         pending_timeout=config.pending_timeout,
-        side_calls=side_calls,
     )
     return Core(config=config, pool=pool, store=store, publisher=publisher, delivery=delivery,
-                upstream_session=session, side_calls=side_calls, gateway=gateway, deps=deps, metrics=metrics)
+                upstream_session=session, gateway=gateway, deps=deps, metrics=metrics)
 
 
 def upstream_clients(config: Config, session: ConnectionPool, *, metrics: Metrics | None = None):

@@ -14,14 +14,25 @@ received (status line and headers included), read in bounded pieces and
 counted as they arrive: an oversized answer is dropped at the cap, never held
 whole.
 
+A call is made in two halves, `send` and `receive` (`get` is both), so that
+one thread can have two calls under way at once: it sends one, makes the
+other whole, then reads the first one's answer, and both servers work at the
+same time without a thread of their own. `send` never waits for a server: it
+writes the request on a kept-alive connection, or on a new one when that is
+made at once; otherwise the connection is made by `receive`, within the
+deadline, which counts from `send`. A call whose answer is no longer wanted
+is `discard`ed: its connection is closed, never pooled with an answer still
+to come on it.
+
 A kept-alive connection that the server has closed is noticed before it is
-used; one that turns out dead when the request is written is replaced once by
-a fresh connection (GET is idempotent). Nothing else is retried: a request is
-retried by its own client.
+used; one that turns out dead when the request is written, or that closes
+before any answer, is replaced once by a fresh connection (GET is
+idempotent). Nothing else is retried: a request is retried by its own client.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import http.client
 import io
@@ -69,54 +80,87 @@ class ConnectionPool:
         """GET url; returns (status, body) or raises HTTPTimeout, HTTPUnavailable,
         HTTPBadAnswer or HTTPTooLarge. `deadline` (seconds) bounds the whole
         call; `max_bytes` what the answer may send, headers included."""
-        budget = _Budget(deadline, read_timeout, max_bytes)
+        return self.receive(self.send(url, connect_timeout=connect_timeout, read_timeout=read_timeout,
+                                      headers=headers, deadline=deadline, max_bytes=max_bytes))
+
+    def send(self, url: str, *, connect_timeout: float, read_timeout: float,
+             headers: dict | None = None, deadline: float | None = None,
+             max_bytes: int | None = None) -> "Call":
+        """The first half of `get`: write the request and return at once, so
+        that the caller can do something else (another call) while the server
+        works. The deadline counts from here. Never raises: a failure is
+        raised by `receive`, when the caller asks for the answer."""
         parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        conn = self._checkout(key)
-        reused = conn is not None
+        call = Call(parts, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), headers,
+                    _Budget(deadline, read_timeout, max_bytes), connect_timeout)
+        call.conn = self._checkout(call.key)
+        call.reused = call.conn is not None
         try:
-            if conn is None:
-                conn = self._connect(parts, budget.timeout(connect_timeout))
+            if call.conn is None:
+                call.conn = _connect_at_once(parts)
+            if call.conn is not None:
+                try:
+                    _write(call)
+                except _STALE:
+                    if not call.reused:
+                        raise
+                    call.conn.close()
+                    call.reused = False
+                    call.conn = _connect_at_once(parts)
+                    if call.conn is not None:
+                        _write(call)
+        except Exception as exc:  # noqa: BLE001 - kept for receive, which raises it
+            _close(call.conn)
+            call.conn, call.failure = None, exc
+        return call
+
+    def receive(self, call: "Call") -> tuple[int, bytes]:
+        """The answer to a sent call, as `get` returns it or raises. The
+        connection goes back to the pool only when the answer was read whole
+        and the server keeps it alive."""
+        budget = call.budget
+        try:
+            if call.failure is not None:
+                raise call.failure
+            if not call.sent:
+                # No connection could be made at once: made now, within the deadline.
+                call.conn = self._connect(call.parts, budget.timeout(call.connect_timeout))
+                _write(call)
             try:
-                status, body, keep = self._exchange(conn, target, headers, budget)
+                status, body, keep = _read(call.conn, budget)
             except _STALE:
-                if not reused:
+                if not call.reused:
                     raise
-                conn.close()
-                conn = self._connect(parts, budget.timeout(connect_timeout))
-                status, body, keep = self._exchange(conn, target, headers, budget)
+                call.conn.close()
+                call.reused = False
+                call.conn = self._connect(call.parts, budget.timeout(call.connect_timeout))
+                _write(call)
+                status, body, keep = _read(call.conn, budget)
         except HTTPTooLarge:
-            _close(conn)
+            self.discard(call)
             raise
         except (TimeoutError, socket.timeout):
-            _close(conn)
+            self.discard(call)
             raise HTTPTimeout() from None
         except (OSError, http.client.RemoteDisconnected):
-            _close(conn)
+            self.discard(call)
             raise HTTPUnavailable() from None
         except (http.client.HTTPException, ValueError):
-            _close(conn)
+            self.discard(call)
             raise HTTPBadAnswer() from None
+        conn, call.conn = call.conn, None
         if keep:
-            self._checkin(key, conn)
+            self._checkin(call.key, conn)
         else:
             conn.close()
         return status, body
 
     @staticmethod
-    def _exchange(conn, target: str, headers: dict | None, budget: "_Budget") -> tuple[int, bytes, bool]:
-        conn.sock.settimeout(budget.timeout(budget.read_timeout))
-        conn.request("GET", target, headers=headers or {})
-        # The response reads the socket through this call's budget.
-        conn.response_class = functools.partial(_BudgetedResponse, budget=budget)
-        response = conn.getresponse()
-        if response.length is not None and budget.max_bytes is not None and response.length > budget.max_bytes:
-            raise HTTPTooLarge()  # declared too large: its body is never read
-        pieces = []
-        while piece := response.read(_PIECE):
-            pieces.append(piece)
-        return response.status, b"".join(pieces), not response.will_close
+    def discard(call: "Call") -> None:
+        """The answer is no longer wanted: its connection is closed, never
+        pooled with an answer still to come on it."""
+        _close(call.conn)
+        call.conn = None
 
     @staticmethod
     def _connect(parts, timeout: float) -> http.client.HTTPConnection:
@@ -149,6 +193,81 @@ class ConnectionPool:
         for conns in idle.values():
             for conn in conns:
                 conn.close()
+
+
+class Call:
+    """A GET between `send` and `receive`: its connection (None before one
+    is made, or once the call is over), its budget, and a failure of `send`
+    kept for `receive` to raise."""
+
+    __slots__ = ("parts", "key", "target", "headers", "budget", "connect_timeout", "conn", "reused", "sent",
+                 "failure")
+
+    def __init__(self, parts, target: str, headers: dict | None, budget: "_Budget", connect_timeout: float):
+        self.parts = parts
+        self.key = (parts.scheme, parts.netloc)
+        self.target = target
+        self.headers = headers or {}
+        self.budget = budget
+        self.connect_timeout = connect_timeout
+        self.conn: http.client.HTTPConnection | None = None
+        self.reused = False
+        self.sent = False
+        self.failure: BaseException | None = None
+
+
+def _write(call: Call) -> None:
+    call.conn.sock.settimeout(call.budget.timeout(call.budget.read_timeout))
+    call.conn.request("GET", call.target, headers=call.headers)
+    call.sent = True
+
+
+def _read(conn, budget: "_Budget") -> tuple[int, bytes, bool]:
+    # The response reads the socket through this call's budget.
+    conn.response_class = functools.partial(_BudgetedResponse, budget=budget)
+    response = conn.getresponse()
+    if response.length is not None and budget.max_bytes is not None and response.length > budget.max_bytes:
+        raise HTTPTooLarge()  # declared too large: its body is never read
+    pieces = []
+    while piece := response.read(_PIECE):
+        pieces.append(piece)
+    return response.status, b"".join(pieces), not response.will_close
+
+
+def _connect_at_once(parts) -> http.client.HTTPConnection | None:
+    """A new plain-HTTP connection if its handshake is over as soon as it is
+    asked for (a server on this host, or one as near), else None: `send`
+    never waits for a connection, so that a server that drops connection
+    attempts holds up nothing the caller does meanwhile; `receive` then
+    connects the usual way. TLS is always left to `receive`: its handshake
+    is a wait too."""
+    if parts.scheme != "http":
+        return None
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(parts.hostname, parts.port or 80,
+                                                             type=socket.SOCK_STREAM)[0]
+    except OSError:
+        return None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setblocking(False)
+        if sock.connect_ex(address) not in (0, errno.EINPROGRESS):
+            sock.close()
+            return None
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        if not poller.poll(0) or sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            # Not connected yet, or refused: the connect of `receive` tells which.
+            sock.close()
+            return None
+        sock.setblocking(True)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        sock.close()
+        return None
+    conn = http.client.HTTPConnection(parts.hostname, parts.port)
+    conn.sock = sock
+    return conn
 
 
 class _Budget:

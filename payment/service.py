@@ -4,8 +4,8 @@
   2. order validation         5. charge through the gateway
   3. reservation validation   6. outcome + event committed together, then produced
 
-Steps 2 and 3 fetch at once (the reservation on a pool thread) and judge in
-that order.
+Steps 2 and 3 fetch at once (the reservation's request is sent before the
+order is fetched, its answer read after) and judge in that order.
 
 `pay` answers with an Outcome (succeeded, replayed or declined: a decline is
 a payment too, failed and recorded); every other answer is a PaymentError.
@@ -18,18 +18,17 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from payment import logs, representations
 from payment.errors import (
     CustomerMismatch, DatabaseUnavailable, GatewayUnavailable, OrderInvalid, OrderNotFound,
-    PaymentAlreadySettled, PaymentInProgress, ReservationInvalid, UpstreamTimeout,
+    PaymentAlreadySettled, PaymentInProgress, ReservationInvalid,
 )
 from payment.gateway import Found, GatewayUnreachable
 from payment.model import CLOSED_ORDER_STATUSES, ChargeResult, Payment, PaymentRequest
 from payment.money import shorten, shown_amount
-from payment.side_calls import InOrder
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +41,13 @@ SHOWN_TEXT_CHARS = 40
 class Dependencies:
     store: object          # db.PaymentStore
     ordering: object       # upstream.OrderingClient
-    reservations: object   # upstream.ReservationClient
+    reservations: object   # upstream.ReservationClient (start_reservation → result() / abandon())
     gateway: object        # gateway.PaymentGateway
     delivery: object       # delivery.Delivery
     topic_succeeded: str
     topic_failed: str
     delivery_timeout: float
     pending_timeout: float = 120.0  # age at which the reconciler asks the gateway
-    # Where the reservation call runs while the order is fetched
-    # (side_calls.SideCalls); InOrder makes it after the order, on the request thread.
-    side_calls: object = field(default_factory=InOrder)
 
 
 @dataclass(frozen=True)
@@ -124,15 +120,15 @@ def retry_after(live: Payment | None, pending_timeout: float, now: datetime | No
 
 def check_upstreams(request: PaymentRequest, deps: Dependencies) -> None:
     """Steps 2 and 3: the order and, when one is named, the reservation. The
-    reservation is fetched while the order is, so the request waits for the
-    slower answer, not for both; the answers are judged in the same order
+    reservation's request is sent first and its answer read once the order
+    is fetched, so the two services work at once and the request waits for
+    the slower answer, not for both; the answers are judged in the same order
     whichever comes first: the order's refusal or fault is the answer even
-    when the reservation is bad too."""
+    when the reservation is bad too, and the reservation's is then not
+    waited for."""
     reservation = None
     if request.reservation_id is not None:
-        reservation = deps.side_calls.start(
-            deps.reservations.get_reservation, request.reservation_id,
-            deadline=deps.reservations.deadline, late=UpstreamTimeout(deps.reservations.part))
+        reservation = deps.reservations.start_reservation(request.reservation_id)
     try:
         validate_order(request, deps.ordering.get_order(request.order_id))
     except BaseException:

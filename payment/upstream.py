@@ -7,9 +7,13 @@ not whole within the call's deadline is a timeout (504), one over the size
 cap or holding a number that cannot be held exactly (jsonio's rules, the same
 as for a request) a bad response (502).
 
+A reservation is asked for in two steps, `start_reservation` (the request
+is sent) and `result()` (the answer is read and judged), so that the order
+can be fetched in between: both services work at once, the payment waits
+for the slower of the two answers, and no thread is handed the call.
+
 Each call passes on the id of the request it is made for (X-Request-ID),
-read from the request's log context (payment/logs.py), which goes with a
-call made on another thread (payment/side_calls.py).
+read from the request's log context (payment/logs.py).
 """
 
 from __future__ import annotations
@@ -50,15 +54,24 @@ class _JsonUpstream:
         self.max_response_bytes = max_response_bytes
         self.metrics = metrics  # metrics.Metrics, or None to record nothing
 
-    def _get(self, path: str, parse, deadline: float | None):
-        """GET path and parse the JSON object; None on 404. Timed, and any
-        failure counted by kind, for the metrics. `deadline`, when given,
-        shortens the call's own: a call that waited for a thread has only
-        what is left of it (payment/side_calls.py)."""
+    def _get(self, path: str, parse):
+        return self._start(path, parse).result()
+
+    def _start(self, path: str, parse) -> "Pending":
+        """Send the GET of path; its answer is read by the Pending's result().
+        The call's deadline counts from here."""
         started = time.perf_counter()
+        call = self.session.send(
+            self.base_url + path, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
+            deadline=self.deadline, max_bytes=self.max_response_bytes, headers=_request_id_header())
+        return Pending(self, call, parse, started)
+
+    def _finish(self, call, parse, started: float):
+        """Read the answer and parse the JSON object; None on 404. Timed from
+        the send, and any failure counted by kind, for the metrics."""
         kind = None
         try:
-            data = self._fetch(path, self.deadline if deadline is None else min(deadline, self.deadline))
+            data = self._answer(call)
             if data is None:
                 return None
             try:
@@ -72,13 +85,9 @@ class _JsonUpstream:
             if self.metrics is not None:
                 self.metrics.upstream_call(self.service, time.perf_counter() - started, kind)
 
-    def _fetch(self, path: str, deadline: float) -> dict | None:
-        if deadline <= 0:
-            raise UpstreamTimeout(self.part)
+    def _answer(self, call) -> dict | None:
         try:
-            status, body = self.session.get(
-                self.base_url + path, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
-                deadline=deadline, max_bytes=self.max_response_bytes, headers=_request_id_header())
+            status, body = self.session.receive(call)
         except HTTPTimeout:
             raise UpstreamTimeout(self.part) from None
         except HTTPUnavailable:
@@ -98,20 +107,43 @@ class _JsonUpstream:
         return data
 
 
+class Pending:
+    """An upstream call sent, its answer not read yet."""
+
+    __slots__ = ("_upstream", "_call", "_parse", "_started")
+
+    def __init__(self, upstream: _JsonUpstream, call, parse, started: float):
+        self._upstream = upstream
+        self._call = call
+        self._parse = parse
+        self._started = started
+
+    def result(self):
+        """What the upstream answered, parsed (None on 404), or the
+        DependencyError that names it; waits no longer than the deadline."""
+        return self._upstream._finish(self._call, self._parse, self._started)
+
+    def abandon(self) -> None:
+        """The answer is no longer wanted: its connection is closed unread.
+        Nothing is timed or counted: the call had no outcome."""
+        self._upstream.session.discard(self._call)
+
+
 class OrderingClient(_JsonUpstream):
     part = "ordering service"
     service = "ordering"
 
-    def get_order(self, order_id: UUID, *, deadline: float | None = None) -> Order | None:
-        return self._get(f"/orders/{order_id}", _order, deadline)
+    def get_order(self, order_id: UUID) -> Order | None:
+        return self._get(f"/orders/{order_id}", _order)
 
 
 class ReservationClient(_JsonUpstream):
     part = "reservation service"
     service = "reservation"
 
-    def get_reservation(self, reservation_id: UUID, *, deadline: float | None = None) -> Reservation | None:
-        return self._get(f"/reservations/{reservation_id}", _reservation, deadline)
+    def start_reservation(self, reservation_id: UUID) -> Pending:
+        """The reservation's GET, sent; `result()` is the Reservation or None."""
+        return self._start(f"/reservations/{reservation_id}", _reservation)
 
 
 def _request_id_header() -> dict | None:

@@ -136,10 +136,33 @@ class FakeOrdering(_FakeUpstream):
 
 
 class FakeReservations(_FakeUpstream):
+    """Started as the real client is: the call is made (and kept) at
+    `start_reservation`, its answer or fault handed over by `result()`."""
+
     part = "reservation service"
 
-    def get_reservation(self, reservation_id, *, deadline=None):
-        return self._answer(reservation_id)
+    def start_reservation(self, reservation_id):
+        return Sent(lambda: self._answer(reservation_id))
+
+
+class Sent:
+    """A fake call already made: `result()` returns what it returned or
+    raises what it raised; `abandoned` once it is no longer wanted."""
+
+    def __init__(self, call):
+        self.abandoned = False
+        try:
+            self._answer, self._error = call(), None
+        except Exception as error:  # noqa: BLE001 - handed over by result()
+            self._answer, self._error = None, error
+
+    def result(self):
+        if self._error is not None:
+            raise self._error
+        return self._answer
+
+    def abandon(self):
+        self.abandoned = True
 
 
 class FakeGateway:

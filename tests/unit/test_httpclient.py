@@ -1,7 +1,8 @@
 """The upstream HTTP client against a real local server: connections kept
 alive and reused, a connection the server closed replaced without the caller
 noticing, timeouts and refusals told apart; a whole-call deadline and a cap
-on what an answer may send."""
+on what an answer may send; a call sent and received in two halves, its
+deadline counted from the send, a discarded one never pooled."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from tests.timing import ceiling
 class Server:
     """HTTP/1.1 with keep-alive; records each connection and request."""
 
-    def __init__(self, delay_s: float = 0.0, http10: bool = False, hang_up_on: int | None = None):
+    def __init__(self, delay_s: float = 0.0, http10: bool = False, hang_up_on: int | None = None,
+                 answer: bytes = b'{"ok":true}'):
         outer = self
         self.connections = 0
         self.paths: list[str] = []
@@ -44,7 +46,7 @@ class Server:
                     return
                 outer.headers.append(dict(self.headers))
                 time.sleep(delay_s)
-                body = b'{"ok":true}' if self.path != "/missing" else b"{}"
+                body = answer if self.path != "/missing" else b"{}"
                 self.send_response(200 if self.path != "/missing" else 404)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -337,49 +339,147 @@ def test_an_endless_answer_stops_at_the_cap_and_memory_stays_flat(framing):
         server.close()
 
 
-def test_a_client_call_given_less_time_than_its_own_deadline_ends_then():
-    """A reservation call that waited for a thread gets only what is left of
-    its deadline; nothing left is a timeout without any request sent."""
-    from payment.errors import UpstreamTimeout
-    from payment.upstream import ReservationClient
+def send(pool, url, **kw):
+    return pool.send(url, connect_timeout=1, read_timeout=kw.pop("read_timeout", 1), **kw)
 
-    server = Server(delay_s=1.0)
+
+def test_send_returns_before_the_answer_and_receive_reads_it():
+    server = Server(delay_s=0.3)
     try:
-        client = ReservationClient(server.url, ConnectionPool(), connect_timeout=1, read_timeout=2,
-                                   deadline=2, max_response_bytes=4096)
+        pool = ConnectionPool()
         started = time.monotonic()
-        with pytest.raises(UpstreamTimeout):
-            client.get_reservation("f47ac10b-58cc-4372-a567-0e02b2c3d479", deadline=0.3)
-        assert 0.25 < time.monotonic() - started < 0.6
-        calls = len(server.paths)
-        with pytest.raises(UpstreamTimeout):
-            client.get_reservation("f47ac10b-58cc-4372-a567-0e02b2c3d479", deadline=0)
-        assert len(server.paths) == calls
+        call = send(pool, server.url + "/orders/1", headers={"X-Request-ID": "abc"})
+        assert time.monotonic() - started < 0.2
+        assert pool.receive(call) == (200, b'{"ok":true}')
+        assert server.headers[0]["X-Request-ID"] == "abc"
+        assert get(pool, server.url + "/orders/2")[0] == 200
+        assert server.connections == 1  # read whole: back in the pool
     finally:
         server.close()
 
 
-def test_the_request_id_of_the_log_context_is_passed_on_from_the_pool_thread_too():
-    """The clients read the id from the request's log context, which the
-    reservation call takes to its pool thread; no id outside a request."""
+def test_two_calls_sent_then_received_on_one_thread_are_served_at_once():
+    server = Server(delay_s=0.5)
+    try:
+        pool = ConnectionPool()
+        started = time.monotonic()
+        first, second = send(pool, server.url + "/reservations/1"), send(pool, server.url + "/orders/1")
+        assert pool.receive(second)[0] == pool.receive(first)[0] == 200
+        elapsed = time.monotonic() - started
+        assert elapsed < 0.85, elapsed  # one after the other: 1 s
+        assert server.connections == 2
+    finally:
+        server.close()
+
+
+def test_the_deadline_counts_from_send():
+    server = Server(delay_s=3.0)
+    try:
+        pool = ConnectionPool()
+        started = time.monotonic()
+        call = send(pool, server.url + "/orders/1", read_timeout=2, deadline=0.6)
+        time.sleep(0.4)
+        with pytest.raises(HTTPTimeout):
+            pool.receive(call)
+        elapsed = time.monotonic() - started
+        assert 0.55 <= elapsed < 0.9, elapsed  # from receive it would be 1.0 s
+    finally:
+        server.close()
+
+
+def test_a_discarded_call_closes_its_connection():
+    server = Server(delay_s=0.3)
+    try:
+        pool = ConnectionPool()
+        call = send(pool, server.url + "/orders/1")
+        assert wait_until(lambda: server.paths == ["/orders/1"])
+        pool.discard(call)
+        assert not any(pool._idle.values())
+        assert get(pool, server.url + "/orders/2") == (200, b'{"ok":true}')  # not the first answer
+        assert server.connections == 2
+    finally:
+        server.close()
+
+
+def test_a_stale_connection_found_by_receive_is_replaced_once():
+    """The server takes the second request on the kept-alive connection and
+    closes without an answer: the call is made again on a fresh one."""
+    server = Server(hang_up_on=2)
+    try:
+        pool = ConnectionPool()
+        assert get(pool, server.url + "/orders/1")[0] == 200
+        call = send(pool, server.url + "/orders/2")
+        assert pool.receive(call) == (200, b'{"ok":true}')
+        assert server.paths == ["/orders/1", "/orders/2", "/orders/2"]
+        assert server.connections == 2
+    finally:
+        server.close()
+
+
+def test_send_fails_nothing_that_receive_does_not_raise():
+    pool = ConnectionPool()
+    call = send(pool, f"http://127.0.0.1:{free_port()}/orders/1")
+    with pytest.raises(HTTPUnavailable):
+        pool.receive(call)
+
+
+def test_send_does_not_wait_for_a_connection_that_is_slow_to_come():
+    """A listener whose accept queue is full drops connection attempts: send
+    returns at once; receive waits for the connection up to the deadline."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    try:
+        while True:
+            filler = socket.socket()
+            filler.settimeout(0.2)
+            fillers.append(filler)
+            try:
+                filler.connect(listener.getsockname())
+            except (TimeoutError, socket.timeout):
+                break
+        pool = ConnectionPool()
+        started = time.monotonic()
+        call = pool.send("http://127.0.0.1:%d/orders/1" % listener.getsockname()[1],
+                         connect_timeout=5, read_timeout=5, deadline=0.5)
+        assert time.monotonic() - started < 0.1
+        with pytest.raises(HTTPTimeout):
+            pool.receive(call)
+        assert time.monotonic() - started < ceiling(0.5)
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+def wait_until(condition) -> bool:
+    ends = time.monotonic() + 5
+    while not condition():
+        if time.monotonic() > ends:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_the_request_id_of_the_log_context_is_passed_on_by_both_clients():
+    """The clients read the id from the request's log context; no id outside a request."""
     from payment import logs
     from payment.errors import UpstreamBadResponse
-    from payment.side_calls import SideCalls
     from payment.upstream import OrderingClient, ReservationClient
 
     server = Server()
-    side_calls = SideCalls(threads=1)
     options = dict(connect_timeout=1, read_timeout=1, deadline=2, max_response_bytes=4096)
     ordering = OrderingClient(server.url, ConnectionPool(), **options)
     reservations = ReservationClient(server.url, ConnectionPool(), **options)
     token = logs.bind(requestId="checkout-7f3a:1")
     try:
+        pending = reservations.start_reservation("f47ac10b-58cc-4372-a567-0e02b2c3d479")
         # The server's `{"ok":true}` is no order: the answer is not the point here.
         with pytest.raises(UpstreamBadResponse):
-            side_calls.start(reservations.get_reservation, "f47ac10b-58cc-4372-a567-0e02b2c3d479",
-                             deadline=2, late=TimeoutError()).result()
-        with pytest.raises(UpstreamBadResponse):
             ordering.get_order("7c9e6679-7425-40de-944b-e07fc1f90ae7")
+        with pytest.raises(UpstreamBadResponse):
+            pending.result()
         logs.unbind(token)
         token = None
         with pytest.raises(UpstreamBadResponse):
@@ -387,6 +487,31 @@ def test_the_request_id_of_the_log_context_is_passed_on_from_the_pool_thread_too
     finally:
         if token is not None:
             logs.unbind(token)
-        side_calls.close()
         server.close()
     assert [headers.get("X-Request-ID") for headers in server.headers] == ["checkout-7f3a:1", "checkout-7f3a:1", None]
+
+
+def test_a_reservation_call_is_timed_from_its_start_and_an_abandoned_one_not_counted():
+    from payment.errors import UpstreamBadResponse
+    from payment.metrics import Metrics
+    from payment.upstream import ReservationClient
+
+    server = Server(delay_s=0.2)
+    metrics = Metrics()
+    try:
+        client = ReservationClient(server.url, ConnectionPool(), connect_timeout=1, read_timeout=1, deadline=2,
+                                   max_response_bytes=4096, metrics=metrics)
+        def sample(name, **labels):
+            return metrics.registry.get_sample_value(name, {"service": "reservation", **labels})
+
+        client.start_reservation("f47ac10b-58cc-4372-a567-0e02b2c3d479").abandon()
+        assert not sample("payment_upstream_request_duration_seconds_count")
+        pending = client.start_reservation("f47ac10b-58cc-4372-a567-0e02b2c3d479")
+        time.sleep(0.3)
+        with pytest.raises(UpstreamBadResponse):
+            pending.result()  # `{"ok":true}` is no reservation
+        assert sample("payment_upstream_request_duration_seconds_count") == 1
+        assert sample("payment_upstream_request_duration_seconds_sum") >= 0.3
+        assert sample("payment_upstream_errors_total", kind="bad_response") == 1
+    finally:
+        server.close()

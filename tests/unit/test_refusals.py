@@ -31,7 +31,6 @@ from payment.gateway import GatewayUnreachable
 from payment.logs import JsonFormatter
 from payment.metrics import Metrics
 from payment.model import Order, PaymentRequest, Reservation
-from payment.side_calls import SideCalls
 from tests.fakes import NOW, FakeDelivery, FakeGateway, FakeOrdering, FakeReservations, FakeStore
 
 CUSTOMER = "a8098c1a-f86e-11da-bd1a-00112444be1e"
@@ -61,7 +60,7 @@ class Service:
     """The app over fakes. The contract's example order (150.00 USD) and
     reservation are known; `order()` adds others."""
 
-    def __init__(self, side_calls=None):
+    def __init__(self):
         self.store = FakeStore()
         self.ordering = FakeOrdering([Order(uuid.UUID(ORDER), uuid.UUID(CUSTOMER), Decimal("150.00"), "USD",
                                             "pending")])
@@ -73,7 +72,7 @@ class Service:
         deps = service.Dependencies(
             store=self.store, ordering=self.ordering, reservations=self.reservations, gateway=self.gateway,
             delivery=self.delivery, topic_succeeded="payment-succeeded", topic_failed="payment-failed",
-            delivery_timeout=0.01, **({"side_calls": side_calls} if side_calls else {}))
+            delivery_timeout=0.01)
         self.http = falcon.testing.TestClient(create_app(deps, max_body_bytes=Config.max_body_bytes, metrics=self.metrics))
 
     def order(self, total="150.00", customer=CUSTOMER, currency="USD", status="pending") -> str:
@@ -450,13 +449,8 @@ def test_the_access_line_says_what_became_of_the_payment(app, access_lines):
 
 
 def test_the_request_id_reaches_the_order_and_the_reservation_calls():
-    side_calls = SideCalls(threads=1)
-    try:
-        app = Service(side_calls=side_calls)
-        reply = app.pay(body(reservationId=RESERVATION), headers={"X-Request-ID": "checkout-7f3a:1"})
-    finally:
-        side_calls.close()
+    app = Service()
+    reply = app.pay(body(reservationId=RESERVATION), headers={"X-Request-ID": "checkout-7f3a:1"})
     assert reply.status == 200 and reply.headers["X-Request-ID"] == "checkout-7f3a:1"
     assert app.ordering.calls == [(uuid.UUID(ORDER), "checkout-7f3a:1")]
-    # Made on the pool's thread, with the request's context.
     assert app.reservations.calls == [(uuid.UUID(RESERVATION), "checkout-7f3a:1")]
