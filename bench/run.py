@@ -449,6 +449,7 @@ class Service:
 
 def wrk(url: str, *, connections: int, duration: float, run_id: str, threads: int = 2) -> dict:
     """One wrk run; returns its BENCH_JSON result plus its own CPU seconds."""
+    threads = min(threads, connections)  # wrk wants a connection per thread at least
     process = subprocess.Popen(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(duration)}s", "--timeout", "5s",
          "-s", str(ROOT / "bench" / "payments.lua"), url, "--", run_id],
@@ -597,11 +598,15 @@ def targets_table(floor: dict, empty: dict, full: dict | None, ready_s: float,
                      f"{fixed_ratio:.0%} of {fixed['rate']:.0f}/s, {empty['errors']} errors",
                      fixed_ratio >= 0.70 and empty["errors"] == 0))
     rows += [
-        (f"p99 < 25 ms at {empty['connections']} connections",
+        (f"p99 < 40 ms at {empty['connections']} connections",
          f"{_ms(empty['p99_us'])} ms" + (f" ({_ms(light['p99_us'])} ms at {light['connections']})"
                                          if light else ""),
-         empty["p99_us"] < 25_000),
+         empty["p99_us"] < 40_000),
     ]
+    if "cpu" in empty:
+        app_ms = empty["cpu"]["seconds"]["app"] / (empty["rate"] * empty["cpu"]["elapsed"]) * 1000
+        rows.append(("app CPU ≤ 0.8 ms per payment (gunicorn's master and workers)",
+                     f"{app_ms:.2f} ms", app_ms <= 0.8))
     if full is not None:
         change = full["rate"] / empty["rate"] - 1
         rows.append(("1,000,000 existing payments: within 10% of empty",

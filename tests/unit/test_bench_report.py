@@ -83,3 +83,17 @@ def test_the_fixed_floor_target_is_met_at_70_percent_without_errors():
 
 def test_no_fixed_floor_no_fixed_floor_target():
     assert "fixed floor" not in targets_table(_run(300), _run(240), None, 1.0)
+
+
+def test_p99_is_judged_at_40_ms():
+    assert "| p99 < 40 ms at 32 connections | 39.9 ms | yes |" in targets_table(
+        _run(300), _run(240, p99_us=39_900), None, 1.0)
+    assert "| 40.0 ms | NO |" in targets_table(_run(300), _run(240, p99_us=40_000), None, 1.0)
+
+
+def test_app_cpu_per_payment_is_the_app_groups_seconds_over_the_payments():
+    # 240 payments/s for 10 s on 1.8 s of the app's CPU: 0.75 ms each.
+    service = {**_run(240), "cpu": {"elapsed": 10.0, "seconds": {"app": 1.8, "database": 9.0}}}
+    assert "| 0.75 ms | yes |" in targets_table(_run(300), service, None, 1.0)
+    service["cpu"]["seconds"]["app"] = 2.4
+    assert "| 1.00 ms | NO |" in targets_table(_run(300), service, None, 1.0)
