@@ -64,7 +64,7 @@ def dependencies(url: str) -> tuple[service.Dependencies, object]:
     deps = service.Dependencies(
         store=None, ordering=ordering, reservations=reservations, gateway=None, delivery=None,
         topic_succeeded="payment-succeeded", topic_failed="payment-failed",
-        delivery_timeout=Config.kafka_delivery_timeout)
+        delivery_timeout=Config.kafka_delivery_timeout, pending_timeout=Config.pending_timeout)
     return deps, session
 
 

@@ -47,7 +47,7 @@ class Dependencies:
     topic_succeeded: str
     topic_failed: str
     delivery_timeout: float
-    pending_timeout: float = 120.0  # age at which the reconciler asks the gateway
+    pending_timeout: float  # age at which the reconciler asks the gateway
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ class Service:
         deps = service.Dependencies(
             store=self.store, ordering=self.ordering, reservations=self.reservations, gateway=self.gateway,
             delivery=self.delivery, topic_succeeded="payment-succeeded", topic_failed="payment-failed",
-            delivery_timeout=0.01)
+            delivery_timeout=0.01, pending_timeout=Config.pending_timeout)
         self.http = falcon.testing.TestClient(create_app(deps, max_body_bytes=Config.max_body_bytes, metrics=self.metrics))
 
     def order(self, total="150.00", customer=CUSTOMER, currency="USD", status="pending") -> str:

@@ -15,6 +15,7 @@ from decimal import Decimal
 import pytest
 
 from payment import errors, representations, service
+from payment.config import Config
 from payment.delivery import Delivery
 from payment.gateway import Found, GatewayUnreachable
 from payment.marker import SentMarker
@@ -54,7 +55,7 @@ def make(amount="150.00", order_status="pending", deliver=True, gateway=None):
         store=store, ordering=FakeOrdering([order]), reservations=FakeReservations(),
         gateway=gateway or FakeGateway(), delivery=Delivery(store, FakePublisher(store, deliver), SentMarker(store)),
         topic_succeeded="ok", topic_failed="ko",
-        delivery_timeout=0.01)
+        delivery_timeout=0.01, pending_timeout=Config.pending_timeout)
     return request, deps
 
 

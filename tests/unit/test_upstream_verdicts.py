@@ -21,6 +21,7 @@ from decimal import Decimal
 import pytest
 
 from payment import errors, logs, service
+from payment.config import Config
 from payment.httpclient import ConnectionPool
 from payment.model import Order, PaymentRequest, Reservation
 from payment.upstream import ReservationClient
@@ -118,7 +119,8 @@ BAD_RESERVATIONS = [
 def deps_with(ordering, reservations) -> service.Dependencies:
     return service.Dependencies(
         store=None, ordering=ordering, reservations=reservations,
-        gateway=None, delivery=None, topic_succeeded="ok", topic_failed="ko", delivery_timeout=0.01)
+        gateway=None, delivery=None, topic_succeeded="ok", topic_failed="ko", delivery_timeout=0.01,
+        pending_timeout=Config.pending_timeout)
 
 
 def fakes(order_reply, reservation_reply):
