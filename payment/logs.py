@@ -43,6 +43,11 @@ def bound(name: str):
     return _bound.get().get(name)
 
 
+# The header that carries the request id between services: read from a
+# request (api/request_id.py), sent on with every upstream call (upstream.py).
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
 def request_id() -> str | None:
     """The id of the request being served (api/request_id.py binds it), for
     the calls made on its behalf; None outside a request."""

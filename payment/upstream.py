@@ -35,8 +35,6 @@ def new_session(pool_size: int) -> ConnectionPool:
     return ConnectionPool(max_idle_per_host=pool_size)
 
 
-REQUEST_ID_HEADER = "X-Request-ID"
-
 _ERROR_KINDS = {UpstreamTimeout: "timeout", UpstreamUnavailable: "unavailable", UpstreamBadResponse: "bad_response"}
 
 
@@ -149,7 +147,7 @@ class ReservationClient(_JsonUpstream):
 def _request_id_header() -> dict | None:
     """The id of the request the call is made for, when there is one."""
     request_id = logs.request_id()
-    return {REQUEST_ID_HEADER: request_id} if request_id else None
+    return {logs.REQUEST_ID_HEADER: request_id} if request_id else None
 
 
 def _order(data: dict) -> Order:

@@ -9,7 +9,7 @@ import uuid
 
 from payment import logs
 
-HEADER = "X-Request-ID"
+HEADER = logs.REQUEST_ID_HEADER
 
 # An id from outside goes into log lines and upstream headers; anything that
 # could break either (control characters, quotes, an unbounded length) is
