@@ -20,8 +20,9 @@ import requests
 from confluent_kafka import Consumer, TopicPartition
 from psycopg.rows import dict_row
 
-from payment import jsonio, schemas
+from payment import db, jsonio, schemas
 from payment.devstack import free_port, stop, wait_for_port
+from payment.model import ChargeResult
 from payment.sandbox import EXAMPLE_CUSTOMER_ID
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -373,3 +374,22 @@ def json_refs(node):
     elif isinstance(node, list):
         for value in node:
             yield from json_refs(value)
+
+
+# The gateway's two answers, for tests that settle payments through the store.
+CHARGED = ChargeResult(succeeded=True, transaction_id="txn_0123456789abcdef",
+                       simulated_response="Success - TransactionId: txn_0123456789abcdef")
+DECLINED = ChargeResult(succeeded=False, transaction_id=None, simulated_response="Declined - ErrorCode: CARD_DECLINED",
+                        error_code="CARD_DECLINED", error_message="Card declined",
+                        failure_reason="Issuing bank rejected the transaction")
+
+
+@contextmanager
+def open_store(database_url: str, *, max_size: int, timeout: float):
+    """A PaymentStore on a pool of its own, open until the block ends."""
+    pool = db.open_pool(database_url, min_size=1, max_size=max_size, timeout=timeout)
+    try:
+        pool.wait(10)
+        yield db.PaymentStore(pool)
+    finally:
+        pool.close()

@@ -16,23 +16,16 @@ from decimal import Decimal
 
 import pytest
 
-from payment import db, representations, service
+from payment import representations, service
 from payment.errors import PaymentAlreadySettled
-from payment.model import ChargeResult, PaymentRequest
-
-CHARGED = ChargeResult(succeeded=True, transaction_id="txn_0123456789abcdef",
-                       simulated_response="Success - TransactionId: txn_0123456789abcdef")
-DECLINED = ChargeResult(succeeded=False, transaction_id=None, simulated_response="Declined - ErrorCode: CARD_DECLINED",
-                        error_code="CARD_DECLINED", error_message="Card declined",
-                        failure_reason="Issuing bank rejected the transaction")
+from payment.model import PaymentRequest
+from tests.support import CHARGED, DECLINED, open_store
 
 
 @pytest.fixture
 def store(database_url, database):
-    pool = db.open_pool(database_url, min_size=1, max_size=4, timeout=2)
-    pool.wait(10)
-    yield db.PaymentStore(pool)
-    pool.close()
+    with open_store(database_url, max_size=4, timeout=2) as store:
+        yield store
 
 
 def request_for(order_id: uuid.UUID | None = None, amount: str = "150.00") -> PaymentRequest:

@@ -17,27 +17,18 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from payment import db, representations, service
+from payment import representations, service
 from payment.bootstrap import build_web
 from payment.errors import DatabaseFault, DatabaseUnavailable
 from payment.marker import SentMarker
-from payment.model import ChargeResult, PaymentRequest
+from payment.model import PaymentRequest
 from tests.conftest import Client
-from tests.support import new_order, payment_body
-
-CHARGED = ChargeResult(succeeded=True, transaction_id="txn_0123456789abcdef",
-                       simulated_response="Success - TransactionId: txn_0123456789abcdef")
-DECLINED = ChargeResult(succeeded=False, transaction_id=None, simulated_response="Declined - ErrorCode: CARD_DECLINED",
-                        error_code="CARD_DECLINED", error_message="Card declined",
-                        failure_reason="Issuing bank rejected the transaction")
-
+from tests.support import CHARGED, DECLINED, new_order, open_store, payment_body
 
 @pytest.fixture
 def store(database_url, database):
-    pool = db.open_pool(database_url, min_size=1, max_size=2, timeout=1)
-    pool.wait(10)
-    yield db.PaymentStore(pool)
-    pool.close()
+    with open_store(database_url, max_size=2, timeout=1) as store:
+        yield store
 
 
 def pending(store, order_id: uuid.UUID | None = None):

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 import tracemalloc
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -17,6 +18,30 @@ import pytest
 from payment.devstack import free_port
 from payment.httpclient import ConnectionPool, HTTPBadAnswer, HTTPTimeout, HTTPTooLarge, HTTPUnavailable
 from tests.timing import ceiling
+
+
+@contextmanager
+def unaccepting_listener():
+    """A listener whose accept queue is full: it drops further connection
+    attempts, so a connect to it hangs. Yields its port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    try:
+        while True:
+            filler = socket.socket()
+            filler.settimeout(0.2)
+            fillers.append(filler)
+            try:
+                filler.connect(listener.getsockname())
+            except (TimeoutError, socket.timeout):
+                break
+        yield listener.getsockname()[1]
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
 
 
 class Server:
@@ -268,29 +293,12 @@ def test_an_answer_within_the_deadline_and_the_cap_is_read_whole(server):
 
 
 def test_a_deadline_shorter_than_the_connect_timeout_bounds_the_connect():
-    # A listener whose accept queue is full drops further SYNs: connects hang.
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    fillers = []
-    try:
-        while True:
-            filler = socket.socket()
-            filler.settimeout(0.2)
-            fillers.append(filler)
-            try:
-                filler.connect(listener.getsockname())
-            except (TimeoutError, socket.timeout):
-                break
+    with unaccepting_listener() as port:
         started = time.monotonic()
         with pytest.raises(HTTPTimeout):
-            ConnectionPool().get("http://127.0.0.1:%d/orders/1" % listener.getsockname()[1],
+            ConnectionPool().get(f"http://127.0.0.1:{port}/orders/1",
                                  connect_timeout=5, read_timeout=5, deadline=0.3)
         assert time.monotonic() - started < ceiling(0.3)  # not the connect timeout
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
 
 
 def test_an_answer_declared_larger_than_the_cap_is_refused_unread():
@@ -426,31 +434,14 @@ def test_send_fails_nothing_that_receive_does_not_raise():
 def test_send_does_not_wait_for_a_connection_that_is_slow_to_come():
     """A listener whose accept queue is full drops connection attempts: send
     returns at once; receive waits for the connection up to the deadline."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    fillers = []
-    try:
-        while True:
-            filler = socket.socket()
-            filler.settimeout(0.2)
-            fillers.append(filler)
-            try:
-                filler.connect(listener.getsockname())
-            except (TimeoutError, socket.timeout):
-                break
+    with unaccepting_listener() as port:
         pool = ConnectionPool()
         started = time.monotonic()
-        call = pool.send("http://127.0.0.1:%d/orders/1" % listener.getsockname()[1],
-                         connect_timeout=5, read_timeout=5, deadline=0.5)
+        call = pool.send(f"http://127.0.0.1:{port}/orders/1", connect_timeout=5, read_timeout=5, deadline=0.5)
         assert time.monotonic() - started < 0.1
         with pytest.raises(HTTPTimeout):
             pool.receive(call)
         assert time.monotonic() - started < ceiling(0.5)
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
 
 
 def wait_until(condition) -> bool:
