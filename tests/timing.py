@@ -10,6 +10,8 @@ case to last well past it (a scripted delay, a trickle, a blackhole)."""
 
 from __future__ import annotations
 
+import time
+
 # Scheduling delays grow with the wait (timers fire late, threads wake late)
 # and have a fixed part (process and thread hand-offs, the work around the call).
 BUSY_MACHINE_FACTOR = 1.5
@@ -19,3 +21,18 @@ BUSY_MACHINE_SLACK_S = 1.0
 def ceiling(timeout_s: float) -> float:
     """The longest a wait that ends at `timeout_s` may take here."""
     return timeout_s * BUSY_MACHINE_FACTOR + BUSY_MACHINE_SLACK_S
+
+
+def wait_until(condition, timeout_s: float = 5.0, interval_s: float = 0.005) -> bool:
+    """Whether `condition()` came true within `timeout_s`, polled every `interval_s`."""
+    ends = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > ends:
+            return False
+        time.sleep(interval_s)
+    return True
+
+
+def eventually(condition, what: str, timeout_s: float = 5.0) -> None:
+    """Fail the test unless `condition()` comes true within `timeout_s`."""
+    assert wait_until(condition, timeout_s, interval_s=0.01), f"{what}: not within {timeout_s}s"

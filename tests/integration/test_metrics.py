@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from payment.bootstrap import build_web
 from tests.conftest import Client
 from tests.support import new_order, payment_body
+from tests.timing import eventually
 
 
 def scrape(client) -> dict:
@@ -129,7 +130,7 @@ def test_requests_waiting_for_a_connection_are_shown(config, database):
         readers = [threading.Thread(target=read_unknown_payment, args=(web.app, answers)) for _ in range(2)]
         for reader in readers:
             reader.start()
-        wait_until(lambda: pool.get_stats()["requests_waiting"] == 2, "two requests waiting")
+        eventually(lambda: pool.get_stats()["requests_waiting"] == 2, "two requests waiting")
         # The scrape itself needs the connection for the outbox figures, so it
         # is handed back shortly after the pool's figures have been sampled.
         release = threading.Timer(1.0, pool.putconn, args=(held,))
@@ -155,13 +156,6 @@ def read_unknown_payment(app, answers: list[int]) -> None:
     """GET an unknown payment (a read that needs a connection); its status into `answers`."""
     response = Client(app).app.get(f"/payments/{uuid.uuid4()}", expect_errors=True)
     answers.append(response.status_int)
-
-
-def wait_until(condition, what: str, timeout_s: float = 5) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout_s}s"
-        time.sleep(0.01)
 
 
 def test_outbox_backlog_and_oldest_age_come_from_the_database(client, sandbox, database):

@@ -24,6 +24,7 @@ from payment.marker import SentMarker
 from payment.model import PaymentRequest
 from tests.conftest import Client
 from tests.support import CHARGED, DECLINED, new_order, open_store, payment_body
+from tests.timing import eventually
 
 @pytest.fixture
 def store(database_url, database):
@@ -133,13 +134,6 @@ def settled_events(store, count: int) -> list[uuid.UUID]:
     return ids
 
 
-def wait_until(condition, what: str, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
-        time.sleep(0.02)
-
-
 def test_the_marker_marks_events_handed_over_together_in_one_statement(store, database):
     ids = settled_events(store, 5)
     marker = SentMarker(store, delay_s=0.3)
@@ -150,7 +144,7 @@ def test_the_marker_marks_events_handed_over_together_in_one_statement(store, da
             thread.start()
         for thread in threads:
             thread.join()
-        wait_until(lambda: not database.rows("outbox", "sent_at IS NULL"), "every event marked sent")
+        eventually(lambda: not database.rows("outbox", "sent_at IS NULL"), "every event marked sent")
     finally:
         marker.close()
     # One statement, one transaction: now() is the same for every row it marked.

@@ -17,7 +17,7 @@ import pytest
 
 from payment.devstack import free_port
 from payment.httpclient import ConnectionPool, HTTPBadAnswer, HTTPTimeout, HTTPTooLarge, HTTPUnavailable
-from tests.timing import ceiling
+from tests.timing import ceiling, wait_until
 
 
 @contextmanager
@@ -442,15 +442,6 @@ def test_send_does_not_wait_for_a_connection_that_is_slow_to_come():
         with pytest.raises(HTTPTimeout):
             pool.receive(call)
         assert time.monotonic() - started < ceiling(0.5)
-
-
-def wait_until(condition) -> bool:
-    ends = time.monotonic() + 5
-    while not condition():
-        if time.monotonic() > ends:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 def test_the_request_id_of_the_log_context_is_passed_on_by_both_clients():

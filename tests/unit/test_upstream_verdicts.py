@@ -25,10 +25,10 @@ from payment.config import Config
 from payment.httpclient import ConnectionPool
 from payment.model import Order, PaymentRequest, Reservation
 from payment.upstream import ReservationClient
+from tests.timing import wait_until
 from tests.unit.test_httpclient import Server
 
 CUSTOMER = uuid.uuid4()
-WAIT_S = 5  # how long a test waits for what must happen: a test bug, not a verdict
 
 SENT, ORDER, READ, ABANDONED = "reservation sent", "order fetched", "reservation read", "reservation abandoned"
 
@@ -199,15 +199,6 @@ def reservation_client(server: Server, pool: ConnectionPool, deadline: float = 2
                              max_response_bytes=4096)
 
 
-def wait_for(condition) -> bool:
-    ends = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > ends:
-            return False
-        time.sleep(0.005)
-    return True
-
-
 def test_the_reservation_request_reaches_its_server_before_the_order_is_asked_for():
     """The order call waits until the server has the reservation's request:
     made one after the other, it would wait in vain."""
@@ -218,7 +209,7 @@ def test_the_reservation_request_reaches_its_server_before_the_order_is_asked_fo
         journal: list[str] = []
 
         def reservation_at_its_server():
-            assert wait_for(lambda: server.paths == [path]), "the reservation's request never reached its server"
+            assert wait_until(lambda: server.paths == [path]), "the reservation's request never reached its server"
 
         ordering = FakeOrdering(GOOD_ORDER, journal, before=reservation_at_its_server)
         assert verdict(deps_with(ordering, reservation_client(server, pool))) is None
@@ -250,13 +241,13 @@ def test_a_refused_order_answers_without_waiting_and_closes_the_reservation_conn
     pool = ConnectionPool()
     try:
         path = f"/reservations/{REQUEST.reservation_id}"
-        ordering = FakeOrdering(None, [], before=lambda: wait_for(lambda: server.paths == [path]))
+        ordering = FakeOrdering(None, [], before=lambda: wait_until(lambda: server.paths == [path]))
         started = time.monotonic()
         assert_is(verdict(deps_with(ordering, reservation_client(server, pool))), errors.OrderNotFound, None)
         assert time.monotonic() - started < 1.0  # the reservation answers at 2 s
         assert not any(pool._idle.values())  # its connection was closed, not pooled
         # The server's end sees the connection closed while it is still working.
-        assert wait_for(lambda: closed_by_the_client(server.handlers[0].connection))
+        assert wait_until(lambda: closed_by_the_client(server.handlers[0].connection))
     finally:
         server.close()
 
