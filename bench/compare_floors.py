@@ -34,12 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ("from payment import db; db.apply_schema({url!r})")
 
 
-def database_for(server_url: str, name: str, tree: Path) -> str:
+def database_for(server_url: str, name: str, tree: Path, schema: str = SCHEMA) -> str:
+    """A new database `name` on the server, built by `tree`'s own code
+    (`schema`: a Python statement taking the database's {url})."""
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     url = make_conninfo(**{**conninfo_to_dict(server_url), "dbname": name})
-    subprocess.run([sys.executable, "-c", SCHEMA.format(url=url)], cwd=tree, check=True,
+    subprocess.run([sys.executable, "-c", schema.format(url=url)], cwd=tree, check=True,
                    env={**os.environ, "PYTHONPATH": str(tree)})
     return url
 

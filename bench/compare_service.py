@@ -23,15 +23,14 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from bench.run import ROOT, Service, start_stack, measure_service
+from bench.compare_floors import database_for
+from bench.run import ROOT, Service, measure_service, start_stack
 from payment import devstack
 
 MIGRATE = "from payment import migrations; migrations.migrate({url!r})"
@@ -53,16 +52,6 @@ def parse_variant(text: str) -> Variant:
     if not name or not revision:
         raise argparse.ArgumentTypeError(f"expected NAME=REV[:VAR=VALUE,...], got {text!r}")
     return Variant(name, revision, env)
-
-
-def database_for(server_url: str, name: str, tree: Path) -> str:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(**{**conninfo_to_dict(server_url), "dbname": name})
-    subprocess.run([sys.executable, "-c", MIGRATE.format(url=url)], cwd=tree, check=True,
-                   env={**os.environ, "PYTHONPATH": str(tree)})
-    return url
 
 
 def drop_database(server_url: str, name: str) -> None:
@@ -106,7 +95,7 @@ def main() -> None:
                 subprocess.run(["git", "worktree", "add", "--detach", "-q", str(variant.tree), variant.revision],
                                cwd=ROOT, check=True)
                 worktrees.append(variant.tree)
-            variant.database_url = database_for(server, f"compare_{variant.name}", variant.tree)
+            variant.database_url = database_for(server, f"compare_{variant.name}", variant.tree, MIGRATE)
         results: dict[str, list[dict]] = {v.name: [] for v in args.variant}
         for round_ in range(1, args.rounds + 1):
             for variant in args.variant:

@@ -28,7 +28,6 @@ microseconds, errors (the same output as bench/floor.py).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import secrets
@@ -39,7 +38,7 @@ from datetime import datetime, timezone
 from confluent_kafka import Producer
 from psycopg_pool import ConnectionPool
 
-from bench.paying_threads import measure
+from bench.paying_threads import floor_arguments, measure
 
 CUSTOMER_ID = "a8098c1a-f86e-11da-bd1a-00112444be1e"
 RESERVATION_ID = "f47ac10b-58cc-4372-a567-0e02b2c3d479"
@@ -203,13 +202,7 @@ def run(database_url: str, bootstrap: str, threads: int, duration: float, warmup
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--duration", type=float, default=20)
-    parser.add_argument("--warmup", type=float, default=3)
-    parser.add_argument("--run-id", default=uuid.uuid4().hex[:8])
+    parser = floor_arguments(__doc__.splitlines()[0], threads=8)
     parser.add_argument("--pgbouncer", action="store_true",
                         help="the database URL is a transaction-pooling PgBouncer: prepare nothing")
     args = parser.parse_args()

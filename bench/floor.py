@@ -20,12 +20,11 @@ microseconds, errors.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import uuid
 from decimal import Decimal
 
-from bench.paying_threads import measure
+from bench.paying_threads import floor_arguments, measure
 from payment import service
 from payment.bootstrap import build_core
 from payment.config import Config
@@ -68,13 +67,7 @@ def run(database_url: str, bootstrap: str, threads: int, duration: float, warmup
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--threads", type=int, default=16)
-    parser.add_argument("--duration", type=float, default=20)
-    parser.add_argument("--warmup", type=float, default=3)
-    parser.add_argument("--run-id", default=uuid.uuid4().hex[:8])
+    parser = floor_arguments(__doc__.splitlines()[0], threads=16)
     args = parser.parse_args()
     run(args.database_url, args.bootstrap, args.threads, min(args.duration, 600),
         min(args.warmup, 60), args.run_id)

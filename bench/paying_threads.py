@@ -5,11 +5,25 @@ microseconds, errors)."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import uuid
 import logging
 import threading
 import time
 from typing import Callable
+
+
+def floor_arguments(description: str, threads: int) -> argparse.ArgumentParser:
+    """The command line both floors take (bench/run.py passes the same)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--threads", type=int, default=threads)
+    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--warmup", type=float, default=3)
+    parser.add_argument("--run-id", default=uuid.uuid4().hex[:8])
+    return parser
 
 
 def measure(pay: Callable[[str], None], *, threads: int, duration: float, warmup: float, run_id: str,
