@@ -36,15 +36,23 @@ def _uuid(value) -> str | None:
     return None if value is None else str(value)
 
 
-def payment_document(payment: Payment) -> dict:
+def _order_and_amount(payment: Payment) -> dict:
+    """The fields the payment object and both events carry alike, in the
+    contract's order, after the payment's id."""
     return {
-        "id": str(payment.id),
         "orderId": str(payment.order_id),
         "customerId": str(payment.customer_id),
         "reservationId": _uuid(payment.reservation_id),
         "amount": amount_of(payment),
         "currency": payment.currency,
         "paymentMethod": payment.payment_method,
+    }
+
+
+def payment_document(payment: Payment) -> dict:
+    return {
+        "id": str(payment.id),
+        **_order_and_amount(payment),
         "status": payment.status,
         "errorCode": payment.error_code,
         "errorMessage": payment.error_message,
@@ -57,15 +65,7 @@ def payment_document(payment: Payment) -> dict:
 
 
 def _event_common(payment: Payment) -> dict:
-    return {
-        "paymentId": str(payment.id),
-        "orderId": str(payment.order_id),
-        "customerId": str(payment.customer_id),
-        "reservationId": _uuid(payment.reservation_id),
-        "amount": amount_of(payment),
-        "currency": payment.currency,
-        "paymentMethod": payment.payment_method,
-    }
+    return {"paymentId": str(payment.id), **_order_and_amount(payment)}
 
 
 def succeeded_event(payment: Payment) -> dict:
