@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.expected_events import assert_event_of
-from tests.support import deployment_env, new_order, payment_body, start_served, stop_all_served
+from tests.support import Database, deployment_env, new_order, payment_body, start_served, stop_all_served
 
 IN_PROGRESS = {"success": False, "payment": None, "errorMessage": "A payment for this order is already in progress"}
 
@@ -23,10 +23,13 @@ def ledger_file(tmp_path_factory, db_route):
 
 
 @pytest.fixture(scope="module")
-def instances(database_url, broker, sandbox_url, ledger_file):
+def instances(server_url, database_url, broker, sandbox_url, ledger_file):
     """Three instances, started once for this module's tests (on each
     route): each test pays for an order of its own, and reads the ledger and
-    the database for that order."""
+    the database for that order. The tables are emptied first: an event an
+    earlier module left unsent would otherwise be relayed by these
+    instances' relays while a test reads its events."""
+    Database(server_url).truncate()
     env = {**deployment_env(database_url, broker, sandbox_url),
            "SIMULATOR_LATENCY_MS": "200", "SIMULATOR_LEDGER_PATH": str(ledger_file)}
     started: list = []
