@@ -16,7 +16,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 # service wherever DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, ORDERING_SERVICE_URL
 # are not set. Ctrl-C stops it all.
 run: install
-	$(PY) -m payment dev
+	$(PY) -m devstack
 
 # The whole suite, in a database of its own created on TEST_DATABASE_URL's
 # server when set, else on a PostgreSQL it starts; dropped at the end.

@@ -5,8 +5,8 @@ import os
 import sys
 
 from payment.config import Config, ConfigError
-from payment.cpus import usable_cpus
 from payment.logs import gunicorn_logconfig
+from payment.server.cpus import usable_cpus
 
 # Port: PORT, or the port of ASPNETCORE_URLS (http://+:5004), default 5004.
 try:
@@ -20,7 +20,7 @@ bind = f"0.0.0.0:{_config.port}"
 # worker per core: more only add GIL and scheduler contention on a small box
 # that also runs the database and broker (docs/performance.md). "Core" means
 # one this process may use: its CPU affinity and its container's CPU quota,
-# not the host's count (payment/cpus.py). Eight threads match DB_POOL_MAX's
+# not the host's count (payment/server/cpus.py). Eight threads match DB_POOL_MAX's
 # default of eight connections per worker. GUNICORN_THREADS is read by the
 # configuration, which sizes each worker's pool for reservation calls by it.
 workers = int(os.environ.get("WEB_CONCURRENCY") or usable_cpus())
@@ -30,7 +30,7 @@ threads = _config.worker_threads
 # whole (headers within HTTP_HEADER_TIMEOUT_S, body within HTTP_BODY_TIMEOUT_S,
 # else 408) before a thread serves it: nothing is in front of the service to
 # buffer requests, and a slow or stalled client must not hold a thread.
-worker_class = "payment.read_ahead_worker.ReadAheadWorker"
+worker_class = "payment.server.read_ahead_worker.ReadAheadWorker"
 
 # A request's own budget is a few seconds (upstream, database and Kafka
 # timeouts); 30 s means a worker is stuck, not slow.

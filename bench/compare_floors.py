@@ -26,12 +26,12 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from payment import devstack
-from payment.kafka import ensure_topics
+import devstack
+from payment.outbox.producer import ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 # The schema as each revision applies it: the migrations where they exist.
-SCHEMA = ("from payment import db; db.apply_schema({url!r})")
+SCHEMA = ("from payment.db import migrations; migrations.migrate({url!r})")
 
 
 def database_for(server_url: str, name: str, tree: Path, schema: str = SCHEMA) -> str:

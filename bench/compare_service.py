@@ -29,9 +29,9 @@ from pathlib import Path
 
 import psycopg
 
+import devstack
 from bench.compare_floors import database_for
 from bench.run import ROOT, Service, measure_service, start_stack
-from payment import devstack
 
 MIGRATE = "from payment import migrations; migrations.migrate({url!r})"
 

@@ -51,11 +51,11 @@ EVENT_TYPE = "payment-succeeded"
 # The service's pool: payment/config.py's DB_POOL_MAX and DB_TIMEOUT_S
 # defaults (8 connections per worker, 2 s), opened full like bench/floor.py's
 # (min = max = threads) so that no connection is made in the window; the
-# connect timeout is payment/db.py open_pool's (the timeout, rounded).
+# connect timeout is payment/db/pool.py open_pool's (the timeout, rounded).
 POOL_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 2
 
-# payment/kafka.py producer_config and MESSAGE_TIMEOUT_S.
+# payment/outbox/producer.py producer_config and MESSAGE_TIMEOUT_S.
 PRODUCER_SETTINGS = {
     "client.id": "payment-service",
     "acks": "all",

@@ -38,8 +38,8 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
+import devstack
 from bench.run import AMOUNT, CUSTOMER_ID, Service, empty_tables, start_stack
-from payment import devstack
 from payment.bootstrap import build_web
 from payment.config import Config
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import uuid
 import logging
 import threading
 import time
+import uuid
 from typing import Callable
 
 

@@ -22,8 +22,8 @@ import threading
 import time
 from pathlib import Path
 
-from bench.run import Service, start_stack, wrk, empty_tables
-from payment import devstack
+import devstack
+from bench.run import Service, empty_tables, start_stack, wrk
 
 
 def summary(path: str, top: int = 40) -> str:

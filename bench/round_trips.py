@@ -50,10 +50,12 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from payment import devstack, migrations, service
+import devstack
+from payment import service
 from payment.config import Config
-from payment.kafka import ensure_topics
+from payment.db import migrations
 from payment.model import PaymentRequest
+from payment.outbox.producer import ensure_topics
 
 try:
     from payment.bootstrap import build_core

@@ -7,9 +7,9 @@
 Everything runs on this machine and only on 127.0.0.1:
 
   database   BENCH_DATABASE_URL, else TEST_DATABASE_URL, else an embedded
-             PostgreSQL (payment.devstack.start_postgres) in a temporary folder.
+             PostgreSQL (devstack.start_postgres) in a temporary folder.
              Its bc_payment tables are emptied at the start and at the end.
-  broker     the Tansu Kafka-protocol broker (payment.devstack.start_broker).
+  broker     the Tansu Kafka-protocol broker (devstack.start_broker).
   upstream   bench/upstream.py: any order is CUSTOMER's, for 150.00 USD.
   service    gunicorn with the production gunicorn.conf.py, SIMULATOR_LATENCY_MS=0.
   load       wrk with bench/payments.lua: the contract's request, a fresh orderId each time.
@@ -20,7 +20,7 @@ Everything runs on this machine and only on 127.0.0.1:
              plain psycopg and confluent-kafka calls that share no code with
              the service: it does not move when the service saves a round trip.
   pooler     with --pgbouncer only: a transaction-pooling PgBouncer
-             (payment.devstack.start_pgbouncer) in front of the same server;
+             (devstack.start_pgbouncer) in front of the same server;
              both floors and the service reach the database through it,
              the bench's own bookkeeping goes to the server directly.
 
@@ -60,8 +60,9 @@ from pathlib import Path
 
 import psycopg
 
-from payment import devstack, migrations
-from payment.kafka import ensure_topics
+import devstack
+from payment.db import migrations
+from payment.outbox.producer import ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
@@ -330,8 +331,8 @@ def probe_latencies(stack: Stack, count: int = 300) -> dict:
     autocommit connection) and a broker acknowledgement (produce and wait for
     the delivery report, with the service's producer settings). Microseconds."""
     from payment.config import Config
-    from payment.kafka import KafkaPublisher
     from payment.model import OutboxEvent
+    from payment.outbox.producer import KafkaPublisher
 
     def percentiles(samples: list[float]) -> dict:
         samples.sort()

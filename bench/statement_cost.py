@@ -28,9 +28,10 @@ import uuid
 import psycopg
 from psycopg.rows import class_row
 
-from payment import db
+from payment.db.pool import open_pool
+from payment.db.queries import QUERIES
+from payment.db.store import PaymentStore
 from payment.model import Payment
-from payment.queries import QUERIES
 
 
 def timed(name: str, statement, number: int) -> None:
@@ -50,9 +51,9 @@ def main() -> None:
     url = os.environ.get("BENCH_DATABASE_URL") or os.environ["TEST_DATABASE_URL"]
     query = QUERIES["find_succeeded_payment"]
     params = {"order_id": uuid.uuid4()}
-    pool = db.open_pool(url, min_size=1, max_size=2, timeout=2)
+    pool = open_pool(url, min_size=1, max_size=2, timeout=2)
     pool.wait()
-    store = db.PaymentStore(pool)
+    store = PaymentStore(pool)
     direct = psycopg.connect(url, autocommit=True, prepare_threshold=None)
     prepared = psycopg.connect(url, autocommit=True, prepare_threshold=0)
 

@@ -5,7 +5,7 @@ exceptions it logged.
     python -m bench.through_pgbouncer --count 60
     python -m bench.through_pgbouncer --count 60 --ignore-startup-parameters extra_float_digits,options
 
-PgBouncer comes from this tree's payment/devstack.py, loaded by its path, so
+PgBouncer comes from this tree's devstack/__init__.py, loaded by its path, so
 that the service measured may come from another tree on PYTHONPATH (an older
 commit, say: `git archive <commit> | tar -x -C /tmp/old`, then
 `PYTHONPATH=/tmp/old python bench/through_pgbouncer.py`). The database is
@@ -57,10 +57,10 @@ def main() -> None:
     import requests
     import webtest
 
-    from payment.config import Config
-    from payment.kafka import ensure_topics
+    from devstack.sandbox import make_sandbox_server
     from payment.bootstrap import build_web
-    from payment.sandbox import make_sandbox_server
+    from payment.config import Config
+    from payment.outbox.producer import ensure_topics
 
     devstack = load_devstack()
     logged = ExceptionCounter()

@@ -2,7 +2,7 @@
 
     python -m bench.upstream_overlap [--latency-ms 0,20,300] [--calls 200] [--cpu-calls 2000]
 
-Starts the sandbox (`python -m payment sandbox`, its own process) and times
+Starts the sandbox (`python -m devstack sandbox`, its own process) and times
 the contract's example order and reservation through the service's clients,
 one caller at a time, two ways, alternating call by call so that the
 machine's noise falls on both:
@@ -35,11 +35,13 @@ from decimal import Decimal
 
 import requests
 
-from payment import devstack, service, upstream
+import devstack
+from devstack.sandbox import EXAMPLE_CUSTOMER_ID, EXAMPLE_ORDER_ID, EXAMPLE_RESERVATION_ID
+from payment import service
 from payment.bootstrap import upstream_clients
 from payment.config import Config
 from payment.model import PaymentRequest
-from payment.sandbox import EXAMPLE_CUSTOMER_ID, EXAMPLE_ORDER_ID, EXAMPLE_RESERVATION_ID
+from payment.upstream import clients as upstream
 
 REQUEST = PaymentRequest(order_id=uuid.UUID(EXAMPLE_ORDER_ID), customer_id=uuid.UUID(EXAMPLE_CUSTOMER_ID),
                          reservation_id=uuid.UUID(EXAMPLE_RESERVATION_ID), amount=Decimal("150.00"),
@@ -124,7 +126,7 @@ def main() -> None:
     args = parser.parse_args()
 
     port = devstack.free_port()
-    sandbox = subprocess.Popen([sys.executable, "-m", "payment", "sandbox", "--port", str(port)],
+    sandbox = subprocess.Popen([sys.executable, "-m", "devstack", "sandbox", "--port", str(port)],
                                stdout=subprocess.DEVNULL)
     result = {"latency": {}, "cpu": None}
     try:

@@ -3,7 +3,7 @@
     python -m bench.worker_compare [--duration 8] [--rounds 2]
 
 Starts the bench stack (bench/run.py) once, then the service twice in turns:
-with `gunicorn.conf.py` as it is (payment/read_ahead_worker.py) and with
+with `gunicorn.conf.py` as it is (payment/server/read_ahead_worker.py) and with
 `--worker-class gthread` (gunicorn's own, which reads requests in threads).
 Each turn runs wrk against `GET /health/live` and against `POST /payments`
 (bench/payments.lua); turns alternate so that the shared machine's noise
@@ -19,8 +19,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import devstack
 from bench.run import Service, start_stack, wrk
-from payment import devstack
 
 WORKERS = {"read-ahead": "", "gthread": "--worker-class gthread"}
 

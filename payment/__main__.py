@@ -92,16 +92,6 @@ def _run_loop(name: str, *, outbox: bool) -> None:
         core.close()
 
 
-def cmd_sandbox(args) -> None:
-    """Run the sandbox ordering and reservation service."""
-    from payment.sandbox import serve
-
-    try:
-        serve(args.host, args.port, args.latency_ms)
-    except KeyboardInterrupt:
-        pass
-
-
 def cmd_healthcheck(args) -> None:
     """Exit 0 when the service on this host answers GET /health/live (with
     --ready, GET /health/ready), else 1: the image's HEALTHCHECK."""
@@ -117,14 +107,6 @@ def cmd_healthcheck(args) -> None:
     sys.exit(0 if healthy else 1)
 
 
-def cmd_dev(args) -> None:
-    """Start PostgreSQL, the broker and the sandbox where none is configured,
-    then the service on :5004. Ctrl-C stops everything it started."""
-    from payment.devstack import run_dev
-
-    run_dev(data_dir=args.data_dir)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m payment", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -137,19 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     relay.set_defaults(func=cmd_relay)
     reconcile = commands.add_parser("reconcile", help=cmd_reconcile.__doc__, description=cmd_reconcile.__doc__)
     reconcile.set_defaults(func=cmd_reconcile)
-    sandbox = commands.add_parser("sandbox", help=cmd_sandbox.__doc__, description=cmd_sandbox.__doc__)
-    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
-    sandbox.add_argument("--port", type=int, default=5005, help="port to listen on")
-    sandbox.add_argument("--latency-ms", type=int, default=0,
-                         help="answer every order and reservation this much later (PUT /_latency changes it)")
-    sandbox.set_defaults(func=cmd_sandbox)
     health = commands.add_parser("healthcheck", help=cmd_healthcheck.__doc__, description=cmd_healthcheck.__doc__)
     health.add_argument("--ready", action="store_true", help="check /health/ready instead of /health/live")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
     health.set_defaults(func=cmd_healthcheck)
-    dev = commands.add_parser("dev", help=cmd_dev.__doc__, description=cmd_dev.__doc__)
-    dev.add_argument("--data-dir", default=".devstack", help="where the local PostgreSQL keeps its data")
-    dev.set_defaults(func=cmd_dev)
     return parser
 
 

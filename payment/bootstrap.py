@@ -20,20 +20,23 @@ from dataclasses import dataclass
 
 import falcon
 
-from payment import db, service, upstream
+from payment import service
 from payment.api.app import create_app
 from payment.api.auth import verifier_from
 from payment.config import Config
-from payment.delivery import Delivery
-from payment.gateway import PaymentGateway
-from payment.gateways import build_gateway
-from payment.httpclient import ConnectionPool
-from payment.kafka import KafkaPublisher
-from payment.marker import SentMarker
+from payment.db.pool import Pool, open_pool
+from payment.db.store import PaymentStore
+from payment.gateways.factory import build_gateway
+from payment.gateways.port import PaymentGateway
+from payment.gateways.simulator import SimulatedGateway
 from payment.metrics import Metrics
+from payment.outbox.delivery import Delivery
+from payment.outbox.marker import SentMarker
+from payment.outbox.producer import KafkaPublisher
+from payment.outbox.relay import OutboxRelay
 from payment.reconciler import Reconciler
-from payment.relay import OutboxRelay
-from payment.simulator import SimulatedGateway
+from payment.upstream import clients as upstream
+from payment.upstream.httpclient import ConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,8 @@ class Core:
     service's dependencies over them, and the relay loop once one is made."""
 
     config: Config
-    pool: db.Pool
-    store: db.PaymentStore
+    pool: Pool
+    store: PaymentStore
     publisher: KafkaPublisher
     delivery: Delivery
     upstream_session: ConnectionPool
@@ -106,9 +109,9 @@ def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int 
     """A core from the configuration; `pool_max`, when given, sizes the pool
     instead of DB_POOL_MAX, for a process that needs fewer connections."""
     pool_max = pool_max or config.db_pool_max
-    pool = db.open_pool(config.database_url, min_size=min(config.db_pool_min, pool_max), max_size=pool_max,
+    pool = open_pool(config.database_url, min_size=min(config.db_pool_min, pool_max), max_size=pool_max,
                         timeout=config.db_timeout, search_path=config.db_search_path)
-    store = db.PaymentStore(pool)
+    store = PaymentStore(pool)
     session = upstream.new_session(pool_size=config.db_pool_max)
     ordering, reservations = upstream_clients(config, session, metrics=metrics)
     publisher = KafkaPublisher(config.kafka_bootstrap_servers, config.kafka_message_timeout, config.kafka_settings)

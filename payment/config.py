@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from payment import connection_string, kafka_settings
-from payment.marker import MARK_DELAY_S
+from payment.db import connection_string
+from payment.outbox import kafka_settings
+from payment.outbox.marker import MARK_DELAY_S
 
 
 class ConfigError(ValueError):
@@ -70,7 +71,7 @@ class Config:
     # ConnectionStrings__Default keys accepted with no meaning here, named in
     # one start-up log line.
     db_ignored_keys: tuple[str, ...] = ()
-    # librdkafka properties from Kafka__* / KAFKA_* (payment/kafka_settings.py),
+    # librdkafka properties from Kafka__* / KAFKA_* (payment/outbox/kafka_settings.py),
     # for the producer and the admin client. They may hold secrets
     # (sasl.password...): out of repr(), see redacted_kafka_settings().
     kafka_settings: dict = field(default_factory=dict, repr=False, compare=False)
@@ -124,7 +125,7 @@ class Config:
 
         The request that wrote an event produces it, waits for its report
         and hands it to the marker, which marks it sent within MARK_DELAY_S
-        (payment/marker.py): the grace period must exceed that delay, or the
+        (payment/outbox/marker.py): the grace period must exceed that delay, or the
         relay would claim and resend events about to be marked. This default
         is seconds above it; a configured OUTBOX_RELAY_GRACE_S is refused at
         or below it."""

@@ -100,7 +100,7 @@ class UpstreamBadResponse(DependencyError):
 
 class StorageError(DependencyError):
     """The payment database failed; what psycopg raised stays in the adapter
-    (payment/db.py) and its log line."""
+    (payment/db/pool.py) and its log line."""
 
     def __init__(self, message: str):
         super().__init__("payment database", message)

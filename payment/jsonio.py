@@ -15,7 +15,14 @@ from __future__ import annotations
 
 import json
 from decimal import (
-    Clamped, Context, Decimal, Inexact, InvalidOperation, Overflow, Rounded, Subnormal,
+    Clamped,
+    Context,
+    Decimal,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    Rounded,
+    Subnormal,
     Underflow,
 )
 

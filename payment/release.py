@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
-from payment import migrations
 from payment.config import Config
-from payment.kafka import check_topics, ensure_topics
+from payment.db import migrations
+from payment.outbox.producer import check_topics, ensure_topics
 
 
 class StartupError(RuntimeError):

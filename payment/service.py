@@ -23,10 +23,16 @@ from datetime import datetime, timezone
 
 from payment import logs, representations
 from payment.errors import (
-    CustomerMismatch, DatabaseUnavailable, GatewayUnavailable, OrderInvalid, OrderNotFound,
-    PaymentAlreadySettled, PaymentInProgress, ReservationInvalid,
+    CustomerMismatch,
+    DatabaseUnavailable,
+    GatewayUnavailable,
+    OrderInvalid,
+    OrderNotFound,
+    PaymentAlreadySettled,
+    PaymentInProgress,
+    ReservationInvalid,
 )
-from payment.gateway import Found, GatewayUnreachable
+from payment.gateways.port import Found, GatewayUnreachable
 from payment.model import CLOSED_ORDER_STATUSES, ChargeResult, Payment, PaymentRequest
 from payment.money import shorten, shown_amount
 
@@ -39,7 +45,7 @@ SHOWN_TEXT_CHARS = 40
 
 @dataclass
 class Dependencies:
-    store: object          # db.PaymentStore
+    store: object          # PaymentStore
     ordering: object       # upstream.OrderingClient
     reservations: object   # upstream.ReservationClient (start_reservation → result() / abandon())
     gateway: object        # gateway.PaymentGateway

@@ -1,4 +1,4 @@
--- Named queries of the payment service, loaded once by payment/queries.py.
+-- Named queries of the payment service, loaded once by payment/db/queries.py.
 -- Each starts with a `-- name:` line; parameters are psycopg named placeholders.
 
 -- name: find_succeeded_payment
@@ -53,7 +53,7 @@ SELECT settled.*,
   FROM settled;
 
 -- name: mark_outbox_sent
--- A batch of confirmed events in one statement (payment/marker.py, or the
+-- A batch of confirmed events in one statement (payment/outbox/marker.py, or the
 -- relay's claim); one that is already marked keeps its first sent_at.
 UPDATE bc_payment.outbox SET sent_at = now()
  WHERE event_id = ANY(%(event_ids)s) AND sent_at IS NULL;

@@ -110,7 +110,7 @@ CREATE TABLE bc_payment.simulator_voids (
     voided_at  timestamptz NOT NULL DEFAULT now()
 );
 
--- Kept by `python -m payment migrate` (payment/migrations.py): one row per
+-- Kept by `python -m payment migrate` (payment/db/migrations.py): one row per
 -- migration applied, with the SHA-256 of its file as it was applied.
 CREATE TABLE bc_payment.schema_migrations (
     version    integer     PRIMARY KEY,

@@ -21,14 +21,24 @@ from decimal import Decimal
 import pytest
 import webtest
 
-from payment import devstack, jsonio, migrations, schemas
+import devstack
+from devstack.sandbox import make_sandbox_server
+from payment import jsonio, schemas
 from payment.bootstrap import build_web
 from payment.config import Config
-from payment.kafka import ensure_topics
-from payment.sandbox import make_sandbox_server
+from payment.db import migrations
+from payment.outbox.producer import ensure_topics
 from tests.run_database import RunDatabase
 from tests.support import (
-    BROKER_STOP_S, TOPICS, Database, EventLog, Processes, Sandbox, Served, deployment_env, start_served,
+    BROKER_STOP_S,
+    TOPICS,
+    Database,
+    EventLog,
+    Processes,
+    Sandbox,
+    Served,
+    deployment_env,
+    start_served,
     stop_all_served,
 )
 

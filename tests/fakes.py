@@ -11,9 +11,9 @@ from datetime import datetime, timezone
 
 from payment import logs
 from payment.errors import DatabaseUnavailable
-from payment.gateway import NEVER_CHARGED, UNKNOWN, Lookup
+from payment.gateways.port import NEVER_CHARGED, UNKNOWN, Lookup
+from payment.gateways.simulator import decide
 from payment.model import Payment
-from payment.simulator import decide
 
 NOW = datetime(2026, 3, 4, 15, 30, tzinfo=timezone.utc)
 
@@ -111,7 +111,7 @@ class FakeStore:
 class _FakeUpstream:
     """Answers by id (None: not found). `fault`, a DependencyError class, is
     raised instead, naming the part. Each call is kept with the request id
-    the real client would have passed on (payment/upstream.py)."""
+    the real client would have passed on (payment/upstream/clients.py)."""
 
     part = "upstream service"
     deadline = 1.0

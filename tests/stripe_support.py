@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from payment.devstack import free_port, stop, wait_for_port
+from devstack import free_port, stop, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # localstripe accepts any key that starts with sk_; a fresh one per session,

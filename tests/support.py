@@ -20,10 +20,12 @@ import requests
 from confluent_kafka import Consumer, TopicPartition
 from psycopg.rows import dict_row
 
-from payment import db, jsonio, schemas
-from payment.devstack import free_port, stop, wait_for_port
+from devstack import free_port, stop, wait_for_port
+from devstack.sandbox import EXAMPLE_CUSTOMER_ID
+from payment import jsonio, schemas
+from payment.db.pool import open_pool
+from payment.db.store import PaymentStore
 from payment.model import ChargeResult
-from payment.sandbox import EXAMPLE_CUSTOMER_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = ("payment-succeeded", "payment-failed")
@@ -107,7 +109,7 @@ class Database:
     def outbox_once_sent(self, timeout: float = 5) -> list[dict]:
         """The outbox rows, once every one is marked sent: a confirmed event
         is marked soon after the answer, by the process's marker
-        (payment/marker.py), not before it. Fails past `timeout`."""
+        (payment/outbox/marker.py), not before it. Fails past `timeout`."""
         deadline = time.monotonic() + timeout
         while True:
             rows = self.rows("outbox")
@@ -387,9 +389,9 @@ DECLINED = ChargeResult(succeeded=False, transaction_id=None, simulated_response
 @contextmanager
 def open_store(database_url: str, *, max_size: int, timeout: float):
     """A PaymentStore on a pool of its own, open until the block ends."""
-    pool = db.open_pool(database_url, min_size=1, max_size=max_size, timeout=timeout)
+    pool = open_pool(database_url, min_size=1, max_size=max_size, timeout=timeout)
     try:
         pool.wait(10)
-        yield db.PaymentStore(pool)
+        yield PaymentStore(pool)
     finally:
         pool.close()

@@ -16,7 +16,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from payment.sandbox import EXAMPLE_CUSTOMER_ID
+from devstack.sandbox import EXAMPLE_CUSTOMER_ID
 
 # 48 bytes, over the configuration's 32-byte floor.
 HS256_SECRET = "hs256-test-secret-" + "7f3a9c1e5b2d4a6f8e0c1b3d5f7a9c1e"

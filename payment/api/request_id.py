@@ -1,6 +1,6 @@
 """The request id: taken from X-Request-ID or made, bound to every log line of
 the request and returned in the response. The upstream clients pass it on
-from the log context (payment/upstream.py)."""
+from the log context (payment/upstream/clients.py)."""
 
 from __future__ import annotations
 

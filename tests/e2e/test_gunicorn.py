@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from devstack import free_port
 from payment import jsonio
-from payment.devstack import free_port
 from tests.contract_examples import CONTRACT_EXAMPLES
 from tests.expected_events import assert_event_of
 from tests.support import ROOT, new_order, payment_body

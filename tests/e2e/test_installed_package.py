@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from payment.queries import load_queries
+from payment.db.queries import load_queries
 from tests.support import ROOT
 
 # Local state and what the package does not ship (.dockerignore's list, with build output).
@@ -28,7 +28,9 @@ import json, sys
 from pathlib import Path
 
 import payment
-from payment import files, migrations, queries, schemas
+from payment import files, schemas
+from payment.db import migrations
+from payment.db import queries
 from payment.api.openapi import OpenApiResource, SchemaFileResource
 from payment.api.request_body import parse_payment_request
 from payment.errors import InvalidRequest
@@ -92,7 +94,7 @@ def test_the_named_queries_are_those_of_the_checkout(found):
 
 
 def test_every_migration_is_there_unchanged(found):
-    from payment import migrations
+    from payment.db import migrations
 
     assert found["migrations"] == [[m.name, m.checksum] for m in migrations.load(ROOT / "sql" / "migrations")]
     assert len(found["migrations"]) == len(list((ROOT / "sql" / "migrations").glob("*.sql")))

@@ -14,8 +14,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from devstack import free_port
 from payment import jsonio
-from payment.devstack import free_port
 from tests.support import new_order, payment_body
 
 CANARY = "canary-pw-3f9c"

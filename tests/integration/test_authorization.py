@@ -10,13 +10,21 @@ import uuid
 
 import pytest
 
-from payment.sandbox import EXAMPLE_CUSTOMER_ID
+from devstack.sandbox import EXAMPLE_CUSTOMER_ID
 from tests.expected_events import assert_event_of
 from tests.support import new_order, payment_body
-from tests.tokens import (
-    HS256_SECRET, OTHER_SECRET, JwksServer, RsaKey, bearer, claims, hmac_with, hs256, unsigned,
-)
 from tests.timing import ceiling
+from tests.tokens import (
+    HS256_SECRET,
+    OTHER_SECRET,
+    JwksServer,
+    RsaKey,
+    bearer,
+    claims,
+    hmac_with,
+    hs256,
+    unsigned,
+)
 
 # Tokens and scopes: the same whichever way the service reaches PostgreSQL.
 pytestmark = pytest.mark.route_independent

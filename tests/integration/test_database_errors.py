@@ -1,6 +1,6 @@
 """What the real database refuses, as opposed to being away: a constraint the
 outcome's write breaks, a role without the grants it needs. The adapter
-translates it (payment/db.py, database_errors): a 500 that names the
+translates it (payment/db/pool.py, database_errors): a 500 that names the
 payment database and nothing else, no Retry-After (a retry does not mend
 it), nothing half-written, nothing published, and a log line with the
 SQLSTATE and the constraint, never the row."""
@@ -50,7 +50,7 @@ def test_an_outcome_the_database_refuses_is_a_500_and_the_payment_stays_pending(
     order_id = new_order(sandbox)
     outbox_refusing(order_id)
 
-    with caplog.at_level(logging.ERROR, logger="payment.db"):
+    with caplog.at_level(logging.ERROR, logger="payment.db.pool"):
         reply = client.pay(payment_body(order_id))
 
     assert_refused(reply)
@@ -60,7 +60,7 @@ def test_an_outcome_the_database_refuses_is_a_500_and_the_payment_stays_pending(
     assert row["status"] == "pending" and row["processed_at"] is None
     assert database.rows("outbox") == []
     assert events.all() == {"payment-succeeded": [], "payment-failed": []}
-    [record] = [r for r in caplog.records if r.name == "payment.db"]
+    [record] = [r for r in caplog.records if r.name == "payment.db.pool"]
     assert record.getMessage() == "database refused an operation: CheckViolation"
     assert (record.sqlState, record.constraint) == ("23514", CONSTRAINT)
     assert order_id not in record.getMessage()

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from payment.devstack import free_port
+from devstack import free_port
 from tests.expected_events import assert_event_of
 from tests.support import new_order, payment_body, relay_on
 from tests.timing import ceiling

@@ -20,8 +20,9 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
-from payment import jsonio, migrations
-from payment.queries import QUERIES, SQL_DIR
+from payment import jsonio
+from payment.db import migrations
+from payment.db.queries import QUERIES, SQL_DIR
 from tests.conftest import PGBOUNCER_SERVER_CONNECTIONS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,15 +8,16 @@ import uuid
 
 import pytest
 
-from payment import db
+from payment.db.pool import open_pool
+from payment.db.store import PaymentStore
 
 UNSENT = "sent_at IS NULL"
 
 
 @pytest.fixture
 def store(database_url, database):
-    pool = db.open_pool(database_url, min_size=1, max_size=4, timeout=2)
-    yield db.PaymentStore(pool)
+    pool = open_pool(database_url, min_size=1, max_size=4, timeout=2)
+    yield PaymentStore(pool)
     pool.close()
 
 

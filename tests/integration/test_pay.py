@@ -7,7 +7,7 @@ import re
 import uuid
 from decimal import Decimal
 
-from payment.sandbox import EXAMPLE_CUSTOMER_ID, EXAMPLE_ORDER_ID, EXAMPLE_RESERVATION_ID
+from devstack.sandbox import EXAMPLE_CUSTOMER_ID, EXAMPLE_ORDER_ID, EXAMPLE_RESERVATION_ID
 from tests.contract_examples import CONTRACT_EXAMPLES
 from tests.expected_events import assert_event_of
 from tests.support import new_order, payment_body

@@ -18,11 +18,13 @@ import threading
 import time
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
-from payment import db, devstack
+import devstack
 from payment.config import Config
+from payment.db.pool import open_pool
+from payment.db.store import PaymentStore
 from tests.support import new_order, payment_body
 from tests.timing import ceiling
 
@@ -104,10 +106,10 @@ def test_sixty_payments_through_two_rotating_server_connections(make_client, sma
 
 
 def test_settings_hold_in_every_transaction_on_any_server_connection(database_url, sandbox):
-    pool = db.open_pool(with_options(database_url, "-c search_path=bc_payment,public"),
+    pool = open_pool(with_options(database_url, "-c search_path=bc_payment,public"),
                         min_size=1, max_size=2, timeout=1.5)
     try:
-        store = db.PaymentStore(pool)
+        store = PaymentStore(pool)
         for _ in range(5):
             with store._statement() as cur:
                 # The settings and an unqualified name, in one statement's transaction.

@@ -20,7 +20,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from payment.queries import QUERIES
+from payment.db.queries import QUERIES
 
 # The queries of POST /payments; the test below covers them with the others,
 # and fails if one of these is renamed away.

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from payment.devstack import free_port
+from devstack import free_port
 from tests.support import new_order, payment_body
 
 LOOKUP = "payment-lookup.schema.json"

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from payment.sandbox import EXAMPLE_CUSTOMER_ID, EXAMPLE_ORDER_ID
+from devstack.sandbox import EXAMPLE_CUSTOMER_ID, EXAMPLE_ORDER_ID
 from tests.support import new_order, payment_body
 
 # Validation: the same whichever way the service reaches PostgreSQL.

@@ -11,10 +11,10 @@ import uuid
 
 import pytest
 
+from devstack import free_port
+from devstack.sandbox import EXAMPLE_RESERVATION_ID
 from payment.bootstrap import build_core
-from payment.devstack import free_port
 from payment.logs import JsonFormatter
-from payment.sandbox import EXAMPLE_RESERVATION_ID
 from tests.support import new_order, payment_body
 
 # Request ids and log lines: the same whichever way the service reaches PostgreSQL.

@@ -20,11 +20,12 @@ import pytest
 from payment import representations, service
 from payment.bootstrap import build_web
 from payment.errors import DatabaseFault, DatabaseUnavailable
-from payment.marker import SentMarker
 from payment.model import PaymentRequest
+from payment.outbox.marker import SentMarker
 from tests.conftest import Client
 from tests.support import CHARGED, DECLINED, new_order, open_store, payment_body
 from tests.timing import eventually
+
 
 @pytest.fixture
 def store(database_url, database):

@@ -14,11 +14,17 @@ from decimal import Decimal
 import pytest
 
 from payment.config import Config
-from payment.gateway import Found, GatewayUnreachable, idempotency_key
+from payment.gateways.port import Found, GatewayUnreachable, idempotency_key
+from payment.gateways.stripe_gateway import StripeGateway, transaction_id
 from payment.model import Payment
-from payment.stripe_gateway import StripeGateway, transaction_id
 from tests.stripe_support import (  # noqa: F401  (fixtures)
-    API_KEY, BLACKHOLE, FORWARD, LOSE_ANSWER, RESET, localstripe, stripe_proxy,
+    API_KEY,
+    BLACKHOLE,
+    FORWARD,
+    LOSE_ANSWER,
+    RESET,
+    localstripe,
+    stripe_proxy,
 )
 from tests.timing import ceiling
 

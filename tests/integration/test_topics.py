@@ -13,7 +13,7 @@ import uuid
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from payment.kafka import TopicsMissing, check_topics, ensure_topics
+from payment.outbox.producer import TopicsMissing, check_topics, ensure_topics
 
 
 def fresh(name: str) -> str:
@@ -26,7 +26,7 @@ def partitions(broker: str, topic: str) -> int:
 
 def test_by_default_the_broker_decides_partitions_and_replication(broker, caplog):
     topic = fresh("defaults")
-    with caplog.at_level(logging.WARNING, logger="payment.kafka"):
+    with caplog.at_level(logging.WARNING, logger="payment.outbox.producer"):
         ensure_topics(broker, [topic])
     assert partitions(broker, topic) >= 1
     assert not [r for r in caplog.records if "replication factor 1" in r.getMessage()]
@@ -34,7 +34,7 @@ def test_by_default_the_broker_decides_partitions_and_replication(broker, caplog
 
 def test_explicit_partitions_and_a_warning_for_replication_factor_one(broker, caplog):
     topic = fresh("explicit")
-    with caplog.at_level(logging.WARNING, logger="payment.kafka"):
+    with caplog.at_level(logging.WARNING, logger="payment.outbox.producer"):
         ensure_topics(broker, [topic], partitions=2, replication_factor=1)
         ensure_topics(broker, [topic], partitions=2, replication_factor=1)  # exists: left as it is
     assert partitions(broker, topic) == 2

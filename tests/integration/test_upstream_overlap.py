@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
+from devstack.sandbox import EXAMPLE_CUSTOMER_ID
 from payment import jsonio
-from payment.sandbox import EXAMPLE_CUSTOMER_ID
 from tests.support import new_order, payment_body
 
 # Large against the few milliseconds of the payment's own work, so that the

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from payment import devstack, migrations
-from payment.kafka import ensure_topics
+import devstack
+from payment.db import migrations
+from payment.outbox.producer import ensure_topics
 from tests.reliability.postgres import StoppablePostgres
 from tests.support import BROKER_STOP_S, TOPICS, parametrize_db_route
 

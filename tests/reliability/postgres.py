@@ -11,7 +11,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from payment.devstack import free_port
+from devstack import free_port
 
 
 class StoppablePostgres:

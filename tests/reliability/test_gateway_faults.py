@@ -11,7 +11,11 @@ import psycopg
 
 from tests.expected_events import INTERRUPTED, assert_event_of
 from tests.reliability.gateway_faults import (
-    FAST_RECONCILER, assert_charged_once_and_succeeded, kill_worker, post_in_background, wait_for,
+    FAST_RECONCILER,
+    assert_charged_once_and_succeeded,
+    kill_worker,
+    post_in_background,
+    wait_for,
 )
 from tests.support import new_order, payment_body
 

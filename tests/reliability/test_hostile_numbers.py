@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
+from devstack.sandbox import EXAMPLE_CUSTOMER_ID, EXAMPLE_ORDER_ID
 from payment import jsonio
-from payment.sandbox import EXAMPLE_CUSTOMER_ID, EXAMPLE_ORDER_ID
 from tests.support import new_order, payment_body
 
 # Number handling: the same whichever way the service reaches PostgreSQL.

@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 
-from payment.devstack import free_port
+from devstack import free_port
 from tests.expected_events import INTERRUPTED, assert_event_of
 from tests.support import ROOT, EventLog, new_order, payment_body
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import requests
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from payment.devstack import free_port
+from devstack import free_port
 from tests.support import new_order, payment_body
 
 PASSWORD = "s3cret-Pa55word"

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
+from payment import jsonio
 from tests.support import new_order, payment_body
 from tests.timing import ceiling
-from payment import jsonio
 
 # HTTP connections: the same whichever way the service reaches PostgreSQL.
 pytestmark = pytest.mark.route_independent

@@ -7,13 +7,23 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from payment.stripe_gateway import transaction_id
+from payment.gateways.stripe_gateway import transaction_id
 from tests.expected_events import INTERRUPTED, assert_event_of
 from tests.reliability.gateway_faults import (
-    FAST_RECONCILER, kill_worker, post_in_background, wait_for,
+    FAST_RECONCILER,
+    kill_worker,
+    post_in_background,
+    wait_for,
 )
 from tests.stripe_support import (  # noqa: F401  (fixtures)
-    API_KEY, BLACKHOLE, FORWARD, HOLD_ANSWER, LOSE_ANSWER, RESET, localstripe, stripe_proxy,
+    API_KEY,
+    BLACKHOLE,
+    FORWARD,
+    HOLD_ANSWER,
+    LOSE_ANSWER,
+    RESET,
+    localstripe,
+    stripe_proxy,
 )
 from tests.support import new_order, payment_body
 

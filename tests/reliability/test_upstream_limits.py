@@ -11,8 +11,8 @@ import uuid
 import pytest
 import requests
 
+from devstack.sandbox import EXAMPLE_CUSTOMER_ID
 from payment import jsonio
-from payment.sandbox import EXAMPLE_CUSTOMER_ID
 from tests.support import new_order, payment_body
 from tests.timing import ceiling
 

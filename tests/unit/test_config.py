@@ -3,7 +3,7 @@ import re
 import pytest
 
 from payment.config import Config, ConfigError, redact_conninfo
-from payment.marker import MARK_DELAY_S
+from payment.outbox.marker import MARK_DELAY_S
 
 BASE = {
     "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test",

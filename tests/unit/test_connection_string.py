@@ -9,9 +9,9 @@ import re
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from payment import connection_string
 from payment.config import Config, ConfigError, redact_conninfo
-from payment.connection_string import ConnectionStringError, parse
+from payment.db import connection_string
+from payment.db.connection_string import ConnectionStringError, parse
 
 BASE = "Host=db;Database=ticketing;Username=app;Password=pw"
 ENV = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "ORDERING_SERVICE_URL": "http://ordering:5002"}

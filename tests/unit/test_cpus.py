@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from payment.cpus import cpu_quota, usable_cpus
+from payment.server.cpus import cpu_quota, usable_cpus
 
 
 def write(root: Path, relative: str, text: str) -> None:

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from psycopg.conninfo import conninfo_to_dict
 
+from devstack.__main__ import build_parser as build_devstack_parser
 from payment.__main__ import build_parser
 from payment.config import DEFAULT_PORT, Config
 from tests.support import dockerfile_instructions
@@ -58,6 +59,12 @@ def assert_payment_command(command: list[str], name: str | None = None):
     if name:
         assert args.command == name
     return args
+
+
+def assert_sandbox_command(command: list[str]):
+    """`python -m devstack sandbox ...` that the sandbox's parser accepts."""
+    assert command[:4] == ["python", "-m", "devstack", "sandbox"], command
+    return build_devstack_parser().parse_args(command[3:])
 
 
 # --- Dockerfile --------------------------------------------------------------
@@ -112,7 +119,7 @@ def test_the_health_check_is_the_healthcheck_command():
 # --- the command line --------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["migrate", "serve", "relay", "sandbox", "healthcheck", "dev"])
+@pytest.mark.parametrize("command", ["migrate", "serve", "relay", "reconcile", "healthcheck"])
 def test_each_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exited:
         build_parser().parse_args([command, "--help"])
@@ -172,7 +179,7 @@ def test_the_documented_variables_point_at_the_compose_services():
     assert f"PLAINTEXT://{config.kafka_bootstrap_servers}" in advertised.split(",")
 
     ordering = urlsplit(config.ordering_service_url)
-    sandbox = assert_payment_command(services["ordering"]["command"], "sandbox")
+    sandbox = assert_sandbox_command(services["ordering"]["command"])
     assert ordering.hostname == "ordering" and ordering.port == sandbox.port
     assert sandbox.host == "0.0.0.0"
     assert config.reservation_service_url == config.ordering_service_url
@@ -182,11 +189,21 @@ def test_the_documented_variables_point_at_the_compose_services():
 
 def test_compose_builds_the_image_and_runs_its_commands():
     services = compose()["services"]
-    for name in ("payment", "ordering", "migrate"):
+    for name in ("payment", "migrate"):
         assert services[name]["build"] == "."
         assert (ROOT / services[name]["build"] / "Dockerfile").is_file()
-    assert services["payment"]["image"] == services["ordering"]["image"]
     assert_payment_command(services["payment"]["command"], "serve")
+    # The sandbox is development code: an image of its own, never the service's.
+    ordering = services["ordering"]
+    assert (ROOT / ordering["build"]["context"] / ordering["build"]["dockerfile"]).is_file()
+    assert ordering["image"] != services["payment"]["image"]
+
+
+def test_the_service_image_carries_no_development_code():
+    copied = [shlex.split(arguments)[:-1] for keyword, arguments in dockerfile() if keyword == "COPY"]
+    sources = {source.rstrip("/") for sources in copied for source in sources}
+    assert "payment" in sources
+    assert not sources & {"devstack", "tests", "bench", "."}
 
 
 def test_dependencies_are_services_with_health_checks():

@@ -1,10 +1,10 @@
-"""When a request is all there, from its bytes alone (payment/http_framing.py)."""
+"""When a request is all there, from its bytes alone (payment/server/http_framing.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from payment import http_framing as f
+from payment.server import http_framing as f
 
 LIMIT = 64 * 1024
 

@@ -15,8 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from payment.devstack import free_port
-from payment.httpclient import ConnectionPool, HTTPBadAnswer, HTTPTimeout, HTTPTooLarge, HTTPUnavailable
+from devstack import free_port
+from payment.upstream.httpclient import ConnectionPool, HTTPBadAnswer, HTTPTimeout, HTTPTooLarge, HTTPUnavailable
 from tests.timing import ceiling, wait_until
 
 
@@ -448,7 +448,7 @@ def test_the_request_id_of_the_log_context_is_passed_on_by_both_clients():
     """The clients read the id from the request's log context; no id outside a request."""
     from payment import logs
     from payment.errors import UpstreamBadResponse
-    from payment.upstream import OrderingClient, ReservationClient
+    from payment.upstream.clients import OrderingClient, ReservationClient
 
     server = Server()
     options = dict(connect_timeout=1, read_timeout=1, deadline=2, max_response_bytes=4096)
@@ -476,7 +476,7 @@ def test_the_request_id_of_the_log_context_is_passed_on_by_both_clients():
 def test_a_reservation_call_is_timed_from_its_start_and_an_abandoned_one_not_counted():
     from payment.errors import UpstreamBadResponse
     from payment.metrics import Metrics
-    from payment.upstream import ReservationClient
+    from payment.upstream.clients import ReservationClient
 
     server = Server(delay_s=0.2)
     metrics = Metrics()

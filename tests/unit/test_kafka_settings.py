@@ -9,8 +9,8 @@ import re
 import pytest
 
 from payment.config import Config, ConfigError
-from payment.kafka import admin_config, producer_config
-from payment.kafka_settings import KafkaSettingsError, dotnet_property, from_env, redacted, validate
+from payment.outbox.kafka_settings import KafkaSettingsError, dotnet_property, from_env, redacted, validate
+from payment.outbox.producer import admin_config, producer_config
 
 BASE = {
     "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test",

@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 
-from payment.marker import SentMarker
+from payment.outbox.marker import SentMarker
 
 
 class RecordingStore:
@@ -62,7 +62,7 @@ def test_a_failed_write_is_logged_and_the_marker_goes_on(caplog):
     store = RecordingStore(fail=True)
     marker = SentMarker(store, delay_s=0.01)
     lost = uuid.uuid4()
-    with caplog.at_level(logging.WARNING, logger="payment.marker"):
+    with caplog.at_level(logging.WARNING, logger="payment.outbox.marker"):
         marker.mark([lost])
         deadline = time.monotonic() + 2
         while not caplog.records and time.monotonic() < deadline:
@@ -82,7 +82,7 @@ def test_a_mark_after_close_is_left_to_the_relay_and_said_so(caplog):
     marker = SentMarker(store)
     marker.close()
     late = uuid.uuid4()
-    with caplog.at_level(logging.WARNING, logger="payment.marker"):
+    with caplog.at_level(logging.WARNING, logger="payment.outbox.marker"):
         marker.mark([late])
     [record] = caplog.records
     assert record.message == "events not marked sent after shutdown; left to the outbox relay"

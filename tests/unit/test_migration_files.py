@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from payment import migrations
+from payment.db import migrations
 
 
 def test_migrations_are_numbered_from_one_without_a_gap():

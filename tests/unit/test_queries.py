@@ -1,4 +1,4 @@
-"""The named-query file parser (payment/queries.py): each `-- name:` line
+"""The named-query file parser (payment/db/queries.py): each `-- name:` line
 starts a query that runs to the next one, comment lines are left out, and
 what it makes of a file's header, an empty block, a name given twice and a
 name it does not hold; and the service's own file, which every name the code
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from payment.queries import QUERIES, SQL_DIR, QueryFileError, load_queries
+from payment.db.queries import QUERIES, SQL_DIR, QueryFileError, load_queries
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -27,7 +27,7 @@ from payment import jsonio, schemas, service
 from payment.api.app import create_app
 from payment.config import Config
 from payment.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
-from payment.gateway import GatewayUnreachable
+from payment.gateways.port import GatewayUnreachable
 from payment.logs import JsonFormatter
 from payment.metrics import Metrics
 from payment.model import Order, PaymentRequest, Reservation

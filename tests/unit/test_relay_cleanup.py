@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
-from payment import relay
 from payment.config import Config
 from payment.errors import DatabaseUnavailable
-from payment.relay import OutboxRelay
+from payment.outbox import relay
+from payment.outbox.relay import OutboxRelay
 from tests.timing import ceiling
 
 

@@ -3,8 +3,8 @@ its statements, the transaction settings left out, so that two revisions'
 counts line up kind by kind."""
 
 from bench.round_trips import label, statements_in
-from payment.db import settings_statement
-from payment.queries import QUERIES
+from payment.db.libpq_options import settings_statement
+from payment.db.queries import QUERIES
 
 SETTINGS = settings_statement({"statement_timeout": "2000", "lock_timeout": "2000"})
 

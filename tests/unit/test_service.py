@@ -16,12 +16,12 @@ import pytest
 
 from payment import errors, representations, service
 from payment.config import Config
-from payment.delivery import Delivery
-from payment.gateway import Found, GatewayUnreachable
-from payment.marker import SentMarker
+from payment.gateways.port import Found, GatewayUnreachable
+from payment.gateways.simulator import decide, decline_for
 from payment.model import Order, PaymentRequest, Reservation
+from payment.outbox.delivery import Delivery
+from payment.outbox.marker import SentMarker
 from payment.reconciler import Reconciler, backoff
-from payment.simulator import decide, decline_for
 from tests.fakes import NOW, FakeGateway, FakeOrdering, FakeReservations, FakeStore
 
 CUSTOMER = uuid.uuid4()

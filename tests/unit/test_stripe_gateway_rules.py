@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 
 from payment.config import Config, ConfigError
-from payment.gateways import build_gateway
-from payment.stripe_declines import decline
-from payment.stripe_gateway import StripeGateway, minor_units
+from payment.gateways.factory import build_gateway
+from payment.gateways.stripe_declines import decline
+from payment.gateways.stripe_gateway import StripeGateway, minor_units
 
 BASE = {
     "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test",

@@ -1,14 +1,14 @@
 """The connection string's startup options become settings of each
-transaction (payment/db.py): nothing is left for a pooler to refuse."""
+transaction (payment/db/libpq_options.py): nothing is left for a pooler to refuse."""
 
 from psycopg.conninfo import conninfo_to_dict
 
-from payment import db
 from payment.config import Config
+from payment.db.libpq_options import lift_settings, settings_statement
 
 
 def lifted(conninfo):
-    rest, settings = db._lift_settings(conninfo)
+    rest, settings = lift_settings(conninfo)
     return conninfo_to_dict(rest), settings
 
 
@@ -28,6 +28,6 @@ def test_every_spelling_of_a_setting_is_lifted_and_other_options_stay():
 
 
 def test_the_settings_statement_quotes_values():
-    statement = db.settings_statement({"search_path": "bc_payment, public", "application_name": "it's"})
+    statement = settings_statement({"search_path": "bc_payment, public", "application_name": "it's"})
     assert statement == ("SELECT set_config('search_path', 'bc_payment, public', true),"
                          " set_config('application_name', 'it''s', true);")

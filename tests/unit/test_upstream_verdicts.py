@@ -22,9 +22,9 @@ import pytest
 
 from payment import errors, logs, service
 from payment.config import Config
-from payment.httpclient import ConnectionPool
 from payment.model import Order, PaymentRequest, Reservation
-from payment.upstream import ReservationClient
+from payment.upstream.clients import ReservationClient
+from payment.upstream.httpclient import ConnectionPool
 from tests.timing import wait_until
 from tests.unit.test_httpclient import Server
 

@@ -131,6 +131,6 @@ def validate(settings: dict[str, str], sources: dict[str, str]) -> None:
     del producer
 
 
-_quiet = logging.getLogger("payment.kafka.validation")
+_quiet = logging.getLogger("payment.outbox.producer.validation")
 _quiet.addHandler(logging.NullHandler())
 _quiet.propagate = False

@@ -31,9 +31,10 @@ from functools import partial
 from gunicorn import http
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from payment import http_framing, jsonio
+from payment import jsonio
 from payment.api.request_id import request_id_from
 from payment.config import Config
+from payment.server import http_framing
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from uuid import UUID
 
 from payment import jsonio, logs
 from payment.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
-from payment.httpclient import ConnectionPool, HTTPBadAnswer, HTTPTimeout, HTTPTooLarge, HTTPUnavailable
 from payment.model import Order, Reservation
+from payment.upstream.httpclient import ConnectionPool, HTTPBadAnswer, HTTPTimeout, HTTPTooLarge, HTTPUnavailable
 
 
 def new_session(pool_size: int) -> ConnectionPool:

@@ -25,10 +25,10 @@ from decimal import Decimal
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from payment.db import Pool, one_transaction_cursor
-from payment.gateway import NEVER_CHARGED, UNKNOWN, GatewayUnreachable, Lookup
+from payment.db.pool import Pool, one_transaction_cursor
+from payment.db.queries import QUERIES
+from payment.gateways.port import NEVER_CHARGED, UNKNOWN, GatewayUnreachable, Lookup
 from payment.model import ChargeResult, Payment
-from payment.queries import QUERIES
 
 log = logging.getLogger(__name__)
 

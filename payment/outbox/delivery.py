@@ -3,7 +3,7 @@
 A request (or the relay) waits a bounded time for each event's own delivery
 report. A request hands a confirmed success to the process's marker, which
 marks it sent soon after, in batches, off the request's thread
-(payment/marker.py); the relay marks what it sent in its own claiming
+(payment/outbox/marker.py); the relay marks what it sent in its own claiming
 transaction. An event confirmed late is handed to the marker when its
 report arrives: the thread that serves delivery reports must never wait on
 the database.
@@ -15,7 +15,7 @@ import logging
 from concurrent.futures import wait
 from uuid import UUID
 
-from payment.marker import SentMarker
+from payment.outbox.marker import SentMarker
 
 log = logging.getLogger(__name__)
 

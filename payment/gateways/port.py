@@ -1,7 +1,7 @@
 """The payment gateway port: what the service asks of a payment processor.
 
-Adapters: `payment/simulator.py` (the default, `isSimulated: true`) and
-`payment/stripe_gateway.py` (Stripe PaymentIntents). A third processor
+Adapters: `payment/gateways/simulator.py` (the default, `isSimulated: true`) and
+`payment/gateways/stripe_gateway.py` (Stripe PaymentIntents). A third processor
 implements the three methods below; nothing else in the service changes.
 
 The rules every adapter keeps, because the service relies on them to never

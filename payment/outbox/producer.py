@@ -25,7 +25,7 @@ class PublishFailed(Exception):
 
 def producer_config(bootstrap_servers: str, message_timeout_s: float, settings: dict[str, str]) -> dict:
     """The producer's configuration: the operator's client settings (TLS,
-    SASL, ...; payment/kafka_settings.py, which refuses the ones below),
+    SASL, ...; payment/outbox/kafka_settings.py, which refuses the ones below),
     then the service's own, which nothing overrides."""
     return {
         # The operator's client.id wins: broker quotas and ACLs may key on it.

@@ -1,6 +1,6 @@
 """How much of one HTTP/1.x request has arrived, from the bytes alone.
 
-The gunicorn worker in `payment/read_ahead_worker.py` reads each request
+The gunicorn worker in `payment/server/read_ahead_worker.py` reads each request
 without blocking, in its event loop, and only hands it to a thread once this
 says it is all there. It decides nothing else: a header block it cannot frame
 (conflicting Content-Length, an unknown Transfer-Encoding) is handed over as

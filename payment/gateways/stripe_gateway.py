@@ -26,9 +26,9 @@ from decimal import Decimal
 
 import stripe
 
-from payment import stripe_declines
 from payment.currencies import MINOR_UNITS
-from payment.gateway import NEVER_CHARGED, UNKNOWN, GatewayUnreachable, Lookup, idempotency_key
+from payment.gateways import stripe_declines
+from payment.gateways.port import NEVER_CHARGED, UNKNOWN, GatewayUnreachable, Lookup, idempotency_key
 from payment.model import ChargeResult, Payment
 
 log = logging.getLogger(__name__)

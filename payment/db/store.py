@@ -1,213 +1,18 @@
-"""PostgreSQL adapter: the connection pool and the payment store.
-
-Every psycopg exception becomes a domain error here (`database_errors`), so
-no layer above ever sees one (nor shows its text to a client).
-"""
+"""The payment store: every statement of the service's own tables, each
+a named query of sql/queries.sql, on the pool of payment/db/pool.py."""
 
 from __future__ import annotations
 
-import logging
-import re
-import time
-import weakref
 from contextlib import contextmanager
 from uuid import UUID
 
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import class_row, dict_row
-from psycopg_pool import ConnectionPool
 
-from payment import migrations
-from payment.errors import DatabaseFault, DatabaseUnavailable, PaymentAlreadySettled
+from payment.db.pool import Pool, database_errors, mark_used, one_transaction_cursor
+from payment.db.queries import QUERIES
+from payment.errors import PaymentAlreadySettled
 from payment.model import OutboxEvent, Payment, PaymentRequest
-from payment.queries import QUERIES
-
-log = logging.getLogger(__name__)
-
-
-class Pool(ConnectionPool):
-    """The service's connection pool, and the settings every transaction on
-    it starts with (`transaction_settings`: one SQL statement, run in the
-    transaction's first round trip)."""
-
-    transaction_settings: str = ""
-
-
-def open_pool(conninfo: str, *, min_size: int, max_size: int, timeout: float,
-              search_path: str | None = None) -> Pool:
-    """A pool opened explicitly; it keeps trying in the background while the
-    database is away, and a request waits at most `timeout` for a connection.
-
-    Its connections hold no session state, so that a transaction-pooling
-    PgBouncer may hand each transaction another server connection: no
-    startup options (the statement and lock timeouts, and any `-c` setting
-    of the connection string such as SearchPath's search_path, are set anew
-    in every transaction, see `transaction_settings`), and no server-side
-    prepared statements (prepare_threshold=None)."""
-    conninfo, settings = _lift_settings(conninfo)
-    milliseconds = str(int(timeout * 1000))
-    # A statement that runs past the request's budget is a fault, not a slow
-    # answer; so is a lock wait that long (a row held by a stuck transaction).
-    settings.update(statement_timeout=milliseconds, lock_timeout=milliseconds)
-    if search_path:
-        settings["search_path"] = search_path
-    connection = {"autocommit": True, "prepare_threshold": None}
-    if "connect_timeout" not in conninfo_to_dict(conninfo):  # the connection string's Timeout wins
-        connection["connect_timeout"] = max(1, round(timeout))
-    pool = Pool(
-        conninfo,
-        min_size=min_size,
-        max_size=max_size,
-        timeout=timeout,
-        open=False,
-        name="payments",
-        check=_check_unless_just_used,
-        # Autocommit: a single statement is its own transaction and costs one
-        # round trip (a payment's every write is one statement, its outcome
-        # and event included); PaymentStore opens an explicit transaction
-        # only where a block must hold one (the relay's claim, held while it
-        # sends).
-        kwargs=connection,
-        reconnect_timeout=0,
-    )
-    pool.transaction_settings = settings_statement(settings)
-    pool.open(wait=False)
-    return pool
-
-
-# When each pooled connection was last seen working.
-_last_used: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_TRUSTED_FOR_S = 1.0
-
-
-def _check_unless_just_used(conn) -> None:
-    """The pool's check on checkout costs a round trip; it is spared for a
-    connection that completed work less than a second ago (under load, nearly
-    every one). A connection that fails in use is discarded by the pool."""
-    if time.monotonic() - _last_used.get(conn, float("-inf")) > _TRUSTED_FOR_S:
-        ConnectionPool.check_connection(conn)
-
-
-_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
-
-
-def _lift_settings(conninfo: str) -> tuple[str, dict[str, str]]:
-    """The connection string without its `-c name=value` startup options, and
-    those settings. A transaction-pooling PgBouncer refuses startup options
-    (`unsupported startup parameter: options`), and would not keep them per
-    client anyway. Any other option is left where it was."""
-    params = conninfo_to_dict(conninfo)
-    settings: dict[str, str] = {}
-    kept: list[str] = []
-    words = _option_words(params.pop("options", "") or "")
-    while words:
-        word = words.pop(0)
-        if word == "-c" and words:
-            word = "-c" + words.pop(0)
-        name, sep, value = word[2:].partition("=") if word[:2] in ("-c", "--") else ("", "", "")
-        if sep and _SETTING_NAME.fullmatch(name):
-            settings[name] = value
-        else:
-            kept.append(word)
-    if kept:
-        params["options"] = " ".join(_escape_option(word) for word in kept)
-    return make_conninfo(**params), settings
-
-
-def _option_words(options: str) -> list[str]:
-    """libpq's reading of `options`: words split on spaces, a backslash
-    keeps the next character (an escaped space stays in the word)."""
-    words, word, escaped, started = [], [], False, False
-    for char in options:
-        if escaped:
-            word.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = started = True
-        elif char.isspace():
-            if started:
-                words.append("".join(word))
-            word, started = [], False
-        else:
-            word.append(char)
-            started = True
-    if started:
-        words.append("".join(word))
-    return words
-
-
-def _escape_option(word: str) -> str:
-    return word.replace("\\", "\\\\").replace(" ", "\\ ")
-
-
-def settings_statement(settings: dict[str, str]) -> str:
-    """One statement that sets each setting for the current transaction only
-    (set_config(..., true) reads the value as a startup `-c` would: a list
-    for search_path, units for timeouts)."""
-    calls = sql.SQL(", ").join(
-        sql.SQL("set_config({}, {}, true)").format(sql.Literal(name), sql.Literal(value))
-        for name, value in settings.items())
-    return sql.SQL("SELECT {};").format(calls).as_string(None)
-
-
-def apply_schema(conninfo: str) -> None:
-    """Bring the schema up to date: the versioned migrations of
-    payment/migrations.py, the one way the schema changes. (Kept under this
-    name for the callers that set up a database in one line.)"""
-    migrations.migrate(conninfo)
-
-
-@contextmanager
-def database_errors():
-    """Translates what psycopg raises inside into the store's domain errors
-    (also a decorator):
-
-    - OperationalError, the pool's PoolTimeout and PoolClosed among them:
-      the database is out of reach or too slow (no connection, a statement
-      or lock timeout, a conflict to retry) -> DatabaseUnavailable, a 503
-      with Retry-After;
-    - any other psycopg.Error: the database refused the operation (an
-      integrity or programming error, a privilege, bad data) ->
-      DatabaseFault, a 500.
-
-    The log line names the exception's class, SQLSTATE and constraint only:
-    its text may quote a row's values."""
-    try:
-        yield
-    except psycopg.OperationalError as exc:
-        log.warning("database unavailable: %s", type(exc).__name__)
-        raise DatabaseUnavailable() from exc
-    except psycopg.Error as exc:
-        log.error("database refused an operation: %s", type(exc).__name__,
-                  extra={"sqlState": exc.sqlstate, "constraint": exc.diag.constraint_name})
-        raise DatabaseFault() from exc
-
-
-class OneTransactionCursor(psycopg.ClientCursor):
-    """A cursor whose every execute is one simple query: the pool's
-    transaction settings, then the statement (or statements). One round
-    trip and one implicit transaction, so the settings hold for exactly that
-    statement, on whichever server connection a pooler picked. Parameters
-    are bound by psycopg on the client, so nothing is prepared on a server.
-    The cursor then stands on the last statement's result."""
-
-    settings = ""
-
-    def execute(self, query, params=None, **kwargs):
-        # With parameters the whole text is a template, where % is doubled.
-        settings = self.settings if params is None else self.settings.replace("%", "%%")
-        super().execute(settings + query, params, **kwargs)
-        while self.nextset():
-            pass
-        return self
-
-
-def one_transaction_cursor(pool: Pool, conn, row_factory=None) -> OneTransactionCursor:
-    cursor = OneTransactionCursor(conn, row_factory=row_factory)
-    cursor.settings = pool.transaction_settings
-    return cursor
 
 
 class PaymentStore:
@@ -220,7 +25,7 @@ class PaymentStore:
         in the store's statements or the block they run, leaves translated."""
         with database_errors(), self.pool.connection() as conn:
             yield conn
-            _last_used[conn] = time.monotonic()
+            mark_used(conn)
 
     @contextmanager
     def _statement(self, row_factory=None):
@@ -306,7 +111,7 @@ class PaymentStore:
 
     def mark_sent(self, event_ids: list[UUID]) -> None:
         """Mark these events sent: one statement, however many (the marker's
-        batches, payment/marker.py)."""
+        batches, payment/outbox/marker.py)."""
         with self._statement() as cur:
             cur.execute(QUERIES["mark_outbox_sent"], {"event_ids": list(event_ids)})
 
