@@ -73,22 +73,22 @@ CONTRACT_POST_ANSWERS = {
     "500": ("An unexpected error occurred during payment processing.",
             "Payment processing error: Database connection timeout"),
 }
-# README, "Errors": "Every 502, 503 and 504 carries `Retry-After: 1`", and a
+# docs/api.md, "Errors": "Every 502, 503 and 504 carries `Retry-After: 1`", and a
 # 409 says when to ask again.
 RETRY_AFTER = {"409", "502", "503", "504"}
 
 
-def readme_error_statuses() -> set[str]:
-    """The statuses of the README's "Errors" table: what the service promises beyond the contract."""
-    section = (ROOT / "README.md").read_text().split("### Errors", 1)[1].split("\n### ", 1)[0]
+def documented_error_statuses() -> set[str]:
+    """The statuses of the "Errors" table of docs/api.md: what the service promises beyond the contract."""
+    section = (ROOT / "docs" / "api.md").read_text().split("\n## Errors\n", 1)[1].split("\n## ", 1)[0]
     statuses = set(re.findall(r"^\| (\d{3}) \|", section, re.MULTILINE))
-    assert statuses, "the README's Errors table was not found"
+    assert statuses, "the Errors table of docs/api.md was not found"
     return statuses
 
 
-def test_post_answers_are_the_contracts_and_the_readmes(http):
+def test_post_answers_are_the_contracts_and_the_documented_ones(http):
     responses = http.get("/openapi.json").json["paths"]["/payments"]["post"]["responses"]
-    assert set(responses) == set(CONTRACT_POST_ANSWERS) | readme_error_statuses()
+    assert set(responses) == set(CONTRACT_POST_ANSWERS) | documented_error_statuses()
     for status, (_, message) in CONTRACT_POST_ANSWERS.items():
         # The contract's example answer fits the body the document gives that status.
         ref = responses[status]["content"]["application/json"]["schema"]["$ref"]

@@ -1,6 +1,6 @@
 """Each default is written once, on its Config field: the environment without
-a variable gives the field's default, the README's tables say the same, and
-the configuration needs no adapter to know it."""
+a variable gives the field's default, the tables of docs/configuration.md say
+the same, and the configuration needs no adapter to know it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from payment.config import DEFAULT_ORDERING_SERVICE_URL, Config
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092"}
 
-# README variable -> Config field, for every documented default that is a value.
+# Documented variable -> Config field, for every documented default that is a value.
 FIELDS = {
     "PORT": "port", "ASPNETCORE_URLS": "port",
     "KAFKA_TOPIC_CREATE": "kafka_topic_create",
@@ -42,18 +42,19 @@ FIELDS = {
 }
 
 
-def documented_defaults() -> dict[str, str]:
-    """Every `| variable | default | meaning |` row of the README, by variable:
-    rows naming several (`A`, `B`) give one default each; `A` or `B` share one."""
-    defaults = {}
-    for line in (ROOT / "README.md").read_text().splitlines():
+def documented_defaults() -> dict[str, list[str]]:
+    """Every `| variable | default | meaning |` row of docs/configuration.md, by variable:
+    rows naming several (`A`, `B`) give one default each; `A` or `B` share one.
+    A variable in more than one table (the Stripe settings) has each of its rows."""
+    defaults: dict[str, list[str]] = {}
+    for line in (ROOT / "docs" / "configuration.md").read_text().splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if len(cells) != 3 or not cells[0].startswith("`"):
             continue
         names = re.findall(r"`([A-Za-z_]+)`", cells[0])
         values = [cells[1]] if " or " in cells[0] else [v.strip() for v in cells[1].split(", ")]
         for name, value in zip(names, values * len(names) if len(values) == 1 else values):
-            defaults[name] = re.sub(r" \(.*\)$", "", value).strip("`")
+            defaults.setdefault(name, []).append(re.sub(r" \(.*\)$", "", value).strip("`"))
     return defaults
 
 
@@ -64,15 +65,15 @@ def test_an_unset_variable_gives_the_fields_default():
 
 
 @pytest.mark.parametrize("variable", sorted(FIELDS))
-def test_the_readme_gives_the_default_the_configuration_has(variable):
-    documented = documented_defaults()[variable]
+def test_the_docs_give_the_default_the_configuration_has(variable):
     actual = getattr(Config.from_env(REQUIRED), FIELDS[variable])
-    if isinstance(actual, bool):
-        assert documented == str(actual).lower()
-    elif isinstance(actual, (int, float)):
-        assert float(documented) == actual
-    else:
-        assert documented == actual
+    for documented in documented_defaults()[variable]:
+        if isinstance(actual, bool):
+            assert documented == str(actual).lower()
+        elif isinstance(actual, (int, float)):
+            assert float(documented) == actual
+        else:
+            assert documented == actual
 
 
 def test_the_relay_grace_is_past_the_message_timeout_unless_configured():
