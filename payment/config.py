@@ -106,7 +106,7 @@ class Config:
     stripe_api_base: str = "https://api.stripe.com"
     stripe_payment_method: str = "pm_card_visa"
     gateway_timeout: float = 10.0
-    # Authorization, off unless a key is configured (README "Authorization").
+    # Authorization, off unless a key is configured (docs/operations.md, "Authorization").
     # The secret stays out of repr(): a logged Config must not carry it.
     auth_hs256_secret: str | None = field(default=None, repr=False)
     auth_jwks_url: str | None = None

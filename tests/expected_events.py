@@ -4,7 +4,7 @@ event id) and not from the service's own documents module, and compared
 whole: key, the four headers, every payload field in the contract's order,
 the amount as written (`150.00`, JPY `15000`) and the times' format.
 
-The README ("Events") and the contract's examples say what each holds."""
+docs/api.md ("Events") and the contract's examples say what each holds."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ INTERRUPTED = ("PROCESSING_INTERRUPTED", "Payment processing was interrupted",
 
 
 def utc_ms(moment: datetime) -> str:
-    """`2026-03-04T15:30:02.123Z`: the README's time format."""
+    """`2026-03-04T15:30:02.123Z`: the documented time format (docs/api.md)."""
     moment = moment.astimezone(timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 

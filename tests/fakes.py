@@ -167,7 +167,7 @@ class Sent:
 
 class FakeGateway:
     """A processor that keeps its charges by payment id, as the port requires;
-    outcomes by amount, as the simulator's (README, Test amounts)."""
+    outcomes by amount, as the simulator's (docs/api.md, "Test amounts")."""
 
     is_simulated = True
 

@@ -3,7 +3,7 @@
 conninfo, the pool sizes, the statement timeout and the search path.
 
 Every documented Npgsql key is known here and falls in one of three kinds
-(README "Connection settings"): mapped to a libpq keyword or a setting of
+(docs/configuration.md, "Connection settings"): mapped to a libpq keyword or a setting of
 the service, accepted and ignored (it tunes Npgsql itself and has no
 meaning for libpq), or refused (a value that cannot be honoured). A key
 Npgsql does not document is refused by name. No message ever quotes a value.
@@ -106,7 +106,7 @@ _SPELLINGS = {
 }
 
 # Keys that tune Npgsql or .NET only: accepted, and named in the start-up
-# line (README "Connection settings" says why each has no meaning here).
+# line (docs/configuration.md, "Connection settings", says why each has no meaning here).
 IGNORED = frozenset({
     "Enlist", "Connection Lifetime", "Connection Idle Lifetime", "Connection Pruning Interval",
     "Max Auto Prepare", "Auto Prepare Min Usages", "No Reset On Close", "Include Error Detail",
@@ -189,7 +189,7 @@ def parse(text: str) -> NpgsqlSettings:
         settings["search_path"] = _search_path(given["Search Path"])
     ignored = [name for name in given if name in IGNORED]
     if "Pooling" in given and not _boolean("Pooling", given["Pooling"]):
-        # The service always pools (one pool per worker); see README.
+        # The service always pools (one pool per worker); see docs/configuration.md.
         ignored.append("Pooling")
     return NpgsqlSettings(conninfo=_conninfo(params), ignored=tuple(ignored), **settings)
 

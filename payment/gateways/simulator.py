@@ -1,7 +1,7 @@
 """The simulated payment processor, behind the gateway port.
 
 It answers from the amount, so that every outcome can be produced on
-purpose (README, "Test amounts"), and keeps a durable ledger the way a real
+purpose (docs/api.md, "Test amounts"), and keeps a durable ledger the way a real
 processor keeps its own records: one row per charge in
 `bc_payment.simulator_charges`, keyed by the payment id (the idempotency
 key) and committed on its own when the charge is taken, whatever becomes of

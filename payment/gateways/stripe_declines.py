@@ -1,5 +1,5 @@
 """Stripe's decline codes mapped onto the contract's errorCode, errorMessage
-and failureReason (the table in the README's "Gateways" section).
+and failureReason (the table in docs/gateways.md, "Stripe").
 
 The customer sees errorCode and errorMessage, and failureReason is in the
 payment object too. Stripe asks that a card reported lost or stolen, or a

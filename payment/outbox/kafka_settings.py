@@ -32,14 +32,14 @@ SERVICE_VARIABLES = frozenset({
 SERVICE_DOTNET_VARIABLES = frozenset({"Kafka__BootstrapServers"})
 
 # Properties the service sets itself, with what governs them instead. Events
-# leave in order and survive a broker's loss because of them (kafka.py).
+# leave in order and survive a broker's loss because of them (producer.py).
 PROTECTED = {
     "bootstrap.servers": "KAFKA_BOOTSTRAP_SERVERS",
     "metadata.broker.list": "KAFKA_BOOTSTRAP_SERVERS",
     "acks": "the service (all: every in-sync replica)",
     "request.required.acks": "the service (all: every in-sync replica)",
-    "enable.idempotence": "the service (see README Reliability)",
-    "enable.gapless.guarantee": "the service (see README Reliability)",
+    "enable.idempotence": "the service (see docs/architecture.md, Choices)",
+    "enable.gapless.guarantee": "the service (see docs/architecture.md, Choices)",
     "max.in.flight": "the service (one request in flight keeps retries in order)",
     "max.in.flight.requests.per.connection": "the service (one request in flight keeps retries in order)",
     "message.timeout.ms": "KAFKA_MESSAGE_TIMEOUT_S",

@@ -1,4 +1,4 @@
-"""GET /metrics in one process: every metric the README lists, counted from
+"""GET /metrics in one process: every metric docs/operations.md lists, counted from
 real requests against the real database, broker and sandbox."""
 
 from __future__ import annotations

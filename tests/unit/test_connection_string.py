@@ -218,7 +218,7 @@ def test_secrets_are_redacted_and_out_of_the_repr():
 
 
 def test_every_documented_key_has_a_kind():
-    """The README's table and the parser agree: each known key is mapped or ignored."""
+    """The table of docs/configuration.md and the parser agree: each known key is mapped or ignored."""
     for name in connection_string._SPELLINGS:
         text = f"Host=db;{name}=true" if name != "Host" else "Host=db"
         try:
