@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.expected_events import assert_as_committed
 from tests.reliability.gateway_faults import FAST_RECONCILER, wait_for
 from tests.support import Database, new_order, payment_body
+from tests.timing import eventually, wait_until
 
 DB_TIMEOUT_S = 1.0
 UNAVAILABLE = {"success": False, "payment": None,
@@ -27,32 +28,67 @@ UNAVAILABLE = {"success": False, "payment": None,
 # that reached it while the server went away finds the gateway unavailable.
 GATEWAY_UNAVAILABLE = {"success": False, "payment": None,
                        "errorMessage": "Payment processing error: payment gateway is unavailable"}
+# How long the load may take to show each state the test waits for (paying,
+# refused with 503s, paying again): a few of its round trips on a busy machine.
+OUTAGE_BOUND_S = 15
 
 
-class Load(threading.Thread):
-    """Payments in a loop from 4 clients until stopped; records every answer."""
+class Load:
+    """Payments from 4 client threads, each through its share of the orders,
+    until stopped. Records every answer; a request that got none (a timeout,
+    a dropped connection) or whose body is not JSON is recorded as an error,
+    and ends its client."""
 
-    def __init__(self, service, sandbox, order_ids):
-        super().__init__(daemon=True)
-        self.service, self.sandbox, self.order_ids = service, sandbox, order_ids
+    CLIENTS = 4
+
+    def __init__(self, service, order_ids):
+        self.service, self.order_ids = service, order_ids
         self.stopping = threading.Event()
         # (orderId asked for, status, seconds, body) of each answer
         self.answers: list[tuple[str, int, float, dict]] = []
+        self.errors: list[str] = []
+        self._asked = [0] * self.CLIENTS  # requests sent, per client
+        self._threads = [threading.Thread(target=self._client, args=(n,), daemon=True) for n in range(self.CLIENTS)]
 
-    def run(self):
-        def client(offset):
-            i = offset
-            while not self.stopping.is_set() and i < len(self.order_ids):
-                started = time.monotonic()
-                reply = self.service.post(payment_body(self.order_ids[i]), timeout=15)
-                self.answers.append((self.order_ids[i], reply.status_code, time.monotonic() - started,
-                                     reply.json()))
-                i += 4
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
-        for thread in threads:
+    def start(self) -> "Load":
+        for thread in self._threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+        return self
+
+    def _client(self, n: int) -> None:
+        for order_id in self.order_ids[n::self.CLIENTS]:
+            if self.stopping.is_set():
+                return
+            self._asked[n] += 1
+            started = time.monotonic()
+            try:
+                reply = self.service.post(payment_body(order_id), timeout=15)
+                self.answers.append((order_id, reply.status_code, time.monotonic() - started, reply.json()))
+            except Exception as exc:  # the test's to see, not the thread's to swallow
+                self.errors.append(f"{order_id}: {type(exc).__name__}: {exc}")
+                return
+
+    def since(self, count: int) -> list[tuple[str, int, float, dict]]:
+        return self.answers[count:]
+
+    def wait_for(self, condition, what: str) -> None:
+        """Until `condition()` holds, within OUTAGE_BOUND_S; a client's error
+        fails the wait at once, naming the error."""
+        def holds() -> bool:
+            assert self.errors == [], self.errors
+            return condition()
+        eventually(holds, what, timeout_s=OUTAGE_BOUND_S)
+
+    def stop(self, timeout_s: float = 30) -> None:
+        """Stops the clients; fails unless every one finished within
+        `timeout_s`, none met an error, and every request sent was answered."""
+        self.stopping.set()
+        ends = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, ends - time.monotonic()))
+        assert not any(thread.is_alive() for thread in self._threads), f"a load client still runs after {timeout_s}s"
+        assert self.errors == [], self.errors
+        assert len(self.answers) == sum(self._asked), f"{sum(self._asked)} requests sent, {len(self.answers)} answered"
 
 
 def test_database_stopped_mid_load(own_postgres, serve, service_env, sandbox, events):
@@ -61,34 +97,41 @@ def test_database_stopped_mid_load(own_postgres, serve, service_env, sandbox, ev
     service = serve({**service_env, "DATABASE_URL": own_postgres.url},
                     **{**FAST_RECONCILER, "DB_TIMEOUT_S": DB_TIMEOUT_S, "SIMULATOR_LATENCY_MS": 100})
     order_ids = [new_order(sandbox) for _ in range(400)]
-    load = Load(service, sandbox, order_ids)
-    load.start()
-    time.sleep(1.0)
+    load = Load(service, order_ids).start()
+    try:
+        load.wait_for(lambda: succeeded(load.answers) >= 2 * Load.CLIENTS, "the load paying before the outage")
 
-    own_postgres.stop()
-    stopped_at = len(load.answers)
-    time.sleep(2.0)
-    ready = requests.get(f"{service.url}/health/ready", timeout=5)
-    assert ready.status_code == 503
-    assert ready.json()["checks"]["database"] == "unavailable"
-    direct = service.post(payment_body(new_order(sandbox)))
-    assert direct.status_code == 503 and direct.json() == UNAVAILABLE
+        own_postgres.stop()
+        stopped_at = len(load.answers)
+        load.wait_for(lambda: any(status == 503 for _, status, _, _ in load.since(stopped_at)),
+                      "the load answered 503 during the outage")
+        ready = requests.get(f"{service.url}/health/ready", timeout=5)
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"] == "unavailable"
+        direct = service.post(payment_body(new_order(sandbox)))
+        assert direct.status_code == 503 and direct.json() == UNAVAILABLE
 
-    own_postgres.start()
-    back_at = time.monotonic()
-    while True:
-        recovery_order = new_order(sandbox)
-        reply = service.post(payment_body(recovery_order))
-        if reply.status_code == 200:
-            break
-        assert time.monotonic() - back_at < 5, "payments did not recover within 5 s"
-        time.sleep(0.1)
-    recovered_in = time.monotonic() - back_at
-    time.sleep(0.5)
-    load.stopping.set()
-    load.join(30)
+        own_postgres.start()
+        back_at = time.monotonic()
+        recovery = []
 
-    during = load.answers[stopped_at:]
+        def one_paid() -> bool:
+            recovery_order = new_order(sandbox)
+            recovery[:] = [recovery_order, service.post(payment_body(recovery_order))]
+            return recovery[1].status_code == 200
+
+        assert wait_until(one_paid, timeout_s=5, interval_s=0.1), "payments did not recover within 5 s"
+        recovered_in = time.monotonic() - back_at
+        recovery_order, reply = recovery
+        # The load's own clients are paid again too.
+        back_answers = len(load.answers)
+        load.wait_for(lambda: succeeded(load.since(back_answers)) >= Load.CLIENTS, "the load paying after the outage")
+    except BaseException:
+        load.stopping.set()  # the failure above is the one to report; the clients just end
+        raise
+    load.stop()
+
+    during = load.since(stopped_at)
     statuses = {status for _, status, _, _ in load.answers}
     assert statuses <= {200, 502, 503}, statuses
     assert any(status == 503 for _, status, _, _ in during)
@@ -107,6 +150,10 @@ def test_database_stopped_mid_load(own_postgres, serve, service_env, sandbox, ev
     assert_every_charge_recorded(Database(own_postgres.direct_url), events, [*load.answers, recovered])
     # The outage left payments pending (charged or not), and the reconciler settled them.
     assert reconciliations(service) > 0, "the outage left nothing for the reconciler to settle"
+
+
+def succeeded(answers) -> int:
+    return sum(status == 200 for _, status, _, _ in answers)
 
 
 def reconciliations(service) -> float:
