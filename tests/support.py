@@ -43,6 +43,9 @@ class EventLog:
     def __init__(self, bootstrap: str):
         self.consumer = Consumer({
             "bootstrap.servers": bootstrap, "group.id": "tests", "enable.auto.commit": False,
+            # A fetch still waiting at the broker holds up the next watermark
+            # query on the same connection: by default up to 500 ms per read.
+            "fetch.wait.max.ms": 10,
         })
         self.start: dict[str, int] = {}
 
