@@ -9,6 +9,7 @@ import os
 import string
 from decimal import ROUND_UP, Decimal
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,7 +17,9 @@ from hypothesis_jsonschema import from_schema
 
 from payment import jsonio, schemas
 from payment.currencies import MINOR_UNITS
-from tests.support import payment_body
+from tests.expected_events import assert_as_committed
+from tests.support import TOPICS, payment_body
+from tests.timing import eventually
 
 # Input handling: the same whichever way the service reaches PostgreSQL.
 pytestmark = pytest.mark.route_independent
@@ -43,6 +46,55 @@ def assert_refused(reply):
     assert message.startswith("Invalid request: ") and len(message) < 200, message
 
 
+# What a request may write, each row known by its key.
+KEYS = {"payments": "id", "outbox": "event_id", "simulator_charges": "payment_id"}
+
+
+class Writes:
+    """The rows and events added since it was made: what one request wrote.
+    A hypothesis test runs many examples in one test function, so each
+    example takes its own (the `nothing_happened` fixture sees only the end)."""
+
+    def __init__(self, database, events):
+        self.database, self.events = database, events
+        self.before = self._rows()
+        events.mark()
+
+    def _rows(self) -> dict[str, dict]:
+        with psycopg.connect(self.database.url, row_factory=psycopg.rows.dict_row) as conn:
+            return {table: {row[key]: row for row in conn.execute(f"SELECT * FROM bc_payment.{table}")}
+                    for table, key in KEYS.items()}
+
+    def rows(self) -> dict[str, list[dict]]:
+        now = self._rows()
+        return {table: [row for key, row in now[table].items() if key not in self.before[table]] for table in KEYS}
+
+    def assert_none(self) -> None:
+        assert self.rows() == {table: [] for table in KEYS}
+        assert self.events.all() == {topic: [] for topic in TOPICS}
+
+    def assert_one_payment(self, body: dict, status: str) -> None:
+        """One payment of the body's order, settled as `status`, with its one
+        charge in the gateway's ledger, its one outbox row and its event on
+        its topic, and nothing else."""
+        rows = self.rows()
+        [payment] = rows["payments"]
+        assert (str(payment["order_id"]), str(payment["customer_id"]), payment["status"]) == (
+            body["orderId"].lower(), body["customerId"].lower(), status), payment
+        assert payment["amount"] == Decimal(str(body["amount"])), (payment["amount"], body["amount"])
+        [charge] = rows["simulator_charges"]
+        assert (charge["payment_id"], charge["succeeded"], charge["amount"]) == (
+            payment["id"], status == "succeeded", payment["amount"]), charge
+        topic = "payment-succeeded" if status == "succeeded" else "payment-failed"
+        [outbox] = rows["outbox"]
+        assert (outbox["payment_id"], outbox["topic"]) == (payment["id"], topic), outbox
+        # Confirmed at request time, or soon after by the producer.
+        eventually(lambda: self.events.read(topic), f"the event on {topic}")
+        [event] = self.events.read(topic)
+        assert_as_committed(event, outbox)
+        assert [self.events.read(other) for other in TOPICS if other != topic] == [[]]
+
+
 
 
 def at_currency_precision(body_and_flag):
@@ -61,16 +113,24 @@ valid_bodies = st.tuples(from_schema(REQUEST_SCHEMA), st.booleans()).map(at_curr
 
 @SETTINGS
 @given(body_and_order=valid_bodies)
-def test_schema_valid_bodies_never_fail_the_server(client, sandbox, database, body_and_order):
+def test_schema_valid_bodies_never_fail_the_server(client, sandbox, database, events, body_and_order):
     body, order_exists = body_and_order
     if order_exists:
         sandbox.put_order(body["orderId"], customer_id=body["customerId"], total=float(body["amount"]),
                           currency=body.get("currency", "USD"))
+    writes = Writes(database, events)
     reply = client.pay(jsonio.dumps(body) if order_exists else json.dumps(body))
     # 403: an order id drawn twice, already paid by the customer drawn first.
     assert reply.status in (200, 400, 402, 403, 404), (reply.status, reply.text)
     if reply.status == 200:
         assert reply.body["payment"]["orderId"] == body["orderId"].lower()
+    if reply.status == 200 and reply.headers.get("Idempotent-Replayed") != "true":
+        writes.assert_one_payment(body, "succeeded")
+    elif reply.status == 402:
+        writes.assert_one_payment(body, "failed")
+    else:
+        # A refusal, or the order's earlier success replayed.
+        writes.assert_none()
 
 
 def broken(body_and_damage):
@@ -151,11 +211,16 @@ def test_classic_traps(client, nothing_happened, name):
     ("text/plain", 415), ("application/x-www-form-urlencoded", 415), ("application/xml", 415),
     ("", 415), ("application/json; charset=utf-8", 200),
 ])
-def test_content_types(client, sandbox, content_type, status):
-    reply = client.pay(payment_body("7c9e6679-7425-40de-944b-e07fc1f90ae7"), content_type=content_type or None)
+def test_content_types(client, sandbox, database, events, content_type, status):
+    body = payment_body("7c9e6679-7425-40de-944b-e07fc1f90ae7")
+    writes = Writes(database, events)
+    reply = client.pay(body, content_type=content_type or None)
     assert reply.status == status
     if status == 415:
         assert reply.body["errorMessage"] == "Invalid request: Content-Type must be application/json"
+        writes.assert_none()
+    else:
+        writes.assert_one_payment(body, "succeeded")
 
 
 def test_unicode_lookalike_guid_is_refused(client, nothing_happened):
