@@ -13,6 +13,7 @@ again when the test ends.
 
 from __future__ import annotations
 
+import re
 import secrets
 import socket
 import struct
@@ -77,6 +78,14 @@ class LocalStripe:
         charges = self._request("GET", "/v1/charges", params={"limit": 1000})["data"]
         return [c for c in charges if intent_id is None or c["payment_intent"] == intent_id]
 
+    def charged_intent(self, payment_id) -> str:
+        """The id of the one PaymentIntent of the payment (by its metadata)
+        that localstripe holds a succeeded charge for."""
+        mine = {i["id"] for i in self.intents() if i["metadata"].get("paymentId") == str(payment_id)}
+        [intent_id] = [c["payment_intent"] for c in self.charges()
+                       if c["payment_intent"] in mine and c["status"] == "succeeded"]
+        return intent_id
+
     def confirm(self, intent_id: str) -> requests.Response:
         """A confirm sent behind the adapter's back (a late or second one)."""
         return self.http.post(f"{self.url}/v1/payment_intents/{intent_id}/confirm", timeout=10)
@@ -89,6 +98,15 @@ class LocalStripe:
             "type": "card", "card[number]": card_number, "card[exp_month]": "12",
             "card[exp_year]": "2034", "card[cvc]": "123",
         })["id"]
+
+
+def expected_transaction_id(intent_id: str) -> str:
+    """The transaction id a charge of this PaymentIntent is recorded with:
+    localstripe's ids are `pi_` and letters and digits, and the contract's
+    form keeps those (`pi_3MtwBw…` -> `txn_3MtwBw…`)."""
+    letters_and_digits = re.fullmatch(r"pi_([0-9A-Za-z]+)", intent_id)
+    assert letters_and_digits, intent_id
+    return "txn_" + letters_and_digits.group(1)
 
 
 FORWARD = "forward"        # pass everything through

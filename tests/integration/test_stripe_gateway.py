@@ -15,7 +15,7 @@ import pytest
 
 from payment.config import Config
 from payment.gateways.port import Found, GatewayUnreachable, idempotency_key
-from payment.gateways.stripe_gateway import StripeGateway, transaction_id
+from payment.gateways.stripe_gateway import StripeGateway
 from payment.model import Payment
 from tests.stripe_support import (  # noqa: F401  (fixtures)
     API_KEY,
@@ -23,6 +23,7 @@ from tests.stripe_support import (  # noqa: F401  (fixtures)
     FORWARD,
     LOSE_ANSWER,
     RESET,
+    expected_transaction_id,
     localstripe,
     stripe_proxy,
 )
@@ -70,7 +71,9 @@ def test_success_is_one_confirmed_intent_and_lookup_says_charged(gateway, locals
 
     result = gateway.charge(payment)
 
-    assert result.succeeded and result.transaction_id == transaction_id(payment.gateway_reference)
+    charged = localstripe.charged_intent(payment.id)
+    assert charged == payment.gateway_reference
+    assert result.succeeded and result.transaction_id == expected_transaction_id(charged)
     assert result.simulated_response is None and result.error_code is None
     assert gateway.is_simulated is False
     assert localstripe.intent(payment.gateway_reference)["status"] == "succeeded"
@@ -217,7 +220,8 @@ def test_confirm_done_but_its_answer_lost(gateway, declining_gateway, stripe_pro
     assert [(s.path.endswith("/confirm"), s.answered) for s in stripe_proxy.seen][-1] == (True, False)
     assert [c["status"] for c in localstripe.charges(payment.gateway_reference)] == ["succeeded"]
     found = gateway.lookup(payment)
-    assert found.found is Found.CHARGED and found.result.transaction_id == transaction_id(payment.gateway_reference)
+    assert found.found is Found.CHARGED
+    assert found.result.transaction_id == expected_transaction_id(localstripe.charged_intent(payment.id))
     assert gateway.charge(payment) == found.result   # the retry does not confirm again
     assert len(localstripe.charges(payment.gateway_reference)) == 1
 

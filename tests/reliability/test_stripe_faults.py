@@ -7,7 +7,6 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from payment.gateways.stripe_gateway import transaction_id
 from tests.expected_events import INTERRUPTED, assert_event_of
 from tests.reliability.gateway_faults import (
     FAST_RECONCILER,
@@ -22,6 +21,7 @@ from tests.stripe_support import (  # noqa: F401  (fixtures)
     HOLD_ANSWER,
     LOSE_ANSWER,
     RESET,
+    expected_transaction_id,
     localstripe,
     stripe_proxy,
 )
@@ -52,7 +52,8 @@ def assert_stripe_charged_once_and_succeeded(service, database, events, localstr
     settled = wait_for(lambda: database.rows(where="order_id = %s AND status = 'succeeded'", params=(order_id,)),
                        "the reconciler settles the payment")
     [payment] = database.rows(where="order_id = %s", params=(order_id,))
-    assert payment["id"] == settled[0]["id"] and payment["transaction_id"] == transaction_id(intent_id)
+    assert localstripe.charged_intent(payment["id"]) == intent_id
+    assert payment["id"] == settled[0]["id"] and payment["transaction_id"] == expected_transaction_id(intent_id)
     assert payment["is_simulated"] is False
     wait_for(lambda: not database.rows("outbox", "sent_at IS NULL"), "the event is sent")
     [event] = events.read("payment-succeeded")
