@@ -5,16 +5,17 @@ token in the log output."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import requests
 
 from payment import jsonio
 from tests.support import new_order, payment_body
+from tests.timing import ceiling, eventually
 from tests.tokens import HS256_SECRET, JwksServer, RsaKey, bearer, claims, hs256, unsigned
 
 OTHER_CUSTOMER = "3f2b8c1d-9e4a-4b6c-8d7e-1a2b3c4d5e6f"
+JWKS_CACHE_S = 2
 
 
 def post(served, body, headers):
@@ -26,12 +27,18 @@ def get(served, path, headers=None, **params):
     return requests.get(f"{served.url}{path}", params=params, headers=headers or {}, timeout=15)
 
 
+def refusing_workers(served) -> set[int]:
+    """The workers that have logged their authorization keys unavailable."""
+    return {record["pid"] for record in served.records()
+            if record["message"].startswith("authorization keys unavailable")}
+
+
 def test_tokens_under_gunicorn_and_nothing_secret_in_the_logs(serve, sandbox):
     key = RsaKey()
     jwks = JwksServer(key)
     try:
         served = serve(AUTH_JWT_HS256_SECRET=HS256_SECRET, AUTH_JWKS_URL=jwks.url,
-                       AUTH_JWKS_TIMEOUT_S=1, AUTH_JWKS_CACHE_S=2)
+                       AUTH_JWKS_TIMEOUT_S=1, AUTH_JWKS_CACHE_S=JWKS_CACHE_S)
         order_id = new_order(sandbox)
         sent_tokens = [key.sign(), hs256(), hs256(claims(sub=OTHER_CUSTOMER)),
                        hs256(claims(sub="reporting", scope="payments:read-all")),
@@ -62,7 +69,15 @@ def test_tokens_under_gunicorn_and_nothing_secret_in_the_logs(serve, sandbox):
 
         # Keys are kept for AUTH_JWKS_CACHE_S; past that a JWKS that is down is a 503.
         jwks.stop()
-        time.sleep(2.5)
+
+        def every_worker_refuses() -> bool:
+            get(served, f"/payments/{uuid.uuid4()}", customer_rs)  # to either worker
+            return refusing_workers(served) >= set(served.worker_pids())
+
+        # Each worker refuses once its keys are past AUTH_JWKS_CACHE_S (one
+        # that never fetched them, at once); the requests reach both.
+        eventually(every_worker_refuses, "every worker refusing RS256 once its keys expired",
+                   timeout_s=ceiling(JWKS_CACHE_S) + 5)
         down = [get(served, f"/payments/{uuid.uuid4()}", customer_rs) for _ in range(4)]
         assert {reply.status_code for reply in down} == {503}
         assert down[0].json()["errorMessage"] == "Payment processing error: authorization keys are unavailable"
