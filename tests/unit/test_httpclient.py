@@ -17,7 +17,7 @@ import pytest
 
 from devstack import free_port
 from payment.upstream.httpclient import ConnectionPool, HTTPBadAnswer, HTTPTimeout, HTTPTooLarge, HTTPUnavailable
-from tests.timing import ceiling, wait_until
+from tests.timing import ceiling, eventually, wait_until
 
 
 @contextmanager
@@ -51,6 +51,7 @@ class Server:
                  answer: bytes = b'{"ok":true}'):
         outer = self
         self.connections = 0
+        self.closed = 0  # connections the server has closed
         self.paths: list[str] = []
         self.headers: list[dict] = []
         self.handlers: list[BaseHTTPRequestHandler] = []
@@ -62,6 +63,12 @@ class Server:
                 super().setup()
                 outer.connections += 1
                 outer.handlers.append(self)
+
+            def finish(self):
+                try:
+                    super().finish()
+                finally:
+                    outer.closed += 1
 
             def do_GET(self):
                 outer.paths.append(self.path)
@@ -92,7 +99,7 @@ class Server:
         """Close every connection from the server's side, as an idle timeout does."""
         for handler in self.handlers:
             handler.connection.shutdown(socket.SHUT_RDWR)
-        time.sleep(0.05)
+        eventually(lambda: self.closed == len(self.handlers), "the server's side of every connection closed")
 
     def close(self) -> None:
         self.server.shutdown()
@@ -215,7 +222,7 @@ def test_an_answer_that_is_not_http_is_a_bad_answer():
 
 class RawServer:
     """Answers every connection with `answer(conn)` on a thread of its own;
-    counts the bytes it managed to send."""
+    counts the bytes it managed to send, and sees a client hang up."""
 
     def __init__(self, answer):
         self.listener = socket.socket()
@@ -225,6 +232,7 @@ class RawServer:
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.sent = 0
         self.answer = answer
+        self.hung_up = threading.Event()  # a client closed while it was answered
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self):
@@ -240,7 +248,7 @@ class RawServer:
             conn.recv(65536)
             self.answer(self, conn)
         except OSError:
-            pass  # the client hung up: the point of most of these tests
+            self.hung_up.set()  # the client hung up: the point of most of these tests
         finally:
             conn.close()
 
@@ -310,8 +318,9 @@ def test_an_answer_declared_larger_than_the_cap_is_refused_unread():
     try:
         with pytest.raises(HTTPTooLarge):
             ConnectionPool().get(server.url + "/orders/1", connect_timeout=1, read_timeout=1, max_bytes=65536)
-        time.sleep(0.2)
-        assert server.sent < 10_000_000  # it stopped writing once the client hung up
+        # Its writes fail once the client has closed: the client did not read on.
+        eventually(server.hung_up.is_set, "the server sees the client hang up")
+        assert server.sent < 10_000_000
     finally:
         server.close()
 
@@ -386,7 +395,7 @@ def test_the_deadline_counts_from_send():
         pool = ConnectionPool()
         started = time.monotonic()
         call = send(pool, server.url + "/orders/1", read_timeout=2, deadline=0.6)
-        time.sleep(0.4)
+        time.sleep(0.4)  # time passing between send and receive, as while the order is fetched
         with pytest.raises(HTTPTimeout):
             pool.receive(call)
         elapsed = time.monotonic() - started
@@ -489,7 +498,7 @@ def test_a_reservation_call_is_timed_from_its_start_and_an_abandoned_one_not_cou
         client.start_reservation("f47ac10b-58cc-4372-a567-0e02b2c3d479").abandon()
         assert not sample("payment_upstream_request_duration_seconds_count")
         pending = client.start_reservation("f47ac10b-58cc-4372-a567-0e02b2c3d479")
-        time.sleep(0.3)
+        time.sleep(0.3)  # time passing before the answer is read: counted, from the start
         with pytest.raises(UpstreamBadResponse):
             pending.result()  # `{"ok":true}` is no reservation
         assert sample("payment_upstream_request_duration_seconds_count") == 1
