@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
+from psycopg.rows import dict_row
 
 from payment import jsonio, schemas
 from payment.currencies import MINOR_UNITS
@@ -61,7 +62,7 @@ class Writes:
         events.mark()
 
     def _rows(self) -> dict[str, dict]:
-        with psycopg.connect(self.database.url, row_factory=psycopg.rows.dict_row) as conn:
+        with psycopg.connect(self.database.url, row_factory=dict_row) as conn:
             return {table: {row[key]: row for row in conn.execute(f"SELECT * FROM bc_payment.{table}")}
                     for table, key in KEYS.items()}
 
@@ -93,8 +94,6 @@ class Writes:
         [event] = self.events.read(topic)
         assert_as_committed(event, outbox)
         assert [self.events.read(other) for other in TOPICS if other != topic] == [[]]
-
-
 
 
 def at_currency_precision(body_and_flag):
