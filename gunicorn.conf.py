@@ -22,7 +22,8 @@ bind = f"0.0.0.0:{_config.port}"
 # one this process may use: its CPU affinity and its container's CPU quota,
 # not the host's count (payment/server/cpus.py). Eight threads match DB_POOL_MAX's
 # default of eight connections per worker. GUNICORN_THREADS is read by the
-# configuration, which sizes each worker's pool for reservation calls by it.
+# configuration (worker_threads), and each worker keeps as many upstream
+# connections per host open between calls (payment/bootstrap.py).
 workers = int(os.environ.get("WEB_CONCURRENCY") or usable_cpus())
 threads = _config.worker_threads
 

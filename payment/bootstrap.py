@@ -23,7 +23,7 @@ import falcon
 from payment import service
 from payment.api.app import create_app
 from payment.api.auth import verifier_from
-from payment.config import Config
+from payment.config import MARK_DELAY_S, Config
 from payment.db.pool import Pool, open_pool
 from payment.db.store import PaymentStore
 from payment.gateways.factory import build_gateway
@@ -112,10 +112,12 @@ def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int 
     pool = open_pool(config.database_url, min_size=min(config.db_pool_min, pool_max), max_size=pool_max,
                         timeout=config.db_timeout, search_path=config.db_search_path)
     store = PaymentStore(pool)
-    session = upstream.new_session(pool_size=config.db_pool_max)
+    # Each of a worker's threads holds at most one call to an upstream at a
+    # time: as many connections per host stay open for the next calls.
+    session = upstream.new_session(pool_size=config.worker_threads)
     ordering, reservations = upstream_clients(config, session, metrics=metrics)
     publisher = KafkaPublisher(config.kafka_bootstrap_servers, config.kafka_message_timeout, config.kafka_settings)
-    delivery = Delivery(store, publisher, SentMarker(store))
+    delivery = Delivery(store, publisher, SentMarker(store, delay_s=MARK_DELAY_S))
     gateway = build_gateway(config, simulator=lambda: SimulatedGateway(
         pool, latency_ms=config.simulator_latency_ms,
         delay_before_charge_ms=config.simulator_delay_before_charge_ms,

@@ -16,7 +16,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from payment.db import connection_string
 from payment.outbox import kafka_settings
-from payment.outbox.marker import MARK_DELAY_S
+from payment.outbox.kafka_settings import BROKER_DEFAULT
 
 
 class ConfigError(ValueError):
@@ -28,10 +28,10 @@ DEFAULT_PORT = 5004
 # it by the host name the platform's compose file gives it.
 DEFAULT_ORDERING_SERVICE_URL = "http://ordering:5002"
 GATEWAYS = ("simulator", "stripe")
-# KIP-464: -1 asks the broker for its own default (num.partitions,
-# default.replication.factor), so a production cluster's policy applies
-# unless the operator names a number.
-BROKER_DEFAULT = -1
+# The longest a confirmed event waits in the marker (payment/outbox/marker.py,
+# given it by payment/bootstrap.py) for others to share its statement; the
+# relay's grace period must exceed it (`_relay_grace`).
+MARK_DELAY_S = 0.05
 # The relay leaves an event this long past the producer's own retry window
 # (KAFKA_MESSAGE_TIMEOUT_S) unless OUTBOX_RELAY_GRACE_S says otherwise.
 RELAY_GRACE_PAST_MESSAGE_TIMEOUT_S = 5.0
@@ -51,7 +51,8 @@ class Config:
     reservation_service_url: str
     port: int = DEFAULT_PORT
     # Threads per gunicorn worker (GUNICORN_THREADS): they serve requests,
-    # and as many size the worker's pool for reservation calls.
+    # and as many upstream connections per host stay open between their
+    # calls (payment/bootstrap.py sizes the upstream connection pool by it).
     worker_threads: int = 8
     upstream_connect_timeout: float = 1.0
     upstream_read_timeout: float = 3.0
@@ -125,7 +126,7 @@ class Config:
 
         The request that wrote an event produces it, waits for its report
         and hands it to the marker, which marks it sent within MARK_DELAY_S
-        (payment/outbox/marker.py): the grace period must exceed that delay, or the
+        (above; payment/outbox/marker.py): the grace period must exceed that delay, or the
         relay would claim and resend events about to be marked. This default
         is seconds above it; a configured OUTBOX_RELAY_GRACE_S is refused at
         or below it."""

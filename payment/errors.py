@@ -69,10 +69,6 @@ class PaymentInProgress(PaymentError):
         self.retry_after_s = retry_after_s
 
 
-class PaymentAlreadySettled(Exception):
-    """A step meant for a pending payment found it settled by another path."""
-
-
 class DependencyError(PaymentError):
     """A part the service depends on failed; `part` names it for the client."""
 

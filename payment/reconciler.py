@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 
 from payment import logs, service
-from payment.gateways.port import Found
+from payment.ports import Found
 
 log = logging.getLogger(__name__)
 

@@ -24,17 +24,25 @@ from datetime import datetime, timezone
 from payment import logs, representations
 from payment.errors import (
     CustomerMismatch,
+    DatabaseFault,
     DatabaseUnavailable,
     GatewayUnavailable,
     OrderInvalid,
     OrderNotFound,
-    PaymentAlreadySettled,
     PaymentInProgress,
     ReservationInvalid,
 )
-from payment.gateways.port import Found, GatewayUnreachable
-from payment.model import CLOSED_ORDER_STATUSES, ChargeResult, Payment, PaymentRequest
+from payment.model import CLOSED_ORDER_STATUSES, ChargeResult, Order, OutboxEvent, Payment, PaymentRequest, Reservation
 from payment.money import shorten, shown_amount
+from payment.ports import (
+    Delivery,
+    Found,
+    GatewayUnreachable,
+    OrderingClient,
+    PaymentGateway,
+    PaymentStore,
+    ReservationClient,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +53,14 @@ SHOWN_TEXT_CHARS = 40
 
 @dataclass
 class Dependencies:
-    store: object          # PaymentStore
-    ordering: object       # upstream.OrderingClient
-    reservations: object   # upstream.ReservationClient (start_reservation → result() / abandon())
-    gateway: object        # gateway.PaymentGateway
-    delivery: object       # delivery.Delivery
+    """The parts the flow uses, each behind its port (payment/ports.py),
+    and the settings it needs."""
+
+    store: PaymentStore
+    ordering: OrderingClient
+    reservations: ReservationClient
+    gateway: PaymentGateway
+    delivery: Delivery
     topic_succeeded: str
     topic_failed: str
     delivery_timeout: float
@@ -145,7 +156,7 @@ def check_upstreams(request: PaymentRequest, deps: Dependencies) -> None:
         validate_reservation(request, reservation.result())
 
 
-def validate_order(request: PaymentRequest, order) -> None:
+def validate_order(request: PaymentRequest, order: Order | None) -> None:
     if order is None:
         raise OrderNotFound()
     if order.customer_id != request.customer_id:
@@ -162,7 +173,8 @@ def validate_order(request: PaymentRequest, order) -> None:
         raise OrderInvalid(f"amount {request.amount} does not match the order total {total}")
 
 
-def validate_reservation(request: PaymentRequest, reservation, now: datetime | None = None) -> None:
+def validate_reservation(request: PaymentRequest, reservation: Reservation | None,
+                         now: datetime | None = None) -> None:
     now = now or datetime.now(timezone.utc)
     if reservation is None:
         raise ReservationInvalid("reservation not found")
@@ -183,13 +195,14 @@ def charge_and_settle(pending: Payment, deps: Dependencies) -> Payment:
     try:
         reference = deps.gateway.prepare(pending)
         if reference is not None:
-            pending = deps.store.attach_reference(pending, reference)
-        result: ChargeResult = deps.gateway.charge(pending)
+            attached = deps.store.attach_reference(pending, reference)
+            if attached is None:
+                return _as_recorded(pending, deps)
+            pending = attached
+        result = deps.gateway.charge(pending)
     except GatewayUnreachable:
         log.warning("gateway outcome unknown; the payment stays pending for the reconciler", extra=fields)
         raise GatewayUnavailable() from None
-    except PaymentAlreadySettled:
-        return deps.store.find(pending.id)
     try:
         return settle(pending, result, deps)
     except DatabaseUnavailable:
@@ -212,10 +225,19 @@ def settle(payment: Payment, result: ChargeResult, deps: Dependencies) -> Paymen
                                          topic_failed=deps.topic_failed)
     recorded = deps.store.settle(outcome, event)
     if recorded is None:
-        return deps.store.find(payment.id)
+        return _as_recorded(payment, deps)
     settled, earlier_unsent = recorded
     _publish_committed(event, earlier_unsent, deps)
     return settled
+
+
+def _as_recorded(payment: Payment, deps: Dependencies) -> Payment:
+    """A payment that another path settled first, as that path left it.
+    Payments are never deleted: one gone is the database's fault."""
+    recorded = deps.store.find(payment.id)
+    if recorded is None:
+        raise DatabaseFault()
+    return recorded
 
 
 def settled_with(payment: Payment, result: ChargeResult, processed_at: datetime) -> Payment:
@@ -244,7 +266,7 @@ def reconcile(payment: Payment, deps: Dependencies) -> Payment | None:
     return settle(payment, answer.result or INTERRUPTED, deps)
 
 
-def _publish_committed(event, earlier_unsent: bool, deps: Dependencies) -> None:
+def _publish_committed(event: OutboxEvent, earlier_unsent: bool, deps: Dependencies) -> None:
     """Produce the committed event and wait for its delivery report, bounded,
     then have it marked sent. An event not confirmed in time stays in the
     outbox for the relay: the payment is committed either way and is
@@ -266,7 +288,7 @@ def _publish_committed(event, earlier_unsent: bool, deps: Dependencies) -> None:
             # The order's next attempt may follow this decline at once; its
             # event would find this one unsent and wait behind it for the
             # relay. Marked before the answer, then.
-            deps.store.mark_sent(confirmed)
+            deps.delivery.mark_now(confirmed)
     except Exception:
         # Committed is committed: the relay sends it, under the same eventId.
         log.warning("event not marked sent; left to the outbox relay", extra=logs.event_fields(event))

@@ -1,19 +1,30 @@
 """Hand-written fakes of the service's adapters for the unit tier: the store,
-the ordering and reservation clients, the gateway and the delivery of events.
-Each keeps what it was asked, so that a test can say what was (not) read,
-written, charged or published."""
+the ordering and reservation clients, the gateway, the producer and the
+delivery of events. Each keeps what it was asked, so that a test can say what
+was (not) read, written, charged or published.
+
+mypy checks this file with payment/ (`make typecheck`): the assignments at
+the end hold each fake to its port (payment/ports.py), so a fake that drifts
+from the part it stands in for fails the check.
+"""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import replace
 from datetime import datetime, timezone
+from typing import Generic, Protocol, TypeVar
 
-from payment import logs
-from payment.errors import DatabaseUnavailable
-from payment.gateways.port import NEVER_CHARGED, UNKNOWN, Lookup
+from payment import logs, ports
+from payment.errors import DatabaseUnavailable, DependencyError
 from payment.gateways.simulator import decide
-from payment.model import Payment
+from payment.model import ChargeResult, Order, OutboxEvent, Payment, PaymentRequest, Reservation
+from payment.ports import NEVER_CHARGED, UNKNOWN, Lookup
+
+T = TypeVar("T")
 
 NOW = datetime(2026, 3, 4, 15, 30, tzinfo=timezone.utc)
 
@@ -22,12 +33,12 @@ class FakeStore:
     """The payment store in dicts. `unavailable`: every call is the
     DatabaseUnavailable the real store raises when PostgreSQL is away."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.payments: dict[uuid.UUID, Payment] = {}
-        self.outbox = []
-        self.sent = []
-        self.log = []      # the writes, in order
-        self.reads = []    # the reads, in order
+        self.outbox: list[OutboxEvent] = []
+        self.sent: list[uuid.UUID] = []
+        self.log: list[str | tuple[str, float]] = []  # the writes, in order
+        self.reads: list[str] = []                    # the reads, in order
         self.checks: dict[uuid.UUID, int] = {}
         self.fail_settlement = False
         self.unavailable = False
@@ -38,25 +49,26 @@ class FakeStore:
         if read:
             self.reads.append(read)
 
-    def find(self, payment_id):
+    def find(self, payment_id: uuid.UUID) -> Payment | None:
         self._reach("find")
         return self.payments.get(payment_id)
 
-    def find_succeeded(self, order_id):
+    def find_succeeded(self, order_id: uuid.UUID) -> Payment | None:
         self._reach("find_succeeded")
         return next((p for p in self.payments.values() if p.order_id == order_id and p.status == "succeeded"), None)
 
-    def find_live(self, order_id):
+    def find_live(self, order_id: uuid.UUID) -> Payment | None:
         self._reach("find_live")
         return next((p for p in self.payments.values()
                      if p.order_id == order_id and p.status in ("pending", "succeeded")), None)
 
-    def list_for_order(self, order_id):
+    def list_for_order(self, order_id: uuid.UUID) -> list[Payment]:
         self._reach("list_for_order")
         return sorted((p for p in self.payments.values() if p.order_id == order_id),
                       key=lambda p: p.created_at, reverse=True)
 
-    def insert_pending(self, request, payment_id, *, is_simulated, created_at=NOW):
+    def insert_pending(self, request: PaymentRequest, payment_id: uuid.UUID, *, is_simulated: bool,
+                       created_at: datetime = NOW) -> Payment | None:
         """The uniqueness guard of the real one: None while the order has a live payment."""
         self._reach()
         if any(p.order_id == request.order_id and p.status in ("pending", "succeeded")
@@ -72,13 +84,16 @@ class FakeStore:
         self.log.append("insert_pending")
         return payment
 
-    def attach_reference(self, payment, reference):
+    def attach_reference(self, payment: Payment, reference: str) -> Payment | None:
+        """None once the payment is no longer pending, as the real one."""
         self._reach()
+        if self.payments[payment.id].status != "pending":
+            return None
         self.payments[payment.id] = replace(self.payments[payment.id], gateway_reference=reference)
         self.log.append("attach_reference")
         return self.payments[payment.id]
 
-    def settle(self, settled, event):
+    def settle(self, settled: Payment, event: OutboxEvent) -> tuple[Payment, bool] | None:
         """Both rows or neither, as the one statement writes them."""
         self._reach()
         if self.fail_settlement:
@@ -91,24 +106,32 @@ class FakeStore:
         self.log.append("commit_outcome")
         return settled, earlier_unsent
 
-    def mark_sent(self, event_ids):
+    def mark_sent(self, event_ids: list[uuid.UUID]) -> None:
         self._reach()
         self.sent.extend(event_ids)
 
-    def claim_overdue(self, *, older_than_s, lease_s, limit):
+    def claim_overdue(self, *, older_than_s: float, lease_s: float, limit: int) -> list[tuple[Payment, int]]:
         due = [p for p in self.payments.values() if p.status == "pending"]
         for payment in due:
             self.checks[payment.id] = self.checks.get(payment.id, 0) + 1
         return [(p, self.checks[p.id]) for p in due[:limit]]
 
-    def postpone_check(self, payment, after_s):
+    def postpone_check(self, payment: Payment, after_s: float) -> None:
         self.log.append(("postpone", after_s))
 
-    def forget_check(self, payment):
+    def forget_check(self, payment: Payment) -> None:
         self.checks.pop(payment.id, None)
 
 
-class _FakeUpstream:
+class _Identified(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+A = TypeVar("A", bound=_Identified)
+
+
+class _FakeUpstream(Generic[A]):
     """Answers by id (None: not found). `fault`, a DependencyError class, is
     raised instead, naming the part. Each call is kept with the request id
     the real client would have passed on (payment/upstream/clients.py)."""
@@ -116,52 +139,53 @@ class _FakeUpstream:
     part = "upstream service"
     deadline = 1.0
 
-    def __init__(self, answers=()):
-        self.answers = {answer.id: answer for answer in answers}
-        self.fault = None
+    def __init__(self, answers: Iterable[A] = ()) -> None:
+        self.answers: dict[uuid.UUID, A] = {answer.id: answer for answer in answers}
+        self.fault: type[DependencyError] | None = None
         self.calls: list[tuple[uuid.UUID, str | None]] = []
 
-    def _answer(self, key):
+    def _answer(self, key: uuid.UUID) -> A | None:
         self.calls.append((key, logs.request_id()))
         if self.fault is not None:
             raise self.fault(self.part)
         return self.answers.get(key)
 
 
-class FakeOrdering(_FakeUpstream):
+class FakeOrdering(_FakeUpstream[Order]):
     part = "ordering service"
 
-    def get_order(self, order_id, *, deadline=None):
+    def get_order(self, order_id: uuid.UUID) -> Order | None:
         return self._answer(order_id)
 
 
-class FakeReservations(_FakeUpstream):
+class FakeReservations(_FakeUpstream[Reservation]):
     """Started as the real client is: the call is made (and kept) at
     `start_reservation`, its answer or fault handed over by `result()`."""
 
     part = "reservation service"
 
-    def start_reservation(self, reservation_id):
+    def start_reservation(self, reservation_id: uuid.UUID) -> Sent[Reservation | None]:
         return Sent(lambda: self._answer(reservation_id))
 
 
-class Sent:
+class Sent(Generic[T]):
     """A fake call already made: `result()` returns what it returned or
     raises what it raised; `abandoned` once it is no longer wanted."""
 
-    def __init__(self, call):
+    def __init__(self, call: Callable[[], T]) -> None:
         self.abandoned = False
+        self._error: Exception | None = None
         try:
-            self._answer, self._error = call(), None
+            self._answer = call()
         except Exception as error:  # noqa: BLE001 - handed over by result()
-            self._answer, self._error = None, error
+            self._error = error
 
-    def result(self):
+    def result(self) -> T:
         if self._error is not None:
             raise self._error
         return self._answer
 
-    def abandon(self):
+    def abandon(self) -> None:
         self.abandoned = True
 
 
@@ -171,17 +195,17 @@ class FakeGateway:
 
     is_simulated = True
 
-    def __init__(self, fail_with=None, reference=None):
-        self.charged: dict[uuid.UUID, object] = {}
+    def __init__(self, fail_with: Exception | None = None, reference: str | None = None) -> None:
+        self.charged: dict[uuid.UUID, ChargeResult] = {}
         self.charges = 0
         self.fail_with = fail_with
         self.reference = reference
         self.unreachable = False
 
-    def prepare(self, payment):
+    def prepare(self, payment: Payment) -> str | None:
         return self.reference
 
-    def charge(self, payment):
+    def charge(self, payment: Payment) -> ChargeResult:
         self.charges += 1
         if self.reference is not None:
             assert payment.gateway_reference == self.reference, "charged before the reference was kept"
@@ -191,7 +215,7 @@ class FakeGateway:
             raise self.fail_with
         return self.charged[payment.id]
 
-    def lookup(self, payment):
+    def lookup(self, payment: Payment) -> Lookup:
         if self.unreachable:
             return UNKNOWN
         if payment.id in self.charged:
@@ -199,16 +223,56 @@ class FakeGateway:
         return NEVER_CHARGED
 
 
+class FakePublisher:
+    """The producer over a FakeStore: each event is checked to be in the
+    outbox already (commit before publish), and confirmed at once unless
+    `deliver` is false (its report never comes)."""
+
+    def __init__(self, store: FakeStore, deliver: bool = True) -> None:
+        self.brokers_down = threading.Event()
+        self.store = store
+        self.deliver = deliver
+        self.published: list[OutboxEvent] = []
+
+    def publish(self, event: OutboxEvent) -> Future[None]:
+        # Commit-before-publish: the event must already be in the outbox.
+        assert event in self.store.outbox
+        self.store.log.append("publish")
+        self.published.append(event)
+        future: Future[None] = Future()
+        if self.deliver:
+            future.set_result(None)
+        return future
+
+
 class FakeDelivery:
-    """Every event handed over is confirmed at once."""
+    """Every event handed over is confirmed at once; `mark_now` marks in the
+    store it is given, `mark_soon` only keeps the ids (the real marker
+    writes them later, on its own thread)."""
 
-    def __init__(self):
-        self.sent = []
-        self.marked_soon = []
+    def __init__(self, marks: ports.SentMarks) -> None:
+        self.marks = marks
+        self.sent: list[OutboxEvent] = []
+        self.marked_soon: list[uuid.UUID] = []
 
-    def send(self, events, timeout: float):
+    def send(self, events: Sequence[OutboxEvent], timeout: float) -> list[uuid.UUID]:
         self.sent.extend(events)
         return [event.event_id for event in events]
 
-    def mark_soon(self, event_ids):
+    def mark_now(self, event_ids: list[uuid.UUID]) -> None:
+        self.marks.mark_sent(event_ids)
+
+    def mark_soon(self, event_ids: list[uuid.UUID]) -> None:
         self.marked_soon.extend(event_ids)
+
+
+# Each fake held to its port: mypy fails here when one drifts (a method
+# missing, renamed, or with other parameters or types). Nothing at run time.
+def _held_to_their_ports(store: FakeStore) -> None:
+    _store: ports.PaymentStore = store
+    _marks: ports.SentMarks = store
+    _ordering: ports.OrderingClient = FakeOrdering()
+    _reservations: ports.ReservationClient = FakeReservations()
+    _gateway: ports.PaymentGateway = FakeGateway()
+    _publisher: ports.Publisher = FakePublisher(store)
+    _delivery: ports.Delivery = FakeDelivery(store)

@@ -11,7 +11,6 @@ from psycopg.rows import class_row, dict_row
 
 from payment.db.pool import Pool, database_errors, mark_used, one_transaction_cursor
 from payment.db.queries import QUERIES
-from payment.errors import PaymentAlreadySettled
 from payment.model import OutboxEvent, Payment, PaymentRequest
 
 
@@ -73,12 +72,10 @@ class PaymentStore:
             "is_simulated": is_simulated,
         })
 
-    def attach_reference(self, payment: Payment, reference: str) -> Payment:
-        """Keep the processor's reference on the pending payment, before it is charged."""
-        attached = self._one_payment("attach_gateway_reference", {"id": payment.id, "reference": reference})
-        if attached is None:
-            raise PaymentAlreadySettled()
-        return attached
+    def attach_reference(self, payment: Payment, reference: str) -> Payment | None:
+        """Keep the processor's reference on the pending payment, before it is
+        charged; None if it was no longer pending, and nothing was written."""
+        return self._one_payment("attach_gateway_reference", {"id": payment.id, "reference": reference})
 
     def settle(self, settled: Payment, event: OutboxEvent) -> tuple[Payment, bool] | None:
         """Record a pending payment's outcome (`settled`: the payment as it

@@ -1,68 +1,19 @@
-"""The payment gateway port: what the service asks of a payment processor.
+"""The payment gateway port as its adapters see it: the Protocol, its value
+types and the rules every adapter keeps are in payment/ports.py (the
+service's ports, together); `idempotency_key` is the adapters' own.
 
 Adapters: `payment/gateways/simulator.py` (the default, `isSimulated: true`) and
 `payment/gateways/stripe_gateway.py` (Stripe PaymentIntents). A third processor
-implements the three methods below; nothing else in the service changes.
-
-The rules every adapter keeps, because the service relies on them to never
-take money without recording it, and never take it twice:
-
-- `prepare` registers the charge with the processor without moving money and
-  returns a reference the service stores on the payment *before* `charge`
-  runs (None when the payment id is all the processor needs).
-- `charge` sends an idempotency key derived from the payment id: charging the
-  same payment again never creates a second charge, it returns the first
-  result. A decline is a result; `GatewayUnreachable` means the outcome is
-  unknown (the processor could not be asked, or its answer was lost).
-- `lookup` says what the processor knows of a payment. It never raises for an
-  unreachable processor: it answers UNKNOWN. A NEVER_CHARGED answer is final:
-  the adapter first makes sure that a charge still on its way for that
-  payment can no longer succeed (the simulator voids the payment id, Stripe
-  cancels the intent).
+implements the three methods of `PaymentGateway`; nothing else in the service
+changes.
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
-from typing import Protocol
+from payment.model import Payment
+from payment.ports import NEVER_CHARGED, UNKNOWN, Found, GatewayUnreachable, Lookup, PaymentGateway
 
-from payment.model import ChargeResult, Payment
-
-
-class GatewayUnreachable(Exception):
-    """The processor could not be asked or did not answer: the outcome is unknown."""
-
-
-class Found(enum.Enum):
-    CHARGED = "charged"
-    DECLINED = "declined"
-    NEVER_CHARGED = "never_charged"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class Lookup:
-    found: Found
-    result: ChargeResult | None = None  # set for CHARGED and DECLINED
-
-    @classmethod
-    def of(cls, result: ChargeResult) -> "Lookup":
-        return cls(Found.CHARGED if result.succeeded else Found.DECLINED, result)
-
-
-NEVER_CHARGED = Lookup(Found.NEVER_CHARGED)
-UNKNOWN = Lookup(Found.UNKNOWN)
-
-
-class PaymentGateway(Protocol):
-    is_simulated: bool
-
-    def prepare(self, payment: Payment) -> str | None: ...
-
-    def charge(self, payment: Payment) -> ChargeResult: ...
-
-    def lookup(self, payment: Payment) -> Lookup: ...
+__all__ = ["NEVER_CHARGED", "UNKNOWN", "Found", "GatewayUnreachable", "Lookup", "PaymentGateway", "idempotency_key"]
 
 
 def idempotency_key(payment: Payment, step: str = "charge") -> str:

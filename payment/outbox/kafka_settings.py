@@ -31,6 +31,11 @@ SERVICE_VARIABLES = frozenset({
 })
 SERVICE_DOTNET_VARIABLES = frozenset({"Kafka__BootstrapServers"})
 
+# KIP-464: -1 asks the broker for its own default (num.partitions,
+# default.replication.factor), so a production cluster's policy applies
+# unless the operator names a number.
+BROKER_DEFAULT = -1
+
 # Properties the service sets itself, with what governs them instead. Events
 # leave in order and survive a broker's loss because of them (producer.py).
 PROTECTED = {

@@ -8,8 +8,9 @@ statement, on a thread of its own. Closing the marker writes what is left.
 A mark that never lands (the database away, the process killed first) costs
 a resend by the relay, under the same eventId: delivery stays at least once.
 The relay leaves an event alone until it is older than its grace period,
-which must exceed MARK_DELAY_S (config.py refuses a shorter one), so that it
-does not resend events the marker is about to mark.
+which must exceed the marker's delay (config.py owns both: MARK_DELAY_S, and
+it refuses a shorter grace), so that it does not resend events the marker is
+about to mark.
 """
 
 from __future__ import annotations
@@ -19,16 +20,19 @@ import threading
 import time
 from uuid import UUID
 
+from payment.ports import SentMarks
+
 log = logging.getLogger(__name__)
 
-# The longest a confirmed event waits for others to share its statement.
-MARK_DELAY_S = 0.05
 # The most ids one statement marks.
 MARK_BATCH = 500
 
 
 class SentMarker:
-    def __init__(self, store, *, delay_s: float = MARK_DELAY_S, batch_size: int = MARK_BATCH):
+    """`delay_s`: the longest a confirmed event waits for others to share its
+    statement (config.MARK_DELAY_S in the service)."""
+
+    def __init__(self, store: SentMarks, *, delay_s: float, batch_size: int = MARK_BATCH):
         self.store = store
         self.delay_s = delay_s
         self.batch_size = batch_size
@@ -72,7 +76,7 @@ class SentMarker:
             self._write(batch)
 
     def _next_batch(self) -> list[UUID]:
-        """The next ids to mark, once the oldest has waited MARK_DELAY_S (or
+        """The next ids to mark, once the oldest has waited `delay_s` (or
         at once when the batch is full or the marker closing); empty once
         closed with nothing left."""
         with self._changed:

@@ -1,4 +1,5 @@
-"""Kafka adapter: one idempotent producer per process, and topic set-up.
+"""Kafka adapter: one producer per process (not librdkafka's idempotent
+producer: see `producer_config`), and topic set-up.
 
 Each publish gets a Future resolved by that message's own delivery report,
 so a request waits for its event and nothing else (no global flush). A
@@ -14,7 +15,7 @@ from concurrent.futures import Future
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from payment.config import BROKER_DEFAULT
+from payment.outbox.kafka_settings import BROKER_DEFAULT
 from payment.model import OutboxEvent
 
 log = logging.getLogger(__name__)

@@ -2,8 +2,7 @@ import re
 
 import pytest
 
-from payment.config import Config, ConfigError, redact_conninfo
-from payment.outbox.marker import MARK_DELAY_S
+from payment.config import MARK_DELAY_S, Config, ConfigError, redact_conninfo
 
 BASE = {
     "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test",

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 
+from payment.config import MARK_DELAY_S
 from payment.outbox.marker import SentMarker
 
 
@@ -79,7 +80,7 @@ def test_a_failed_write_is_logged_and_the_marker_goes_on(caplog):
 
 def test_a_mark_after_close_is_left_to_the_relay_and_said_so(caplog):
     store = RecordingStore()
-    marker = SentMarker(store)
+    marker = SentMarker(store, delay_s=MARK_DELAY_S)
     marker.close()
     late = uuid.uuid4()
     with caplog.at_level(logging.WARNING, logger="payment.outbox.marker"):

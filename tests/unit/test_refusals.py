@@ -67,7 +67,7 @@ class Service:
         self.reservations = FakeReservations([Reservation(uuid.UUID(RESERVATION), uuid.UUID(CUSTOMER), "active",
                                                           LATER)])
         self.gateway = FakeGateway()
-        self.delivery = FakeDelivery()
+        self.delivery = FakeDelivery(self.store)
         self.metrics = Metrics()
         deps = service.Dependencies(
             store=self.store, ordering=self.ordering, reservations=self.reservations, gateway=self.gateway,

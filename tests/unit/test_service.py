@@ -4,10 +4,8 @@ is (not) charged, written or published on each path."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
-from concurrent.futures import Future
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -15,34 +13,16 @@ from decimal import Decimal
 import pytest
 
 from payment import errors, representations, service
-from payment.config import Config
+from payment.config import MARK_DELAY_S, Config
 from payment.gateways.port import Found, GatewayUnreachable
 from payment.gateways.simulator import decide, decline_for
 from payment.model import Order, PaymentRequest, Reservation
 from payment.outbox.delivery import Delivery
 from payment.outbox.marker import SentMarker
 from payment.reconciler import Reconciler, backoff
-from tests.fakes import NOW, FakeGateway, FakeOrdering, FakeReservations, FakeStore
+from tests.fakes import NOW, FakeGateway, FakeOrdering, FakePublisher, FakeReservations, FakeStore
 
 CUSTOMER = uuid.uuid4()
-
-
-class FakePublisher:
-    def __init__(self, store, deliver=True):
-        self.brokers_down = threading.Event()
-        self.store = store
-        self.deliver = deliver
-        self.published = []
-
-    def publish(self, event):
-        # Commit-before-publish: the event must already be in the outbox.
-        assert event in self.store.outbox
-        self.store.log.append("publish")
-        self.published.append(event)
-        future = Future()
-        if self.deliver:
-            future.set_result(None)
-        return future
 
 
 def make(amount="150.00", order_status="pending", deliver=True, gateway=None):
@@ -53,7 +33,7 @@ def make(amount="150.00", order_status="pending", deliver=True, gateway=None):
     store = FakeStore()
     deps = service.Dependencies(
         store=store, ordering=FakeOrdering([order]), reservations=FakeReservations(),
-        gateway=gateway or FakeGateway(), delivery=Delivery(store, FakePublisher(store, deliver), SentMarker(store)),
+        gateway=gateway or FakeGateway(), delivery=Delivery(store, FakePublisher(store, deliver), SentMarker(store, delay_s=MARK_DELAY_S)),
         topic_succeeded="ok", topic_failed="ko",
         delivery_timeout=0.01, pending_timeout=Config.pending_timeout)
     return request, deps
@@ -118,6 +98,8 @@ def test_decline_is_an_outcome_with_the_failed_payment_and_its_event():
     assert deps.store.payments == {outcome.payment.id: outcome.payment}
     [event] = deps.store.outbox
     assert event.topic == "ko" and event.event_type == "payment-failed"
+    # Marked sent by the delivery before the answer: the order's next attempt may follow at once.
+    assert deps.store.sent == [event.event_id]
 
 
 def test_gateway_exception_leaves_payment_pending_and_nothing_published():
@@ -174,6 +156,29 @@ def test_reference_is_kept_before_the_charge():
     assert deps.store.log[:2] == ["insert_pending", "attach_reference"]
     [payment] = deps.store.payments.values()
     assert payment.gateway_reference == "pi_123" and payment.status == "succeeded"
+
+
+class SettledMeanwhile(FakeGateway):
+    """A processor so slow to prepare that the reconciler settles the payment
+    (never charged) before its reference is kept."""
+
+    def __init__(self, store):
+        super().__init__(reference="pi_123")
+        self.store = store
+
+    def prepare(self, payment):
+        self.store.payments[payment.id] = replace(payment, status="failed", error_code="PROCESSING_INTERRUPTED",
+                                                  processed_at=NOW)
+        return super().prepare(payment)
+
+
+def test_a_payment_settled_before_its_reference_is_kept_is_answered_as_recorded_and_never_charged():
+    request, deps = make()
+    deps.gateway = gateway = SettledMeanwhile(deps.store)
+    outcome = service.pay(request, deps)
+    assert (outcome.payment.status, outcome.payment.error_code) == ("failed", "PROCESSING_INTERRUPTED")
+    assert outcome.payment == deps.store.payments[outcome.payment.id]
+    assert gateway.charges == 0 and "attach_reference" not in deps.store.log and deps.store.outbox == []
 
 
 def test_outcome_not_recorded_leaves_the_payment_pending_and_the_reconciler_settles_it():

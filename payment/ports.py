@@ -1,0 +1,206 @@
+"""The ports: what the payment flow (payment/service.py), the reconciler and
+the outbox ask of the parts they use, each a Protocol.
+
+    PaymentStore         payment/db/store.py          the payments and their events
+    OrderingClient       payment/upstream/clients.py  GET /orders/{id}
+    ReservationClient    payment/upstream/clients.py  GET /reservations/{id}, sent then read
+    PaymentGateway       payment/gateways/            the payment processor (rules below)
+    Delivery             payment/outbox/delivery.py   producing events and marking them sent
+    Publisher            payment/outbox/producer.py   the Kafka producer
+    SentMarks, OutboxStore                            the outbox's side of the store
+
+payment/bootstrap.py wires the adapters in; tests/fakes.py stands in for
+them in the unit tier, and mypy (`make typecheck`) holds both to these
+signatures. Nothing here imports an adapter.
+
+The gateway's rules, which every adapter keeps, because the service relies
+on them to never take money without recording it, and never take it twice:
+
+- `prepare` registers the charge with the processor without moving money and
+  returns a reference the service stores on the payment *before* `charge`
+  runs (None when the payment id is all the processor needs).
+- `charge` sends an idempotency key derived from the payment id: charging the
+  same payment again never creates a second charge, it returns the first
+  result. A decline is a result; `GatewayUnreachable` means the outcome is
+  unknown (the processor could not be asked, or its answer was lost).
+- `lookup` says what the processor knows of a payment. It never raises for an
+  unreachable processor: it answers UNKNOWN. A NEVER_CHARGED answer is final:
+  the adapter first makes sure that a charge still on its way for that
+  payment can no longer succeed (the simulator voids the payment id, Stripe
+  cancels the intent).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+from uuid import UUID
+
+from payment.model import ChargeResult, Order, OutboxEvent, Payment, PaymentRequest, Reservation
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+# --- the store --------------------------------------------------------------------------
+
+class PaymentStore(Protocol):
+    """The payments table as the service, the reconciler and the read
+    endpoints use it. Every method may raise DatabaseUnavailable or
+    DatabaseFault (payment/errors.py), never a driver's exception."""
+
+    def find(self, payment_id: UUID) -> Payment | None: ...
+
+    def find_succeeded(self, order_id: UUID) -> Payment | None: ...
+
+    def find_live(self, order_id: UUID) -> Payment | None:
+        """The order's pending or succeeded payment, if any."""
+        ...
+
+    def list_for_order(self, order_id: UUID) -> list[Payment]: ...
+
+    def insert_pending(self, request: PaymentRequest, payment_id: UUID, *, is_simulated: bool) -> Payment | None:
+        """The new pending payment, or None if the order already has a live one."""
+        ...
+
+    def attach_reference(self, payment: Payment, reference: str) -> Payment | None:
+        """The pending payment with the processor's reference kept; None if
+        it was no longer pending (another path settled it), and nothing was written."""
+        ...
+
+    def settle(self, settled: Payment, event: OutboxEvent) -> tuple[Payment, bool] | None:
+        """The outcome and its event, both or neither: the payment as
+        recorded and whether an older event of its order is still unsent;
+        None if it was no longer pending, and nothing was written."""
+        ...
+
+    def claim_overdue(self, *, older_than_s: float, lease_s: float, limit: int) -> list[tuple[Payment, int]]:
+        """Overdue pending payments, each leased, with its attempt number."""
+        ...
+
+    def postpone_check(self, payment: Payment, after_s: float) -> None: ...
+
+    def forget_check(self, payment: Payment) -> None: ...
+
+
+class SentMarks(Protocol):
+    """Marking outbox events sent: the marker's and the delivery's store."""
+
+    def mark_sent(self, event_ids: list[UUID]) -> None: ...
+
+
+class OutboxStore(SentMarks, Protocol):
+    """The outbox as the relay reads and cleans it."""
+
+    def claim_unsent(self, *, grace_s: float,
+                     limit: int) -> AbstractContextManager[tuple[list[OutboxEvent], list[UUID]]]:
+        """Unsent events, locked while the block runs; the ids the block puts
+        in the list it is given are marked sent in the same transaction."""
+        ...
+
+    def delete_sent(self, retention_s: float, limit: int) -> int: ...
+
+
+# --- the upstream services ----------------------------------------------------------------
+
+class PendingAnswer(Protocol[T_co]):
+    """An upstream call already sent, its answer not read yet."""
+
+    def result(self) -> T_co:
+        """The answer (waiting for it, within the call's deadline), or the
+        DependencyError that names the upstream."""
+        ...
+
+    def abandon(self) -> None:
+        """The answer is no longer wanted; nothing more is read."""
+        ...
+
+
+class OrderingClient(Protocol):
+    def get_order(self, order_id: UUID) -> Order | None:
+        """The order, None if the ordering service does not know it."""
+        ...
+
+
+class ReservationClient(Protocol):
+    def start_reservation(self, reservation_id: UUID) -> PendingAnswer[Reservation | None]:
+        """Send the reservation's request; its answer is read by `result()`
+        (None: not found), or dropped by `abandon()`. Sending never waits
+        for the reservation service."""
+        ...
+
+
+# --- the gateway --------------------------------------------------------------------------
+
+class GatewayUnreachable(Exception):
+    """The processor could not be asked or did not answer: the outcome is unknown."""
+
+
+class Found(enum.Enum):
+    CHARGED = "charged"
+    DECLINED = "declined"
+    NEVER_CHARGED = "never_charged"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    found: Found
+    result: ChargeResult | None = None  # set for CHARGED and DECLINED
+
+    @classmethod
+    def of(cls, result: ChargeResult) -> Lookup:
+        return cls(Found.CHARGED if result.succeeded else Found.DECLINED, result)
+
+
+NEVER_CHARGED = Lookup(Found.NEVER_CHARGED)
+UNKNOWN = Lookup(Found.UNKNOWN)
+
+
+class PaymentGateway(Protocol):
+    """A payment processor; the rules its adapters keep are in this module's docstring."""
+
+    @property
+    def is_simulated(self) -> bool: ...
+
+    def prepare(self, payment: Payment) -> str | None: ...
+
+    def charge(self, payment: Payment) -> ChargeResult: ...
+
+    def lookup(self, payment: Payment) -> Lookup: ...
+
+
+# --- the events ---------------------------------------------------------------------------
+
+class Publisher(Protocol):
+    """The broker's producer."""
+
+    # Set while every broker is known to be away: waiting for a delivery
+    # report would only delay the answer.
+    brokers_down: threading.Event
+
+    def publish(self, event: OutboxEvent) -> Future[None]:
+        """Produce the event; the future resolves with its own delivery report
+        (an exception when it failed). Never waits for the broker."""
+        ...
+
+
+class Delivery(Protocol):
+    """Producing committed events, and marking sent the ones confirmed."""
+
+    def send(self, events: Sequence[OutboxEvent], timeout: float) -> list[UUID]:
+        """The ids confirmed within `timeout`; the others are marked sent if
+        and when their report arrives."""
+        ...
+
+    def mark_now(self, event_ids: list[UUID]) -> None:
+        """Mark confirmed events sent before returning."""
+        ...
+
+    def mark_soon(self, event_ids: list[UUID]) -> None:
+        """Have confirmed events marked sent soon, without waiting for it."""
+        ...
