@@ -11,6 +11,10 @@ a lookup reads the ledger, so it survives a restart of the service.
 Latency: `delay_before_charge_ms` passes before the processor takes the
 charge (the request's way there), `latency_ms` after (the answer's way
 back). A fault in between is a charge taken and an answer lost.
+
+Its statements are its own (sql/simulator.sql), run on the pool that the
+composition root (payment/bootstrap.py) hands it: the service's database,
+not the service's store.
 """
 
 from __future__ import annotations
@@ -26,11 +30,15 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from payment.db.pool import Pool, one_transaction_cursor
-from payment.db.queries import QUERIES
+from payment.db.queries import load_queries
+from payment.files import SQL_DIR
 from payment.gateways.port import NEVER_CHARGED, UNKNOWN, GatewayUnreachable, Lookup
 from payment.model import ChargeResult, Payment
 
 log = logging.getLogger(__name__)
+
+# The ledger's statements, loaded once.
+LEDGER_QUERIES = load_queries(SQL_DIR / "simulator.sql")
 
 LARGEST_ACCEPTED = Decimal("999999.99")
 
@@ -113,7 +121,7 @@ class SimulatedGateway:
         """Run one ledger statement group; the last statement's row, if any."""
         try:
             with self.pool.connection() as conn, one_transaction_cursor(self.pool, conn) as cur:
-                return cur.execute(QUERIES[query], params).fetchone()
+                return cur.execute(LEDGER_QUERIES[query], params).fetchone()
         except (psycopg.Error, PoolTimeout) as exc:
             log.warning("simulated processor unavailable: %s", type(exc).__name__,
                         extra={"paymentId": str(params["payment_id"])})

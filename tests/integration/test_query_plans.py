@@ -1,6 +1,7 @@
-"""Every named query of sql/queries.sql finds its rows through an index, never
-by reading the whole payments or outbox table, so that a payment costs the
-same with a million rows behind it as with none.
+"""Every named query of sql/queries.sql, and of the simulator's
+sql/simulator.sql, finds its rows through an index, never by reading the
+whole payments or outbox table, so that a payment costs the same with a
+million rows behind it as with none.
 
 The tables hold enough rows, with fresh statistics (ANALYZE), that the planner
 takes an index whenever one can serve the query. Each query is planned twice:
@@ -21,6 +22,7 @@ import psycopg
 import pytest
 
 from payment.db.queries import QUERIES
+from payment.gateways.simulator import LEDGER_QUERIES
 
 # The queries of POST /payments; the test below covers them with the others,
 # and fails if one of these is renamed away.
@@ -120,10 +122,10 @@ def statements(query: str) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", ["force_custom_plan", "force_generic_plan"])
-@pytest.mark.parametrize("name", sorted(QUERIES))
+@pytest.mark.parametrize("name", sorted({**QUERIES, **LEDGER_QUERIES}))
 def test_no_query_reads_a_whole_table(filled, name, mode):
     scans = []
-    for statement in statements(QUERIES[name]):
+    for statement in statements({**QUERIES, **LEDGER_QUERIES}[name]):
         root = plan(filled, statement.rstrip(";"), mode)
         scans += [(n["Node Type"], n.get("Relation Name"), n.get("Index Name")) for n in nodes(root)
                   if "Relation Name" in n]

@@ -1,8 +1,8 @@
 """The named-query file parser (payment/db/queries.py): each `-- name:` line
 starts a query that runs to the next one, comment lines are left out, and
 what it makes of a file's header, an empty block, a name given twice and a
-name it does not hold; and the service's own file, which every name the code
-asks for must be in, once."""
+name it does not hold; and the service's own file and the simulator's, which
+every name their code asks for must be in, once."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from payment.db.queries import QUERIES, SQL_DIR, QueryFileError, load_queries
+from payment.gateways.simulator import LEDGER_QUERIES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,14 +78,24 @@ def test_a_name_the_file_does_not_hold_is_a_key_error(tmp_path):
 
 # --- the service's own file ------------------------------------------------------------
 
-def test_the_service_file_names_each_query_once_and_none_is_empty():
-    names = re.findall(r"^--\s*name:\s*(\w+)\s*$", (SQL_DIR / "queries.sql").read_text(), re.MULTILINE)
-    assert len(names) == len(set(names)) == len(QUERIES)
-    assert all(QUERIES.values())
+@pytest.mark.parametrize(("file", "loaded"), [("queries.sql", QUERIES), ("simulator.sql", LEDGER_QUERIES)])
+def test_each_file_names_each_query_once_and_none_is_empty(file, loaded):
+    names = re.findall(r"^--\s*name:\s*(\w+)\s*$", (SQL_DIR / file).read_text(), re.MULTILINE)
+    assert len(names) == len(set(names)) == len(loaded)
+    assert all(loaded.values())
 
 
-def test_every_query_the_code_asks_for_is_in_the_file():
-    code = "\n".join(path.read_text() for path in sorted((ROOT / "payment").glob("**/*.py")))
+def asked(path: Path, pattern: str) -> set[str]:
+    return set(re.findall(pattern + r'\s*"(\w+)"', path.read_text()))
+
+
+def test_every_query_the_code_asks_for_is_in_its_own_file():
     # By name, or through the store's and the simulator's one-statement helpers.
-    asked = set(re.findall(r'(?:QUERIES\[|_one_payment\(|_ledger\()\s*"(\w+)"', code))
-    assert len(asked) >= 15 and asked <= set(QUERIES), asked - set(QUERIES)
+    store = asked(ROOT / "payment" / "db" / "store.py", r"(?:QUERIES\[|_one_payment\()")
+    assert len(store) >= 15 and store <= set(QUERIES), store - set(QUERIES)
+    ledger = asked(ROOT / "payment" / "gateways" / "simulator.py", r"(?:LEDGER_QUERIES\[|_ledger\()")
+    assert ledger == set(LEDGER_QUERIES)
+    # Neither borrows the other's: the simulator's statements are not the service's.
+    assert not set(QUERIES) & set(LEDGER_QUERIES)
+    rest = [path for path in (ROOT / "payment").glob("**/*.py") if path.name not in ("store.py", "simulator.py")]
+    assert all(not asked(path, r"(?:QUERIES\[|_one_payment\(|_ledger\()") for path in rest)
