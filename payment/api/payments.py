@@ -8,7 +8,9 @@ from uuid import UUID
 from payment import logs, schemas, service
 from payment.api.request_body import parse_payment_request, read_body
 from payment.api.responses import envelope, write
-from payment.errors import InvalidRequest, PaymentNotFound
+from payment.api.statuses import status_of
+from payment.errors import InvalidRequest, PaymentError, PaymentNotFound
+from payment.model import PaymentRequest
 from payment.representations import payment_document
 
 # The request schema's GUID, so that a path or query id is held to the same
@@ -34,14 +36,12 @@ class PaymentCollectionResource:
         self.metrics = metrics
 
     def on_post(self, req, resp):
-        request = req.context.payment_request = parse_payment_request(read_body(req, self.max_body_bytes))
+        # A body refused before it is a payment request is no payment's
+        # outcome: it is answered (error_handlers.py), not counted.
+        request = parse_payment_request(read_body(req, self.max_body_bytes))
         # Unbound with the request id when the request ends (request_id.py).
         logs.bind(orderId=str(request.order_id))
-        # Before anything is looked up: another customer's token learns nothing.
-        req.context.caller.check_pays_for(request.customer_id)
-        # A refusal is raised, and counted by the error handler (error_handlers.py).
-        outcome = service.pay(request, self.deps)
-        self.metrics.payment_settled(outcome.payment, replayed=outcome.replayed)
+        outcome = self._outcome(req, request)
         _bind_outcome(outcome)
         if outcome.declined:
             write(resp, 402, envelope(f"Payment failed: {outcome.payment.error_message}", outcome.payment))
@@ -53,6 +53,20 @@ class PaymentCollectionResource:
             "errorMessage": None,
             "payment": payment_document(outcome.payment),
         })
+
+    def _outcome(self, req, request: PaymentRequest) -> service.Outcome:
+        """The payment request's outcome, counted here, once: a payment by its
+        status, a refusal (or fault) by the status it is answered with, then
+        raised for the error handler to answer."""
+        try:
+            # Before anything is looked up: another customer's token learns nothing.
+            req.context.caller.check_pays_for(request.customer_id)
+            outcome = service.pay(request, self.deps)
+        except PaymentError as error:
+            self.metrics.payment_refused(error, status_of(error))
+            raise
+        self.metrics.payment_settled(outcome.payment, replayed=outcome.replayed)
+        return outcome
 
     def on_get(self, req, resp):
         order_id = req.params.get("orderId")
