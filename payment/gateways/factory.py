@@ -1,7 +1,8 @@
-"""Chooses the payment gateway adapter from the configuration (`PAYMENT_GATEWAY`).
+"""Chooses the payment gateway adapter from the configuration (`PAYMENT_GATEWAY`)
+and gives it its settings: the adapters themselves never read the configuration.
 
 A third processor adds its adapter module (the three methods of
-`gateway.PaymentGateway`), its name to `config.GATEWAYS`, its settings to
+`ports.PaymentGateway`), its name to `config.GATEWAYS`, its settings to
 `Config`, and one branch here.
 """
 
@@ -19,5 +20,8 @@ def build_gateway(config: Config, *, simulator: Callable[[], PaymentGateway]) ->
     if config.payment_gateway == "stripe":
         from payment.gateways.stripe_gateway import StripeGateway
 
-        return StripeGateway.from_config(config)
+        # The configuration refuses PAYMENT_GATEWAY=stripe without a key; the
+        # adapter refuses an empty one too.
+        return StripeGateway(config.stripe_api_key or "", api_base=config.stripe_api_base,
+                             payment_method=config.stripe_payment_method, timeout=config.gateway_timeout)
     return simulator()

@@ -64,11 +64,6 @@ class StripeGateway:
         )
         self._intents = self._client.v1.payment_intents
 
-    @classmethod
-    def from_config(cls, config) -> "StripeGateway":
-        return cls(config.stripe_api_key, api_base=config.stripe_api_base,
-                   payment_method=config.stripe_payment_method, timeout=config.gateway_timeout)
-
     def __repr__(self) -> str:
         return f"StripeGateway(api_base={self.api_base!r}, payment_method={self.payment_method!r})"
 

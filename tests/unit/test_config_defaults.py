@@ -83,9 +83,9 @@ def test_the_relay_grace_is_past_the_message_timeout_unless_configured():
 
 
 def test_the_configuration_imports_no_adapter():
-    adapters = ["payment.outbox.producer", "payment.db.pool", "payment.db.store", "payment.upstream.clients",
-                "payment.upstream.httpclient", "payment.gateways.simulator", "payment.gateways.stripe_gateway",
-                "psycopg_pool", "falcon"]
+    adapters = ["payment.outbox.producer", "payment.outbox.marker", "payment.outbox.delivery", "payment.outbox.relay",
+                "payment.db.pool", "payment.db.store", "payment.upstream.clients", "payment.upstream.httpclient",
+                "payment.gateways.simulator", "payment.gateways.stripe_gateway", "psycopg_pool", "falcon"]
     loaded = subprocess.run(
         [sys.executable, "-c", "import sys, payment.config; print(' '.join(sorted(sys.modules)))"],
         cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
