@@ -12,7 +12,7 @@ class PaymentError(Exception):
 
     retry_after_s: int | None = None
 
-    def __init__(self, message: str):
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
@@ -30,17 +30,17 @@ class BodyTooLarge(PaymentError):
 
 
 class OrderNotFound(PaymentError):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("Order not found")
 
 
 class PaymentNotFound(PaymentError):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("Payment not found")
 
 
 class CustomerMismatch(PaymentError):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("Unauthorized: Customer does not own this order")
 
 
@@ -48,23 +48,23 @@ class Unauthenticated(PaymentError):
     """No usable bearer token. `why` says what is wrong with it, never what it holds;
     `challenge` is the WWW-Authenticate value (RFC 6750 section 3)."""
 
-    def __init__(self, why: str, *, token_sent: bool = True):
+    def __init__(self, why: str, *, token_sent: bool = True) -> None:
         super().__init__(f"Unauthorized: {why}")
         self.challenge = 'Bearer error="invalid_token"' if token_sent else "Bearer"
 
 
 class OrderInvalid(PaymentError):
-    def __init__(self, why: str):
+    def __init__(self, why: str) -> None:
         super().__init__(f"Order validation failed: {why}")
 
 
 class ReservationInvalid(PaymentError):
-    def __init__(self, why: str):
+    def __init__(self, why: str) -> None:
         super().__init__(f"Reservation validation failed: {why}")
 
 
 class PaymentInProgress(PaymentError):
-    def __init__(self, retry_after_s: int = 1):
+    def __init__(self, retry_after_s: int = 1) -> None:
         super().__init__("A payment for this order is already in progress")
         self.retry_after_s = retry_after_s
 
@@ -72,25 +72,25 @@ class PaymentInProgress(PaymentError):
 class DependencyError(PaymentError):
     """A part the service depends on failed; `part` names it for the client."""
 
-    retry_after_s = 1
+    retry_after_s: int | None = 1
 
-    def __init__(self, part: str, message: str):
+    def __init__(self, part: str, message: str) -> None:
         super().__init__(f"Payment processing error: {message}")
         self.part = part
 
 
 class UpstreamUnavailable(DependencyError):
-    def __init__(self, part: str):
+    def __init__(self, part: str) -> None:
         super().__init__(part, f"{part} is unavailable")
 
 
 class UpstreamTimeout(DependencyError):
-    def __init__(self, part: str):
+    def __init__(self, part: str) -> None:
         super().__init__(part, f"{part} did not answer in time")
 
 
 class UpstreamBadResponse(DependencyError):
-    def __init__(self, part: str):
+    def __init__(self, part: str) -> None:
         super().__init__(part, f"{part} returned an invalid response")
 
 
@@ -98,14 +98,14 @@ class StorageError(DependencyError):
     """The payment database failed; what psycopg raised stays in the adapter
     (payment/db/pool.py) and its log line."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str) -> None:
         super().__init__("payment database", message)
 
 
 class DatabaseUnavailable(StorageError):
     """Out of reach, or too slow (a timeout, a lock not had): a retry may succeed."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("payment database is unavailable")
 
 
@@ -116,12 +116,12 @@ class DatabaseFault(StorageError):
 
     retry_after_s = None
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("payment database could not complete the operation")
 
 
 class GatewayUnavailable(DependencyError):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("payment gateway", "payment gateway is unavailable")
 
 
@@ -129,5 +129,5 @@ class AuthorizationKeysUnavailable(DependencyError):
     """The JWKS endpoint could not be read: tokens cannot be checked, which
     says nothing about the token, so a 503 rather than a 401."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("authorization keys", "authorization keys are unavailable")

@@ -14,6 +14,7 @@ and a number too long for Python's int conversion never reaches it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from decimal import (
     Clamped,
     Context,
@@ -25,6 +26,7 @@ from decimal import (
     Subnormal,
     Underflow,
 )
+from typing import Any, NoReturn
 
 # Decimal128's precision: an amount (below 10^15, four decimals at most) needs
 # 19 digits; no real order or request needs more than 34.
@@ -40,12 +42,12 @@ class JSONInputError(ValueError):
     """The bytes are not acceptable JSON; the message is safe to show a client."""
 
 
-def _reject_constant(name: str):
+def _reject_constant(name: str) -> NoReturn:
     raise JSONInputError(f"{name} is not a JSON number")
 
 
-def _no_duplicate_keys(pairs):
-    obj = {}
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj:
             raise JSONInputError(f"duplicate key {key[:40]!r}")
@@ -70,7 +72,8 @@ def _held_int(literal: str) -> int:
     return int(_held(literal))
 
 
-def loads(data: bytes | str):
+def loads(data: bytes | str) -> Any:
+    """The JSON value: a dict, list, str, int, Decimal, bool or None."""
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8")
@@ -92,7 +95,7 @@ def loads(data: bytes | str):
         raise JSONInputError(f"body is not valid JSON ({exc.msg} at position {exc.pos})") from None
 
 
-def dumps(obj) -> str:
+def dumps(obj: object) -> str:
     """Compact JSON; Decimal values are written as JSON numbers, exactly."""
     return "".join(_encode(obj))
 
@@ -100,7 +103,7 @@ def dumps(obj) -> str:
 _encode_str = json.encoder.encode_basestring_ascii
 
 
-def _encode(obj):
+def _encode(obj: object) -> Iterator[str]:
     if obj is None:
         yield "null"
     elif obj is True:

@@ -15,8 +15,14 @@ import sys
 import time
 from contextvars import ContextVar, Token
 from itertools import islice
+from typing import IO, Any
 
-_bound: ContextVar[dict] = ContextVar("log_fields", default={})
+from payment.model import OutboxEvent, Payment
+
+# Field values are whatever a line should show: JSON types, or anything str() can write.
+Fields = dict[str, Any]
+
+_bound: ContextVar[Fields] = ContextVar("log_fields", default={})
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = vars(logging.LogRecord("", 0, "", 0, "", None, None))
@@ -30,16 +36,16 @@ _STANDARD_COUNT = len(_STANDARD)
 _ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
 
 
-def bind(**fields) -> Token:
+def bind(**fields: Any) -> Token[Fields]:
     """Add fields to every line logged from this context until `unbind`."""
     return _bound.set({**_bound.get(), **fields})
 
 
-def unbind(token: Token) -> None:
+def unbind(token: Token[Fields]) -> None:
     _bound.reset(token)
 
 
-def bound(name: str):
+def bound(name: str) -> Any:
     return _bound.get().get(name)
 
 
@@ -51,28 +57,29 @@ REQUEST_ID_HEADER = "X-Request-ID"
 def request_id() -> str | None:
     """The id of the request being served (api/request_id.py binds it), for
     the calls made on its behalf; None outside a request."""
-    return _bound.get().get("requestId")
+    request_id: str | None = _bound.get().get("requestId")
+    return request_id
 
 
-def payment_fields(payment) -> dict:
+def payment_fields(payment: Payment) -> Fields:
     """The ids a line about a payment carries."""
     return {"paymentId": str(payment.id), "orderId": str(payment.order_id)}
 
 
-def event_fields(event) -> dict:
+def event_fields(event: OutboxEvent) -> Fields:
     """The ids a line about an outbox event carries (its key is the orderId)."""
     return {"paymentId": str(event.payment_id), "orderId": event.key, "eventId": str(event.event_id)}
 
 
 class JsonFormatter(logging.Formatter):
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # (second, "YYYY-MM-DDTHH:MM:SS."): lines come many to a second, and
         # formatting the date is most of the cost of the time stamp.
-        self._second = (None, "")
+        self._second: tuple[int | None, str] = (None, "")
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {
+        line: Fields = {
             "time": self._time(record.created),
             "level": record.levelname,
             "logger": record.name,
@@ -100,7 +107,7 @@ class JsonFormatter(logging.Formatter):
         return f"{prefix}{micro // 1000:03d}Z"
 
 
-def json_handler(stream=None) -> logging.Handler:
+def json_handler(stream: IO[str] | None = None) -> logging.Handler:
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter())
     return handler
@@ -121,7 +128,7 @@ def configure_logging() -> None:
     logging.getLogger("librdkafka").setLevel(logging.ERROR)
 
 
-def gunicorn_logconfig() -> dict:
+def gunicorn_logconfig() -> dict[str, Any]:
     """gunicorn's own log lines (start-up, workers, signals) as JSON too.
     Its access log stays quiet: the app logs each request itself, with the
     request id and the route."""

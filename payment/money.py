@@ -33,7 +33,7 @@ def _quantum(places: int) -> Decimal:
     return Decimal((0, (1,), -places))
 
 
-def to_amount(value, currency: str) -> Decimal:
+def to_amount(value: int | Decimal, currency: str) -> Decimal:
     """The amount at its currency's precision, or AmountError."""
     amount = Decimal(value)  # an int or a Decimal: exact
     if not amount.is_finite() or amount <= 0:
@@ -57,6 +57,14 @@ def shown_amount(value: Decimal, places: int) -> str:
     if len(text) > SHOWN_AMOUNT_CHARS:
         text = str(value)  # scientific notation: short whatever the exponent
     return shorten(text, SHOWN_AMOUNT_CHARS)
+
+
+def places_of(amount: Decimal) -> int:
+    """The decimals a finite amount is written with: 2 for 150.00."""
+    exponent = amount.as_tuple().exponent
+    if not isinstance(exponent, int):  # NaN or infinity: no amount
+        raise ValueError("not a finite amount")
+    return -exponent
 
 
 def shorten(text: str, limit: int) -> str:

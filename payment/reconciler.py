@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import logging
 
+from typing import Protocol
+
 from payment import logs, service
+from payment.model import Payment
 from payment.ports import Found
 
 log = logging.getLogger(__name__)
@@ -36,12 +39,19 @@ BATCH_SIZE = 100
 
 def backoff(attempts: int, *, base_s: float, max_s: float) -> float:
     """Wait before asking again after `attempts` unknown answers: doubling, capped."""
-    return min(base_s * 2 ** max(attempts - 1, 0), max_s)
+    return min(base_s * 2.0 ** max(attempts - 1, 0), max_s)
+
+
+class ReconcileCounter(Protocol):
+    """Where each answer is counted (metrics.Metrics)."""
+
+    def reconciled(self, result: str) -> None: ...
 
 
 class Reconciler:
     def __init__(self, deps: service.Dependencies, *, older_than_s: float, base_backoff_s: float,
-                 max_backoff_s: float, batch_size: int = BATCH_SIZE, metrics=None):
+                 max_backoff_s: float, batch_size: int = BATCH_SIZE,
+                 metrics: ReconcileCounter | None = None) -> None:
         self.deps = deps
         self.older_than_s = older_than_s
         self.base_backoff_s = base_backoff_s
@@ -58,7 +68,7 @@ class Reconciler:
             counts[self._reconcile(payment, attempts)] += 1
         return counts
 
-    def _reconcile(self, payment, attempts: int) -> Found:
+    def _reconcile(self, payment: Payment, attempts: int) -> Found:
         fields = {**logs.payment_fields(payment), "attempts": attempts}
         settled = service.reconcile(payment, self.deps)
         if settled is None:
@@ -78,7 +88,7 @@ class Reconciler:
         return found
 
 
-def _found(settled) -> Found:
+def _found(settled: Payment) -> Found:
     if settled.status == "succeeded":
         return Found.CHARGED
     if settled.error_code == service.INTERRUPTED.error_code:

@@ -32,11 +32,11 @@ def amount_of(payment: Payment) -> Decimal:
     return payment.amount.quantize(Decimal(1).scaleb(-MINOR_UNITS[payment.currency]))
 
 
-def _uuid(value) -> str | None:
+def _uuid(value: uuid.UUID | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _order_and_amount(payment: Payment) -> dict:
+def _order_and_amount(payment: Payment) -> dict[str, object]:
     """The fields the payment object and both events carry alike, in the
     contract's order, after the payment's id."""
     return {
@@ -49,7 +49,7 @@ def _order_and_amount(payment: Payment) -> dict:
     }
 
 
-def payment_document(payment: Payment) -> dict:
+def payment_document(payment: Payment) -> dict[str, object]:
     return {
         "id": str(payment.id),
         **_order_and_amount(payment),
@@ -64,11 +64,11 @@ def payment_document(payment: Payment) -> dict:
     }
 
 
-def _event_common(payment: Payment) -> dict:
+def _event_common(payment: Payment) -> dict[str, object]:
     return {"paymentId": str(payment.id), **_order_and_amount(payment)}
 
 
-def succeeded_event(payment: Payment) -> dict:
+def succeeded_event(payment: Payment) -> dict[str, object]:
     return {
         **_event_common(payment),
         "transactionId": payment.transaction_id,
@@ -77,7 +77,7 @@ def succeeded_event(payment: Payment) -> dict:
     }
 
 
-def failed_event(payment: Payment) -> dict:
+def failed_event(payment: Payment) -> dict[str, object]:
     return {
         **_event_common(payment),
         "errorCode": payment.error_code,

@@ -33,7 +33,7 @@ from payment.errors import (
     ReservationInvalid,
 )
 from payment.model import CLOSED_ORDER_STATUSES, ChargeResult, Order, OutboxEvent, Payment, PaymentRequest, Reservation
-from payment.money import shorten, shown_amount
+from payment.money import places_of, shorten, shown_amount
 from payment.ports import (
     Delivery,
     Found,
@@ -169,7 +169,7 @@ def validate_order(request: PaymentRequest, order: Order | None) -> None:
     # Exact comparison: an order total with more decimals than the request,
     # or too large for any request, differs, and is shown as it is.
     if order.total_amount != request.amount:
-        total = shown_amount(order.total_amount, -request.amount.as_tuple().exponent)
+        total = shown_amount(order.total_amount, places_of(request.amount))
         raise OrderInvalid(f"amount {request.amount} does not match the order total {total}")
 
 

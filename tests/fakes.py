@@ -141,7 +141,7 @@ class _FakeUpstream(Generic[A]):
 
     def __init__(self, answers: Iterable[A] = ()) -> None:
         self.answers: dict[uuid.UUID, A] = {answer.id: answer for answer in answers}
-        self.fault: type[DependencyError] | None = None
+        self.fault: Callable[[str], DependencyError] | None = None
         self.calls: list[tuple[uuid.UUID, str | None]] = []
 
     def _answer(self, key: uuid.UUID) -> A | None:
