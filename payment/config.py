@@ -274,7 +274,7 @@ def redact_conninfo(conninfo: str) -> str:
     for secret in ("password", "sslpassword"):
         if secret in params:
             params[secret] = "***"
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def _kafka_servers(env: dict[str, str]) -> str:

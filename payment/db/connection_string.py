@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -158,7 +159,7 @@ def parse(text: str) -> NpgsqlSettings:
     (naming the key) for anything that cannot be honoured."""
     given = _entries(text)
     params: dict[str, str] = {}
-    settings: dict = {}
+    settings: dict[str, Any] = {}
     for name, value in given.items():
         if name in IGNORED:
             continue
@@ -242,11 +243,12 @@ def _hosts(given: dict[str, str]) -> dict[str, str]:
     ports = [p.strip() for p in given.get("Port", "").split(",")] if given.get("Port") else []
     for port in ports:
         _integer("Port", port, low=1, high=65535)
-    hosts, own_ports = [], []
+    hosts: list[str] = []
+    own_ports: list[str | None] = []
     for entry in (h.strip() for h in given["Host"].split(",")):
-        host, port = _host_and_port(entry)
+        host, own_port = _host_and_port(entry)
         hosts.append(host)
-        own_ports.append(port)
+        own_ports.append(own_port)
     if len(ports) > 1 and len(ports) != len(hosts):
         raise ConnectionStringError(f"{VARIABLE}: Port must be one port, or one per host")
     default = ports[0] if len(ports) == 1 else "5432"
@@ -346,7 +348,7 @@ def _integer(name: str, value: str, *, low: int, high: int, zero: str | None = N
 
 
 def _conninfo(params: dict[str, str]) -> str:
-    conninfo = make_conninfo(**params)
+    conninfo = make_conninfo("", **params)
     try:
         # libpq's own parser: the last word on every keyword and value shape.
         conninfo_to_dict(conninfo)

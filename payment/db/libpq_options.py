@@ -20,7 +20,7 @@ def lift_settings(conninfo: str) -> tuple[str, dict[str, str]]:
     params = conninfo_to_dict(conninfo)
     settings: dict[str, str] = {}
     kept: list[str] = []
-    words = _option_words(params.pop("options", "") or "")
+    words = _option_words(str(params.pop("options", "") or ""))
     while words:
         word = words.pop(0)
         if word == "-c" and words:
@@ -32,7 +32,7 @@ def lift_settings(conninfo: str) -> tuple[str, dict[str, str]]:
             kept.append(word)
     if kept:
         params["options"] = " ".join(_escape_option(word) for word in kept)
-    return make_conninfo(**params), settings
+    return make_conninfo("", **params), settings
 
 
 def _option_words(options: str) -> list[str]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from psycopg.rows import TupleRow
 
 from payment.files import MIGRATIONS_DIR
 
@@ -114,10 +115,11 @@ def recorded_version(conninfo: str) -> int:
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=10, prepare_threshold=None) as conn:
         if not _has_version_table(conn):
             return 0
-        return conn.execute("SELECT coalesce(max(version), 0) FROM bc_payment.schema_migrations").fetchone()[0]
+        version: int = _only_row(conn.execute("SELECT coalesce(max(version), 0) FROM bc_payment.schema_migrations"))[0]
+        return version
 
 
-def _lock_and_read(conn) -> dict[int, tuple[str, str]]:
+def _lock_and_read(conn: psycopg.Connection[TupleRow]) -> dict[int, tuple[str, str]]:
     """Under the lock (held to the end of the transaction): the version
     table, created when missing, as {version: (name, checksum)}."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
@@ -127,19 +129,20 @@ def _lock_and_read(conn) -> dict[int, tuple[str, str]]:
     return {version: (name, digest) for version, name, digest in rows}
 
 
-def _has_version_table(conn) -> bool:
-    return conn.execute("SELECT to_regclass('bc_payment.schema_migrations') IS NOT NULL").fetchone()[0]
+def _has_version_table(conn: psycopg.Connection[TupleRow]) -> bool:
+    exists: bool = _only_row(conn.execute("SELECT to_regclass('bc_payment.schema_migrations') IS NOT NULL"))[0]
+    return exists
 
 
-def _create_version_table(conn) -> None:
-    existing = conn.execute("SELECT to_regclass('bc_payment.payments') IS NOT NULL").fetchone()[0]
+def _create_version_table(conn: psycopg.Connection[TupleRow]) -> None:
+    existing = _only_row(conn.execute("SELECT to_regclass('bc_payment.payments') IS NOT NULL"))[0]
     if existing:
         # Created by the former sql/schema.sql, applied at every start-up.
         # 0001 and 0002 are written to run over any state it left, so they
         # are applied (filling in what is missing) and recorded as usual.
         log.info("adopting the tables of a database that predates versioned migrations")
-    schema_exists = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'bc_payment')").fetchone()[0]
+    schema_exists = _only_row(conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'bc_payment')"))[0]
     if not schema_exists:
         conn.execute("CREATE SCHEMA bc_payment")
     conn.execute(_VERSION_TABLE)
@@ -158,7 +161,7 @@ def _check_recorded(recorded: dict[int, tuple[str, str]], migrations: list[Migra
                     newest, migrations[-1].version, extra={"schemaVersion": newest})
 
 
-def _apply(conn, migration: Migration) -> None:
+def _apply(conn: psycopg.Connection[TupleRow], migration: Migration) -> None:
     try:
         conn.execute(migration.sql)
     except psycopg.Error as exc:
@@ -169,6 +172,14 @@ def _apply(conn, migration: Migration) -> None:
                              f"{_describe(exc)}") from None
     conn.execute("INSERT INTO bc_payment.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
                  (migration.version, migration.name, migration.checksum))
+
+
+def _only_row(cur: psycopg.Cursor[TupleRow]) -> TupleRow:
+    """The row of a query that always returns one."""
+    row = cur.fetchone()
+    if row is None:
+        raise MigrationError("a catalogue query returned no row")
+    return row
 
 
 def _describe(exc: psycopg.Error) -> str:

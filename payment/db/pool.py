@@ -8,10 +8,14 @@ from __future__ import annotations
 import logging
 import time
 import weakref
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, Self
 
 import psycopg
+from psycopg.abc import Params, Query
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import Row, RowFactory, TupleRow
 from psycopg_pool import ConnectionPool
 
 from payment.db.libpq_options import lift_settings, settings_statement
@@ -20,7 +24,10 @@ from payment.errors import DatabaseFault, DatabaseUnavailable
 log = logging.getLogger(__name__)
 
 
-class Pool(ConnectionPool):
+Connection = psycopg.Connection[TupleRow]
+
+
+class Pool(ConnectionPool[Connection]):
     """The service's connection pool, and the settings every transaction on
     it starts with (`transaction_settings`: one SQL statement, run in the
     transaction's first round trip)."""
@@ -46,7 +53,7 @@ def open_pool(conninfo: str, *, min_size: int, max_size: int, timeout: float,
     settings.update(statement_timeout=milliseconds, lock_timeout=milliseconds)
     if search_path:
         settings["search_path"] = search_path
-    connection = {"autocommit": True, "prepare_threshold": None}
+    connection: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
     if "connect_timeout" not in conninfo_to_dict(conninfo):  # the connection string's Timeout wins
         connection["connect_timeout"] = max(1, round(timeout))
     pool = Pool(
@@ -71,11 +78,11 @@ def open_pool(conninfo: str, *, min_size: int, max_size: int, timeout: float,
 
 
 # When each pooled connection was last seen working.
-_last_used: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_last_used: weakref.WeakKeyDictionary[Connection, float] = weakref.WeakKeyDictionary()
 _TRUSTED_FOR_S = 1.0
 
 
-def _check_unless_just_used(conn) -> None:
+def _check_unless_just_used(conn: Connection) -> None:
     """The pool's check on checkout costs a round trip; it is spared for a
     connection that completed work less than a second ago (under load, nearly
     every one). A connection that fails in use is discarded by the pool."""
@@ -84,7 +91,7 @@ def _check_unless_just_used(conn) -> None:
 
 
 @contextmanager
-def database_errors():
+def database_errors() -> Iterator[None]:
     """Translates what psycopg raises inside into the store's domain errors
     (also a decorator):
 
@@ -109,7 +116,7 @@ def database_errors():
         raise DatabaseFault() from exc
 
 
-class OneTransactionCursor(psycopg.ClientCursor):
+class OneTransactionCursor(psycopg.ClientCursor[Row]):
     """A cursor whose every execute is one simple query: the pool's
     transaction settings, then the statement (or statements). One round
     trip and one implicit transaction, so the settings hold for exactly that
@@ -119,23 +126,24 @@ class OneTransactionCursor(psycopg.ClientCursor):
 
     settings = ""
 
-    def execute(self, query, params=None, **kwargs):
+    def execute(self, query: Query, params: Params | None = None, *, prepare: bool | None = None,
+                binary: bool | None = None) -> Self:
+        if not isinstance(query, str):
+            raise TypeError("a one-transaction statement is SQL text")
         # With parameters the whole text is a template, where % is doubled.
         settings = self.settings if params is None else self.settings.replace("%", "%%")
-        super().execute(settings + query, params, **kwargs)
+        super().execute(settings + query, params, prepare=prepare, binary=binary)
         while self.nextset():
             pass
         return self
 
 
-def one_transaction_cursor(pool: Pool, conn, row_factory=None) -> OneTransactionCursor:
+def one_transaction_cursor(pool: Pool, conn: Connection, row_factory: RowFactory[Row]) -> OneTransactionCursor[Row]:
     cursor = OneTransactionCursor(conn, row_factory=row_factory)
     cursor.settings = pool.transaction_settings
     return cursor
 
 
-
-
-def mark_used(conn) -> None:
+def mark_used(conn: Connection) -> None:
     """Note that `conn` just completed work (see `_check_unless_just_used`)."""
     _last_used[conn] = time.monotonic()

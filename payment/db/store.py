@@ -3,23 +3,27 @@ a named query of sql/queries.sql, on the pool of payment/db/pool.py."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg.rows import class_row, dict_row
+from psycopg.rows import Row, RowFactory, class_row, dict_row, tuple_row
 
-from payment.db.pool import Pool, database_errors, mark_used, one_transaction_cursor
+from payment.db.pool import Connection, OneTransactionCursor, Pool, database_errors, mark_used, one_transaction_cursor
 from payment.db.queries import QUERIES
 from payment.model import OutboxEvent, Payment, PaymentRequest
 
 
 class PaymentStore:
-    def __init__(self, pool: Pool):
+    """payment.ports.PaymentStore, and the outbox's side of it (OutboxStore)."""
+
+    def __init__(self, pool: Pool) -> None:
         self.pool = pool
 
     @contextmanager
-    def _connection(self):
+    def _connection(self) -> Iterator[Connection]:
         """A pooled connection; whatever psycopg raises while it is held,
         in the store's statements or the block they run, leaves translated."""
         with database_errors(), self.pool.connection() as conn:
@@ -27,7 +31,7 @@ class PaymentStore:
             mark_used(conn)
 
     @contextmanager
-    def _statement(self, row_factory=None):
+    def _statement(self, row_factory: RowFactory[Row]) -> Iterator[OneTransactionCursor[Row]]:
         """A cursor whose each statement is committed on its own, with the
         transaction settings in the same round trip."""
         with self._connection() as conn:
@@ -35,7 +39,7 @@ class PaymentStore:
                 yield cur
 
     @contextmanager
-    def _transaction(self, row_factory=None):
+    def _transaction(self, row_factory: RowFactory[Row]) -> Iterator[psycopg.Cursor[Row]]:
         """A cursor in one transaction: committed when the block ends, rolled
         back if it raises. BEGIN and the settings go in one round trip, as
         BEGIN alone did before."""
@@ -50,10 +54,10 @@ class PaymentStore:
             conn.execute("COMMIT")
 
     def ping(self) -> bool:
-        with self._statement() as cur:
+        with self._statement(tuple_row) as cur:
             return cur.execute("SELECT 1").fetchone() == (1,)
 
-    def _one_payment(self, query: str, params: dict) -> Payment | None:
+    def _one_payment(self, query: str, params: dict[str, Any]) -> Payment | None:
         with self._statement(class_row(Payment)) as cur:
             return cur.execute(QUERIES[query], params).fetchone()
 
@@ -109,11 +113,11 @@ class PaymentStore:
     def mark_sent(self, event_ids: list[UUID]) -> None:
         """Mark these events sent: one statement, however many (the marker's
         batches, payment/outbox/marker.py)."""
-        with self._statement() as cur:
+        with self._statement(tuple_row) as cur:
             cur.execute(QUERIES["mark_outbox_sent"], {"event_ids": list(event_ids)})
 
     @contextmanager
-    def claim_unsent(self, *, grace_s: float, limit: int):
+    def claim_unsent(self, *, grace_s: float, limit: int) -> Iterator[tuple[list[OutboxEvent], list[UUID]]]:
         """Unsent events, locked until the block ends; the block sends them and
         gives back the ids that made it, which are marked sent in the same
         transaction."""
@@ -135,8 +139,8 @@ class PaymentStore:
     def claim_overdue(self, *, older_than_s: float, lease_s: float, limit: int) -> list[tuple[Payment, int]]:
         """Pending payments older than `older_than_s` that no other reconciler
         is asking about, each leased for `lease_s`, with its attempt number."""
-        with self._statement() as cur:
-            attempts = dict(cur.execute(QUERIES["claim_overdue_payments"], {
+        with self._statement(tuple_row) as cur:
+            attempts: dict[UUID, int] = dict(cur.execute(QUERIES["claim_overdue_payments"], {
                 "older_than_s": older_than_s, "lease_s": lease_s, "limit": limit}).fetchall())
         if not attempts:
             return []
@@ -145,22 +149,23 @@ class PaymentStore:
         return [(payment, attempts[payment.id]) for payment in payments]
 
     def postpone_check(self, payment: Payment, after_s: float) -> None:
-        with self._statement() as cur:
+        with self._statement(tuple_row) as cur:
             cur.execute(QUERIES["postpone_check"], {"payment_id": payment.id, "after_s": after_s})
 
     def forget_check(self, payment: Payment) -> None:
-        with self._statement() as cur:
+        with self._statement(tuple_row) as cur:
             cur.execute(QUERIES["forget_check"], {"payment_id": payment.id})
 
     def count_overdue(self, older_than_s: float) -> int:
-        with self._statement() as cur:
-            return cur.execute(QUERIES["count_overdue_payments"], {"older_than_s": older_than_s}).fetchone()[0]
+        with self._statement(tuple_row) as cur:
+            count: int = _only_row(cur.execute(QUERIES["count_overdue_payments"], {"older_than_s": older_than_s}))[0]
+            return count
 
     def delete_sent(self, retention_s: float, limit: int) -> int:
         """Delete at most `limit` sent events past retention, in a statement
         of its own (autocommit): a short transaction, however large the
         backlog. Returns how many went."""
-        with self._statement() as cur:
+        with self._statement(tuple_row) as cur:
             return cur.execute(QUERIES["delete_sent_events"], {"retention_s": retention_s, "limit": limit}).rowcount
 
     def find(self, payment_id: UUID) -> Payment | None:
@@ -174,12 +179,20 @@ class PaymentStore:
 
     def outbox_backlog(self) -> tuple[int, float | None]:
         """(unsent events, age in seconds of the oldest, or None when none)."""
-        with self._statement() as cur:
-            unsent, oldest_age_s = cur.execute(QUERIES["outbox_backlog"]).fetchone()
+        with self._statement(tuple_row) as cur:
+            unsent, oldest_age_s = _only_row(cur.execute(QUERIES["outbox_backlog"]))
             return unsent, oldest_age_s
 
 
-def _roll_back(conn) -> None:
+def _only_row(cur: psycopg.Cursor[Row]) -> Row:
+    """The row of a statement that always returns one (an aggregate)."""
+    row = cur.fetchone()
+    if row is None:
+        raise psycopg.DataError("an aggregate returned no row")
+    return row
+
+
+def _roll_back(conn: Connection) -> None:
     # A connection already broken is discarded by the pool; the first error
     # is the one to report.
     try:

@@ -25,8 +25,10 @@ import os
 import secrets
 import time
 from decimal import Decimal
+from typing import Any
 
 import psycopg
+from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import PoolTimeout
 
 from payment.db.pool import Pool, one_transaction_cursor
@@ -42,8 +44,11 @@ LEDGER_QUERIES = load_queries(SQL_DIR / "simulator.sql")
 
 LARGEST_ACCEPTED = Decimal("999999.99")
 
-# cents -> (errorCode, errorMessage, failureReason)
-_DECLINES = {
+# (errorCode, errorMessage, failureReason)
+Decline = tuple[str, str, str]
+
+# cents -> its decline
+_DECLINES: dict[Decimal, Decline] = {
     Decimal("0.13"): ("CARD_DECLINED", "Card declined", "Issuing bank rejected the transaction"),
     Decimal("0.66"): ("INSUFFICIENT_FUNDS", "Card declined due to insufficient funds",
                       "The payment gateway returned error code 51"),
@@ -59,7 +64,7 @@ _VOIDED = ChargeResult(
 )
 
 
-def decline_for(amount: Decimal):
+def decline_for(amount: Decimal) -> Decline | None:
     """The simulated decline for this amount, or None for a success."""
     if amount >= LARGEST_ACCEPTED:
         return _TOO_LARGE
@@ -82,7 +87,7 @@ def decide(payment: Payment) -> ChargeResult:
 class SimulatedGateway:
     is_simulated = True
 
-    def __init__(self, pool: Pool, *, latency_ms: int, delay_before_charge_ms: int, ledger_path: str | None):
+    def __init__(self, pool: Pool, *, latency_ms: int, delay_before_charge_ms: int, ledger_path: str | None) -> None:
         self.pool = pool
         self.latency_s = latency_ms / 1000
         self.delay_before_s = delay_before_charge_ms / 1000
@@ -117,10 +122,10 @@ class SimulatedGateway:
             return UNKNOWN
         return Lookup.of(_result(row)) if row else NEVER_CHARGED
 
-    def _ledger(self, query: str, params: dict):
+    def _ledger(self, query: str, params: dict[str, Any]) -> TupleRow | None:
         """Run one ledger statement group; the last statement's row, if any."""
         try:
-            with self.pool.connection() as conn, one_transaction_cursor(self.pool, conn) as cur:
+            with self.pool.connection() as conn, one_transaction_cursor(self.pool, conn, tuple_row) as cur:
                 return cur.execute(LEDGER_QUERIES[query], params).fetchone()
         except (psycopg.Error, PoolTimeout) as exc:
             log.warning("simulated processor unavailable: %s", type(exc).__name__,
@@ -139,7 +144,7 @@ def _append_line(path: str, payment: Payment, succeeded: bool) -> None:
         os.close(fd)
 
 
-def _result(row) -> ChargeResult:
+def _result(row: TupleRow) -> ChargeResult:
     succeeded, transaction_id, code, message, reason, response, _taken_now = row
     return ChargeResult(succeeded=succeeded, transaction_id=transaction_id, simulated_response=response,
                         error_code=code, error_message=message, failure_reason=reason)
