@@ -28,7 +28,7 @@ class Delivery:
     """payment.ports.Delivery over the producer, with the store's marks (for
     `mark_now`) and the marker (for `mark_soon` and late reports)."""
 
-    def __init__(self, marks: SentMarks, publisher: Publisher, marker: SentMarker):
+    def __init__(self, marks: SentMarks, publisher: Publisher, marker: SentMarker) -> None:
         self.marks = marks
         self.publisher = publisher
         self.marker = marker

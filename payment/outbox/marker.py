@@ -32,7 +32,7 @@ class SentMarker:
     """`delay_s`: the longest a confirmed event waits for others to share its
     statement (config.MARK_DELAY_S in the service)."""
 
-    def __init__(self, store: SentMarks, *, delay_s: float, batch_size: int = MARK_BATCH):
+    def __init__(self, store: SentMarks, *, delay_s: float, batch_size: int = MARK_BATCH) -> None:
         self.store = store
         self.delay_s = delay_s
         self.batch_size = batch_size

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future
+from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from payment.outbox.kafka_settings import BROKER_DEFAULT
@@ -20,11 +21,12 @@ from payment.model import OutboxEvent
 
 log = logging.getLogger(__name__)
 
+
 class PublishFailed(Exception):
     pass
 
 
-def producer_config(bootstrap_servers: str, message_timeout_s: float, settings: dict[str, str]) -> dict:
+def producer_config(bootstrap_servers: str, message_timeout_s: float, settings: dict[str, str]) -> dict[str, Any]:
     """The producer's configuration: the operator's client settings (TLS,
     SASL, ...; payment/outbox/kafka_settings.py, which refuses the ones below),
     then the service's own, which nothing overrides."""
@@ -54,7 +56,9 @@ def producer_config(bootstrap_servers: str, message_timeout_s: float, settings: 
 
 
 class KafkaPublisher:
-    def __init__(self, bootstrap_servers: str, message_timeout_s: float, settings: dict[str, str]):
+    """payment.ports.Publisher over confluent-kafka."""
+
+    def __init__(self, bootstrap_servers: str, message_timeout_s: float, settings: dict[str, str]) -> None:
         config = producer_config(bootstrap_servers, message_timeout_s, settings)
         config["error_cb"] = self._on_error
         self.producer = Producer(config)
@@ -75,10 +79,10 @@ class KafkaPublisher:
         while not self._stopping.is_set():
             self.producer.poll(0.1)
 
-    def publish(self, event: OutboxEvent) -> Future:
-        future: Future = Future()
+    def publish(self, event: OutboxEvent) -> Future[None]:
+        future: Future[None] = Future()
 
-        def on_delivery(err, _msg):
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
             if err is None:
                 self.brokers_down.clear()
                 future.set_result(None)
@@ -117,7 +121,7 @@ class KafkaPublisher:
         return left
 
 
-def admin_config(bootstrap_servers: str, settings: dict[str, str] | None = None) -> dict:
+def admin_config(bootstrap_servers: str, settings: dict[str, str] | None = None) -> dict[str, Any]:
     return {**(settings or {}), "bootstrap.servers": bootstrap_servers, "logger": logging.getLogger("librdkafka")}
 
 

@@ -19,8 +19,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Protocol
 
 from payment.errors import DatabaseUnavailable
+from payment.ports import Delivery, OutboxStore
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +41,22 @@ CLEANUP_BUDGET_S = 0.5
 CLEANUP_FIRST_BACKOFF_S = 5.0
 
 
+class Pass(Protocol):
+    """What else each pass runs: the reconciler (payment/reconciler.py)."""
+
+    def run_once(self) -> object: ...
+
+
 class OutboxRelay:
-    def __init__(self, store, delivery, *, reconciler=None, outbox: bool = True, interval_s: float, grace_s: float,
-                 batch_size: int, retention_s: float, max_backoff_s: float,
+    def __init__(self, store: OutboxStore, delivery: Delivery, *, reconciler: Pass | None = None, outbox: bool = True,
+                 interval_s: float, grace_s: float, batch_size: int, retention_s: float, max_backoff_s: float,
                  delivery_timeout_s: float = DELIVERY_WAIT_S,
-                 cleanup_batch: int = CLEANUP_BATCH, cleanup_budget_s: float = CLEANUP_BUDGET_S):
+                 cleanup_batch: int = CLEANUP_BATCH, cleanup_budget_s: float = CLEANUP_BUDGET_S) -> None:
         """The settings the configuration holds are required (payment/bootstrap.py
         passes them); the others are this module's constants."""
         self.store = store
         self.delivery = delivery
-        self.reconciler = reconciler  # reconciler.Reconciler, or None
+        self.reconciler = reconciler
         self.outbox = outbox  # False: a loop for the reconciler alone
         self.interval_s = interval_s
         self.grace_s = grace_s

@@ -19,14 +19,34 @@ read from the request's log context (payment/logs.py).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 from payment import jsonio, logs
-from payment.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
+from payment.errors import DependencyError, UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
 from payment.model import Order, Reservation
-from payment.upstream.httpclient import ConnectionPool, HTTPBadAnswer, HTTPTimeout, HTTPTooLarge, HTTPUnavailable
+from payment.upstream.httpclient import (
+    Call,
+    ConnectionPool,
+    HTTPBadAnswer,
+    HTTPTimeout,
+    HTTPTooLarge,
+    HTTPUnavailable,
+)
+
+T = TypeVar("T")
+# A JSON object as the upstream sent it, each value as jsonio reads it.
+JSONObject = dict[str, Any]
+Parse = Callable[[JSONObject], T]
+
+
+class CallCounter(Protocol):
+    """Where each call is timed and each failure counted (metrics.Metrics)."""
+
+    def upstream_call(self, service: str, seconds: float, error_kind: str | None = None) -> None: ...
 
 
 def new_session(pool_size: int) -> ConnectionPool:
@@ -35,7 +55,7 @@ def new_session(pool_size: int) -> ConnectionPool:
     return ConnectionPool(max_idle_per_host=pool_size)
 
 
-_ERROR_KINDS = {UpstreamTimeout: "timeout", UpstreamUnavailable: "unavailable", UpstreamBadResponse: "bad_response"}
+_ERROR_KINDS: dict[type[DependencyError], str] = {UpstreamTimeout: "timeout", UpstreamUnavailable: "unavailable", UpstreamBadResponse: "bad_response"}
 
 
 class _JsonUpstream:
@@ -43,19 +63,19 @@ class _JsonUpstream:
     service = "upstream"  # the metrics label
 
     def __init__(self, base_url: str, session: ConnectionPool, *, connect_timeout: float, read_timeout: float,
-                 deadline: float, max_response_bytes: int, metrics=None):
+                 deadline: float, max_response_bytes: int, metrics: CallCounter | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.session = session
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.deadline = deadline
         self.max_response_bytes = max_response_bytes
-        self.metrics = metrics  # metrics.Metrics, or None to record nothing
+        self.metrics = metrics  # None: nothing is recorded
 
-    def _get(self, path: str, parse):
+    def _get(self, path: str, parse: Parse[T]) -> T | None:
         return self._start(path, parse).result()
 
-    def _start(self, path: str, parse) -> "Pending":
+    def _start(self, path: str, parse: Parse[T]) -> Pending[T]:
         """Send the GET of path; its answer is read by the Pending's result().
         The call's deadline counts from here."""
         started = time.perf_counter()
@@ -64,7 +84,7 @@ class _JsonUpstream:
             deadline=self.deadline, max_bytes=self.max_response_bytes, headers=_request_id_header())
         return Pending(self, call, parse, started)
 
-    def _finish(self, call, parse, started: float):
+    def _finish(self, call: Call, parse: Parse[T], started: float) -> T | None:
         """Read the answer and parse the JSON object; None on 404. Timed from
         the send, and any failure counted by kind, for the metrics."""
         kind = None
@@ -83,7 +103,7 @@ class _JsonUpstream:
             if self.metrics is not None:
                 self.metrics.upstream_call(self.service, time.perf_counter() - started, kind)
 
-    def _answer(self, call) -> dict | None:
+    def _answer(self, call: Call) -> JSONObject | None:
         try:
             status, body = self.session.receive(call)
         except HTTPTimeout:
@@ -105,18 +125,18 @@ class _JsonUpstream:
         return data
 
 
-class Pending:
-    """An upstream call sent, its answer not read yet."""
+class Pending(Generic[T]):
+    """An upstream call sent, its answer not read yet (payment.ports.PendingAnswer)."""
 
     __slots__ = ("_upstream", "_call", "_parse", "_started")
 
-    def __init__(self, upstream: _JsonUpstream, call, parse, started: float):
+    def __init__(self, upstream: _JsonUpstream, call: Call, parse: Parse[T], started: float) -> None:
         self._upstream = upstream
         self._call = call
         self._parse = parse
         self._started = started
 
-    def result(self):
+    def result(self) -> T | None:
         """What the upstream answered, parsed (None on 404), or the
         DependencyError that names it; waits no longer than the deadline."""
         return self._upstream._finish(self._call, self._parse, self._started)
@@ -139,18 +159,18 @@ class ReservationClient(_JsonUpstream):
     part = "reservation service"
     service = "reservation"
 
-    def start_reservation(self, reservation_id: UUID) -> Pending:
+    def start_reservation(self, reservation_id: UUID) -> Pending[Reservation]:
         """The reservation's GET, sent; `result()` is the Reservation or None."""
         return self._start(f"/reservations/{reservation_id}", _reservation)
 
 
-def _request_id_header() -> dict | None:
+def _request_id_header() -> dict[str, str] | None:
     """The id of the request the call is made for, when there is one."""
     request_id = logs.request_id()
     return {logs.REQUEST_ID_HEADER: request_id} if request_id else None
 
 
-def _order(data: dict) -> Order:
+def _order(data: JSONObject) -> Order:
     return Order(
         id=UUID(str(data["id"])),
         customer_id=UUID(str(data["customerId"])),
@@ -160,7 +180,7 @@ def _order(data: dict) -> Order:
     )
 
 
-def _reservation(data: dict) -> Reservation:
+def _reservation(data: JSONObject) -> Reservation:
     expires_at = datetime.fromisoformat(str(data["expiresAt"]).replace("Z", "+00:00"))
     if expires_at.tzinfo is None:
         raise ValueError("expiresAt without a time zone")
@@ -172,7 +192,7 @@ def _reservation(data: dict) -> Reservation:
     )
 
 
-def _number(value) -> Decimal:
+def _number(value: object) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
         raise ValueError("not a JSON number")
     return Decimal(value)

@@ -40,7 +40,11 @@ import select
 import socket
 import threading
 import time
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import SplitResult, urlsplit
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 
 class HTTPTimeout(Exception):
@@ -69,13 +73,13 @@ _STALE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, http.cl
 
 
 class ConnectionPool:
-    def __init__(self, max_idle_per_host: int = 16):
+    def __init__(self, max_idle_per_host: int = 16) -> None:
         self.max_idle = max_idle_per_host
         self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
 
     def get(self, url: str, *, connect_timeout: float, read_timeout: float,
-            headers: dict | None = None, deadline: float | None = None,
+            headers: dict[str, str] | None = None, deadline: float | None = None,
             max_bytes: int | None = None) -> tuple[int, bytes]:
         """GET url; returns (status, body) or raises HTTPTimeout, HTTPUnavailable,
         HTTPBadAnswer or HTTPTooLarge. `deadline` (seconds) bounds the whole
@@ -84,7 +88,7 @@ class ConnectionPool:
                                       headers=headers, deadline=deadline, max_bytes=max_bytes))
 
     def send(self, url: str, *, connect_timeout: float, read_timeout: float,
-             headers: dict | None = None, deadline: float | None = None,
+             headers: dict[str, str] | None = None, deadline: float | None = None,
              max_bytes: int | None = None) -> "Call":
         """The first half of `get`: write the request and return at once, so
         that the caller can do something else (another call) while the server
@@ -127,15 +131,15 @@ class ConnectionPool:
                 call.conn = self._connect(call.parts, budget.timeout(call.connect_timeout))
                 _write(call)
             try:
-                status, body, keep = _read(call.conn, budget)
+                status, body, keep = _read(_connection(call), budget)
             except _STALE:
                 if not call.reused:
                     raise
-                call.conn.close()
+                _connection(call).close()
                 call.reused = False
                 call.conn = self._connect(call.parts, budget.timeout(call.connect_timeout))
                 _write(call)
-                status, body, keep = _read(call.conn, budget)
+                status, body, keep = _read(_connection(call), budget)
         except HTTPTooLarge:
             self.discard(call)
             raise
@@ -148,7 +152,7 @@ class ConnectionPool:
         except (http.client.HTTPException, ValueError):
             self.discard(call)
             raise HTTPBadAnswer() from None
-        conn, call.conn = call.conn, None
+        conn, call.conn = _connection(call), None
         if keep:
             self._checkin(call.key, conn)
         else:
@@ -163,14 +167,14 @@ class ConnectionPool:
         call.conn = None
 
     @staticmethod
-    def _connect(parts, timeout: float) -> http.client.HTTPConnection:
+    def _connect(parts: SplitResult, timeout: float) -> http.client.HTTPConnection:
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        conn = cls(parts.hostname, parts.port, timeout=timeout)
+        conn = cls(_host(parts), parts.port, timeout=timeout)
         conn.connect()
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
-    def _checkout(self, key) -> http.client.HTTPConnection | None:
+    def _checkout(self, key: tuple[str, str]) -> http.client.HTTPConnection | None:
         while True:
             with self._lock:
                 idle = self._idle.get(key)
@@ -179,7 +183,7 @@ class ConnectionPool:
                 return conn
             conn.close()
 
-    def _checkin(self, key, conn) -> None:
+    def _checkin(self, key: tuple[str, str], conn: http.client.HTTPConnection) -> None:
         with self._lock:
             idle = self._idle.setdefault(key, [])
             if len(idle) < self.max_idle:
@@ -203,7 +207,8 @@ class Call:
     __slots__ = ("parts", "key", "target", "headers", "budget", "connect_timeout", "conn", "reused", "sent",
                  "failure")
 
-    def __init__(self, parts, target: str, headers: dict | None, budget: "_Budget", connect_timeout: float):
+    def __init__(self, parts: SplitResult, target: str, headers: dict[str, str] | None, budget: _Budget,
+                 connect_timeout: float) -> None:
         self.parts = parts
         self.key = (parts.scheme, parts.netloc)
         self.target = target
@@ -216,25 +221,42 @@ class Call:
         self.failure: BaseException | None = None
 
 
+def _connection(call: Call) -> http.client.HTTPConnection:
+    """The call's connection: there from the moment it is written to until
+    the answer is read (a call without one failed to connect)."""
+    if call.conn is None:
+        raise HTTPUnavailable()
+    return call.conn
+
+
 def _write(call: Call) -> None:
-    call.conn.sock.settimeout(call.budget.timeout(call.budget.read_timeout))
-    call.conn.request("GET", call.target, headers=call.headers)
+    conn = _connection(call)
+    conn.sock.settimeout(call.budget.timeout(call.budget.read_timeout))
+    conn.request("GET", call.target, headers=call.headers)
     call.sent = True
 
 
-def _read(conn, budget: "_Budget") -> tuple[int, bytes, bool]:
+def _read(conn: http.client.HTTPConnection, budget: _Budget) -> tuple[int, bytes, bool]:
     # The response reads the socket through this call's budget.
-    conn.response_class = functools.partial(_BudgetedResponse, budget=budget)
+    # http.client calls response_class as it would the class.
+    conn.response_class = cast(type[http.client.HTTPResponse], functools.partial(_BudgetedResponse, budget=budget))
     response = conn.getresponse()
     if response.length is not None and budget.max_bytes is not None and response.length > budget.max_bytes:
         raise HTTPTooLarge()  # declared too large: its body is never read
-    pieces = []
+    pieces: list[bytes] = []
     while piece := response.read(_PIECE):
         pieces.append(piece)
     return response.status, b"".join(pieces), not response.will_close
 
 
-def _connect_at_once(parts) -> http.client.HTTPConnection | None:
+def _host(parts: SplitResult) -> str:
+    # The configuration refuses a URL without a host (config._url).
+    if parts.hostname is None:
+        raise ValueError("the URL names no host")
+    return parts.hostname
+
+
+def _connect_at_once(parts: SplitResult) -> http.client.HTTPConnection | None:
     """A new plain-HTTP connection if its handshake is over as soon as it is
     asked for (a server on this host, or one as near), else None: `send`
     never waits for a connection, so that a server that drops connection
@@ -244,7 +266,7 @@ def _connect_at_once(parts) -> http.client.HTTPConnection | None:
     if parts.scheme != "http":
         return None
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(parts.hostname, parts.port or 80,
+        family, kind, proto, _, address = socket.getaddrinfo(_host(parts), parts.port or 80,
                                                              type=socket.SOCK_STREAM)[0]
     except OSError:
         return None
@@ -265,7 +287,7 @@ def _connect_at_once(parts) -> http.client.HTTPConnection | None:
     except OSError:
         sock.close()
         return None
-    conn = http.client.HTTPConnection(parts.hostname, parts.port)
+    conn = http.client.HTTPConnection(_host(parts), parts.port)
     conn.sock = sock
     return conn
 
@@ -273,7 +295,7 @@ def _connect_at_once(parts) -> http.client.HTTPConnection | None:
 class _Budget:
     """One call's limits: the time left to its deadline and the bytes received."""
 
-    def __init__(self, deadline: float | None, read_timeout: float, max_bytes: int | None):
+    def __init__(self, deadline: float | None, read_timeout: float, max_bytes: int | None) -> None:
         self.ends = None if deadline is None else time.monotonic() + deadline
         self.read_timeout = read_timeout
         self.max_bytes = max_bytes
@@ -298,7 +320,7 @@ class _Budget:
 class _BudgetedReader(io.RawIOBase):
     """The socket as http.client reads it, each receive under the budget."""
 
-    def __init__(self, sock: socket.socket, budget: _Budget):
+    def __init__(self, sock: socket.socket, budget: _Budget) -> None:
         super().__init__()
         self.sock = sock
         # The socket's own raw file, as http.client would use: it keeps the
@@ -310,7 +332,7 @@ class _BudgetedReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: WriteableBuffer) -> int | None:
         self.sock.settimeout(self.budget.timeout(self.budget.read_timeout))
         received = self.raw.readinto(buffer)
         self.budget.count(received or 0)
@@ -324,17 +346,18 @@ class _BudgetedReader(io.RawIOBase):
 class _BudgetedSocket:
     """What an HTTPResponse asks of its socket: a file to read it through."""
 
-    def __init__(self, sock: socket.socket, budget: _Budget):
+    def __init__(self, sock: socket.socket, budget: _Budget) -> None:
         self.sock = sock
         self.budget = budget
 
-    def makefile(self, mode: str):
+    def makefile(self, mode: str) -> io.BufferedReader:
         return io.BufferedReader(_BudgetedReader(self.sock, self.budget))
 
 
 class _BudgetedResponse(http.client.HTTPResponse):
-    def __init__(self, sock, *args, budget: _Budget, **kwargs):
-        super().__init__(_BudgetedSocket(sock, budget), *args, **kwargs)
+    def __init__(self, sock: socket.socket, *args: Any, budget: _Budget, **kwargs: Any) -> None:
+        # HTTPResponse asks its socket for makefile() alone.
+        super().__init__(cast(socket.socket, _BudgetedSocket(sock, budget)), *args, **kwargs)
 
 
 def _alive(conn: http.client.HTTPConnection) -> bool:
@@ -347,6 +370,6 @@ def _alive(conn: http.client.HTTPConnection) -> bool:
     return not poller.poll(0)
 
 
-def _close(conn) -> None:
+def _close(conn: http.client.HTTPConnection | None) -> None:
     if conn is not None:
         conn.close()
