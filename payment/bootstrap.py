@@ -19,10 +19,11 @@ import logging
 from dataclasses import dataclass
 
 import falcon
+import jwt
 
 from payment import service
 from payment.api.app import create_app
-from payment.api.auth import verifier_from
+from payment.api.auth import TokenVerifier
 from payment.config import MARK_DELAY_S, Config
 from payment.db.pool import Pool, open_pool
 from payment.db.store import PaymentStore
@@ -180,3 +181,23 @@ def build_loop(config: Config, *, outbox: bool = True) -> Core:
     core = build_core(config, pool_max=LOOP_POOL_MAX)
     core.make_relay(outbox=outbox)
     return core
+
+
+def verifier_from(config: Config) -> TokenVerifier | None:
+    """The verifier the configuration asks for; None when authorization is off."""
+    if not config.auth_enabled:
+        return None
+    jwks = None
+    if config.auth_jwks_url:
+        jwks = jwt.PyJWKClient(
+            config.auth_jwks_url, cache_jwk_set=True, lifespan=config.auth_jwks_cache,
+            timeout=config.auth_jwks_timeout,
+            # A token with an unknown kid refetches the set at most this often,
+            # so made-up kids cannot turn into a stream of fetches.
+            cooldown_duration=30,
+        )
+    return TokenVerifier(
+        hs256_secret=config.auth_hs256_secret, jwks_client=jwks,
+        audience=config.auth_audience, issuer=config.auth_issuer,
+        service_scope=config.auth_service_scope, leeway=config.auth_leeway,
+    )

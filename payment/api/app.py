@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import falcon
 
 from payment import service
@@ -15,16 +17,16 @@ from payment.api.telemetry import MetricsResource, TelemetryMiddleware
 from payment.metrics import Metrics
 
 
-def create_app(deps: service.Dependencies, *, ready_checks: dict | None = None,
+def create_app(deps: service.Dependencies, *, ready_checks: dict[str, Callable[[], bool]] | None = None,
                max_body_bytes: int, metrics: Metrics | None = None,
-               verifier: TokenVerifier | None = None) -> falcon.App:
+               verifier: TokenVerifier | None = None) -> falcon.App[falcon.Request, falcon.Response]:
     """`verifier`: the bearer-token check of the /payments routes; None, the
     default, leaves them open as the documented deployment has them."""
     metrics = metrics or Metrics()
     # The request id first: the other middleware's log lines carry it; a
     # refused token is still timed, counted and logged.
     app = falcon.App(media_type=falcon.MEDIA_JSON,
-                     middleware=[RequestIdMiddleware(), TelemetryMiddleware(metrics), AuthMiddleware(verifier)])
+                     middleware=(RequestIdMiddleware(), TelemetryMiddleware(metrics), AuthMiddleware(verifier)))
     error_handlers.register(app)
     app.add_route("/payments", PaymentCollectionResource(deps, max_body_bytes=max_body_bytes, metrics=metrics))
     app.add_route("/payments/{paymentId}", PaymentItemResource(deps))

@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
+import falcon
 import jwt
 
 from payment.errors import AuthorizationKeysUnavailable, CustomerMismatch, Unauthenticated
+from payment.model import Payment
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ class Caller:
         except (TypeError, ValueError):
             return False
 
-    def may_read(self, payment) -> bool:
+    def may_read(self, payment: Payment) -> bool:
         return self.read_all or self.owns(payment.customer_id)
 
     def check_pays_for(self, customer_id: UUID) -> None:
@@ -63,7 +66,7 @@ class TokenVerifier:
 
     def __init__(self, *, hs256_secret: str | None = None, jwks_client: jwt.PyJWKClient | None = None,
                  audience: str | None = None, issuer: str | None = None,
-                 service_scope: str, leeway: float):
+                 service_scope: str, leeway: float) -> None:
         if not (hs256_secret or jwks_client):
             raise ValueError("a token verifier needs an HS256 secret or a JWKS client")
         self._hs256_secret = hs256_secret
@@ -99,13 +102,16 @@ class TokenVerifier:
         alg = header.get("alg")
         # Decided before any key is looked at: `none`, HS256 "signed" with the
         # RS256 public key and the like never reach a verification.
-        if alg not in self.algorithms:
+        if not isinstance(alg, str) or alg not in self.algorithms:
             raise Unauthenticated("token algorithm is not accepted")
         return alg
 
-    def _key_for(self, token: str, alg: str):
-        if alg == HS256:
+    def _key_for(self, token: str, alg: str) -> str | jwt.PyJWK:
+        # Each algorithm is accepted only with its key (__init__).
+        if alg == HS256 and self._hs256_secret:
             return self._hs256_secret
+        if self._jwks is None:
+            raise Unauthenticated("token algorithm is not accepted")
         try:
             # Read through the client's cache; fetched again when it expires.
             self._jwks.get_jwk_set()
@@ -121,7 +127,7 @@ class TokenVerifier:
             raise Unauthenticated("token signing key is unknown") from None
 
 
-def _scopes(claims: dict) -> set[str]:
+def _scopes(claims: dict[str, Any]) -> set[str]:
     """OAuth's space-separated `scope` (RFC 8693 4.2), or a list in `scope` or `scp`."""
     found: set[str] = set()
     for name in ("scope", "scp"):
@@ -172,10 +178,11 @@ class AuthMiddleware:
     (`auth_required = True`) and has a responder for the method; a resource
     that reads `caller` without it fails closed (500), never open."""
 
-    def __init__(self, verifier: TokenVerifier | None):
+    def __init__(self, verifier: TokenVerifier | None) -> None:
         self.verifier = verifier
 
-    def process_resource(self, req, resp, resource, params):
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: object,
+                         params: dict[str, Any]) -> None:
         if not getattr(resource, "auth_required", False):
             return
         if not hasattr(resource, f"on_{req.method.lower()}"):
@@ -184,23 +191,3 @@ class AuthMiddleware:
             req.context.caller = ANYONE
             return
         req.context.caller = self.verifier.verify(bearer_token(req.get_header("Authorization")))
-
-
-def verifier_from(config) -> TokenVerifier | None:
-    """The verifier the configuration asks for; None when authorization is off."""
-    if not config.auth_enabled:
-        return None
-    jwks = None
-    if config.auth_jwks_url:
-        jwks = jwt.PyJWKClient(
-            config.auth_jwks_url, cache_jwk_set=True, lifespan=config.auth_jwks_cache,
-            timeout=config.auth_jwks_timeout,
-            # A token with an unknown kid refetches the set at most this often,
-            # so made-up kids cannot turn into a stream of fetches.
-            cooldown_duration=30,
-        )
-    return TokenVerifier(
-        hs256_secret=config.auth_hs256_secret, jwks_client=jwks,
-        audience=config.auth_audience, issuer=config.auth_issuer,
-        service_scope=config.auth_service_scope, leeway=config.auth_leeway,
-    )

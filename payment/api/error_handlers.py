@@ -6,6 +6,8 @@ resource's to record (payment/api/payments.py), not the handler's."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import falcon
 
@@ -16,7 +18,7 @@ from payment.api.statuses import status_of
 log = logging.getLogger(__name__)
 
 
-def handle_payment_error(req, resp, error: errors.PaymentError, params) -> None:
+def handle_payment_error(req: falcon.Request, resp: falcon.Response, error: errors.PaymentError, params: dict[str, Any]) -> None:
     if isinstance(error, errors.DependencyError):
         log.warning("dependency failed: %s", error.part)
     if error.retry_after_s:
@@ -24,29 +26,30 @@ def handle_payment_error(req, resp, error: errors.PaymentError, params) -> None:
     write(resp, status_of(error), envelope(error.message))
 
 
-def handle_unauthenticated(req, resp, error: errors.Unauthenticated, params) -> None:
+def handle_unauthenticated(req: falcon.Request, resp: falcon.Response, error: errors.Unauthenticated, params: dict[str, Any]) -> None:
     resp.set_header("WWW-Authenticate", error.challenge)
     log.info("request not authenticated: %s", error.message)
     write(resp, 401, envelope(error.message))
 
 
-def handle_http_error(req, resp, error: falcon.HTTPError, params) -> None:
+def handle_http_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError, params: dict[str, Any]) -> None:
     """Falcon's own errors (unknown route, wrong method...) in the envelope."""
-    for name, value in (error.headers or {}).items():
+    headers = error.headers or {}
+    for name, value in headers.items() if isinstance(headers, Mapping) else headers:
         resp.set_header(name, value)
-    message = error.title or error.status
+    message = error.title or str(error.status)
     if error.description:
         message = f"{message}: {error.description}"
     write(resp, error.status_code, envelope(message))
 
 
-def handle_unexpected(req, resp, error: Exception, params) -> None:
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: dict[str, Any]) -> None:
     # The detail goes to the log, never to the client.
     log.exception("unexpected error on %s %s", req.method, req.path)
     write(resp, 500, envelope("Payment processing error: unexpected error"))
 
 
-def register(app: falcon.App) -> None:
+def register(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)
     app.add_error_handler(errors.PaymentError, handle_payment_error)

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import falcon
+
+from collections.abc import Callable
+
 from payment.api.responses import write
 
 
 class LiveResource:
-    def on_get(self, req, resp):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         write(resp, 200, {"status": "live"})
 
 
 class ReadyResource:
     """Ready when the database answers and the broker is reachable."""
 
-    def __init__(self, checks: dict):
+    def __init__(self, checks: dict[str, Callable[[], bool]]) -> None:
         self.checks = checks  # name -> callable returning True when healthy
 
-    def on_get(self, req, resp):
-        results = {}
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        results: dict[str, str] = {}
         for name, check in self.checks.items():
             try:
                 results[name] = "ok" if check() else "unavailable"

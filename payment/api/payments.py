@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import falcon
+
 import re
 from uuid import UUID
 
@@ -10,6 +12,7 @@ from payment.api.request_body import parse_payment_request, read_body
 from payment.api.responses import envelope, write
 from payment.api.statuses import status_of
 from payment.errors import InvalidRequest, PaymentError, PaymentNotFound
+from payment.metrics import Metrics
 from payment.model import PaymentRequest
 from payment.representations import payment_document
 
@@ -18,7 +21,7 @@ from payment.representations import payment_document
 _GUID = re.compile(schemas.load("payment-request.schema.json")["$defs"]["guid"]["pattern"])
 
 
-def guid(value, name: str) -> UUID:
+def guid(value: object, name: str) -> UUID:
     if not isinstance(value, str) or not _GUID.fullmatch(value):
         raise InvalidRequest(f"Invalid request: {name} must be a GUID")
     return UUID(value)
@@ -30,12 +33,12 @@ class PaymentCollectionResource:
     # AuthMiddleware puts the caller on req.context (api/auth.py).
     auth_required = True
 
-    def __init__(self, deps: service.Dependencies, *, max_body_bytes: int, metrics):
+    def __init__(self, deps: service.Dependencies, *, max_body_bytes: int, metrics: Metrics) -> None:
         self.deps = deps
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
 
-    def on_post(self, req, resp):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         # A body refused before it is a payment request is no payment's
         # outcome: it is answered (error_handlers.py), not counted.
         request = parse_payment_request(read_body(req, self.max_body_bytes))
@@ -54,7 +57,7 @@ class PaymentCollectionResource:
             "payment": payment_document(outcome.payment),
         })
 
-    def _outcome(self, req, request: PaymentRequest) -> service.Outcome:
+    def _outcome(self, req: falcon.Request, request: PaymentRequest) -> service.Outcome:
         """The payment request's outcome, counted here, once: a payment by its
         status, a refusal (or fault) by the status it is answered with, then
         raised for the error handler to answer."""
@@ -68,11 +71,11 @@ class PaymentCollectionResource:
         self.metrics.payment_settled(outcome.payment, replayed=outcome.replayed)
         return outcome
 
-    def on_get(self, req, resp):
-        order_id = req.params.get("orderId")
-        if order_id is None:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        given = req.params.get("orderId")
+        if given is None:
             raise InvalidRequest("Invalid request: orderId is required")
-        order_id = guid(order_id, "orderId")
+        order_id = guid(given, "orderId")
         caller = req.context.caller
         payments = [p for p in self.deps.store.list_for_order(order_id) if caller.may_read(p)]
         write(resp, 200, {
@@ -87,10 +90,10 @@ class PaymentItemResource:
 
     auth_required = True
 
-    def __init__(self, deps: service.Dependencies):
+    def __init__(self, deps: service.Dependencies) -> None:
         self.deps = deps
 
-    def on_get(self, req, resp, paymentId):  # noqa: N803 - the name in the route and the OpenAPI document
+    def on_get(self, req: falcon.Request, resp: falcon.Response, paymentId: str) -> None:  # noqa: N803 - the name in the route and the OpenAPI document
         payment = self.deps.store.find(guid(paymentId, "paymentId"))
         # Another customer's payment is "not found": its existence does not leak.
         if payment is None or not req.context.caller.may_read(payment):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
 from uuid import UUID
+
+import falcon
 
 from jsonschema import ValidationError
 
@@ -14,7 +17,7 @@ from payment.money import AmountError, to_amount
 REQUEST_SCHEMA = "payment-request.schema.json"
 
 
-def read_body(req, max_bytes: int) -> bytes:
+def read_body(req: falcon.Request, max_bytes: int) -> bytes:
     content_type = (req.content_type or "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise UnsupportedMediaType("Invalid request: Content-Type must be application/json")
@@ -50,7 +53,7 @@ def parse_payment_request(body: bytes) -> PaymentRequest:
     )
 
 
-def _check_schema(data: dict) -> None:
+def _check_schema(data: dict[str, Any]) -> None:
     # The compiled validator gives the verdict for a fraction of the CPU; only
     # a body it refuses pays for jsonschema, whose errors name the field. Where
     # jsonschema finds no error after all, it is the reference: the body passes.
@@ -61,7 +64,7 @@ def _check_schema(data: dict) -> None:
         raise InvalidRequest(f"Invalid request: {describe(errors[0])}")
 
 
-def _error_order(error: ValidationError):
+def _error_order(error: ValidationError) -> tuple[bool, list[str | int]]:
     # Missing and unknown fields first: they explain the rest.
     return (error.validator not in ("required", "additionalProperties"), list(error.absolute_path))
 
@@ -74,12 +77,14 @@ def _field(error: ValidationError) -> str:
 def describe(error: ValidationError) -> str:
     """A short message a person can act on; never echoes the (maybe huge) value."""
     field, kind = _field(error), error.validator
+    # An error a validator raised has its instance, schema and value set.
+    instance, schema, value = cast(Any, error.instance), cast(Any, error.schema), cast(Any, error.validator_value)
     if kind == "required":
-        missing = [name for name in error.validator_value if name not in error.instance]
+        missing = [name for name in value if name not in instance]
         return f"{missing[0]} is required"
     if kind == "additionalProperties":
-        allowed = set(error.schema.get("properties", {}))
-        unknown = sorted(k for k in error.instance if k not in allowed)
+        allowed = set(schema.get("properties", {}))
+        unknown = sorted(k for k in instance if k not in allowed)
         return f"unknown field {unknown[0][:60]!r}"
     if field in ("orderId", "customerId", "reservationId"):
         return f"{field} must be a GUID" + (" or null" if field == "reservationId" else "")

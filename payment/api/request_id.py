@@ -4,6 +4,8 @@ from the log context (payment/upstream/clients.py)."""
 
 from __future__ import annotations
 
+import falcon
+
 import re
 import uuid
 
@@ -24,11 +26,12 @@ def request_id_from(value: str | None) -> str:
 
 
 class RequestIdMiddleware:
-    def process_request(self, req, resp):
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.request_id = request_id_from(req.get_header(HEADER))
         req.context.log_token = logs.bind(requestId=req.context.request_id)
 
-    def process_response(self, req, resp, resource, req_succeeded):
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,
+                         req_succeeded: bool) -> None:
         resp.set_header(HEADER, req.context.request_id)
         logs.unbind(req.context.log_token)
 

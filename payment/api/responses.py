@@ -7,10 +7,11 @@ from __future__ import annotations
 import falcon
 
 from payment import jsonio
+from payment.model import Payment
 from payment.representations import payment_document
 
 
-def envelope(message: str, payment=None) -> dict:
+def envelope(message: str, payment: Payment | None = None) -> dict[str, object]:
     return {
         "success": False,
         "errorMessage": message,
@@ -18,7 +19,7 @@ def envelope(message: str, payment=None) -> dict:
     }
 
 
-def write(resp, status: int, body: dict) -> None:
+def write(resp: falcon.Response, status: int, body: dict[str, object]) -> None:
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
     resp.text = jsonio.dumps(body)

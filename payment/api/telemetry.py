@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import falcon
+
 import logging
 import time
 
-from payment.metrics import CONTENT_TYPE
+from payment.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger("payment.access")
 
@@ -15,13 +17,14 @@ _QUIET_ROUTES = frozenset({"/health/live", "/health/ready", "/metrics"})
 
 
 class TelemetryMiddleware:
-    def __init__(self, metrics):
+    def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
-    def process_request(self, req, resp):
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
 
-    def process_response(self, req, resp, resource, req_succeeded):
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,
+                         req_succeeded: bool) -> None:
         seconds = time.perf_counter() - req.context.started
         # The route template, not the path: one series per endpoint, whatever ids are asked for.
         route = req.uri_template or "unmatched"
@@ -38,9 +41,9 @@ class TelemetryMiddleware:
 
 
 class MetricsResource:
-    def __init__(self, metrics):
+    def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
-    def on_get(self, req, resp):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = CONTENT_TYPE
         resp.data = self.metrics.exposition()

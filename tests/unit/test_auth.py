@@ -9,7 +9,8 @@ from uuid import UUID
 
 import pytest
 
-from payment.api.auth import ANYONE, Caller, TokenVerifier, bearer_token, verifier_from
+from payment.api.auth import ANYONE, Caller, TokenVerifier, bearer_token
+from payment.bootstrap import verifier_from
 from payment.config import Config, ConfigError
 from payment.errors import CustomerMismatch, Unauthenticated
 from tests.tokens import HS256_SECRET, claims, hs256, unsigned
