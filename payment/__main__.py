@@ -16,7 +16,7 @@ def _config() -> Config:
         sys.exit(f"payment-service: configuration error: {exc}")
 
 
-def cmd_migrate(args) -> None:
+def cmd_migrate(args: argparse.Namespace) -> None:
     """Apply the schema migrations not yet applied (sql/migrations/, in
     order, one transaction each) and create the topics (or, with
     KAFKA_TOPIC_CREATE=false, check that they exist): the release step, run
@@ -51,7 +51,7 @@ def log_ignored_settings(config: Config) -> None:
             extra={"ignoredKeys": list(config.db_ignored_keys)})
 
 
-def cmd_serve(args) -> None:
+def cmd_serve(args: argparse.Namespace) -> None:
     """Run the service under gunicorn with gunicorn.conf.py, which runs
     `migrate` once before starting the workers unless MIGRATE_ON_START=false."""
     _config()
@@ -60,12 +60,12 @@ def cmd_serve(args) -> None:
     os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "app:app", "-c", "gunicorn.conf.py"])
 
 
-def cmd_relay(args) -> None:
+def cmd_relay(args: argparse.Namespace) -> None:
     """Run the outbox relay alone, without HTTP; it runs the reconciler too."""
     _run_loop("outbox relay", outbox=True)
 
 
-def cmd_reconcile(args) -> None:
+def cmd_reconcile(args: argparse.Namespace) -> None:
     """Run the reconciler alone: settle overdue pending payments from what
     the gateway knows of them."""
     _run_loop("reconciler", outbox=False)
@@ -82,17 +82,20 @@ def _run_loop(name: str, *, outbox: bool) -> None:
     config = _config()
     log_ignored_settings(config)
     core = build_loop(config, outbox=outbox)
-    signal.signal(signal.SIGTERM, lambda *_: core.relay.stop(timeout=0))
+    relay = core.relay
+    if relay is None:  # build_loop makes one
+        sys.exit(f"payment-service: no {name} was built")
+    signal.signal(signal.SIGTERM, lambda *_: relay.stop(timeout=0))
     logging.getLogger("payment." + name.split()[-1]).info("%s running", name)
     try:
-        core.relay.run()
+        relay.run()
     except KeyboardInterrupt:
         pass
     finally:
         core.close()
 
 
-def cmd_healthcheck(args) -> None:
+def cmd_healthcheck(args: argparse.Namespace) -> None:
     """Exit 0 when the service on this host answers GET /health/live (with
     --ready, GET /health/ready), else 1: the image's HEALTHCHECK."""
     from urllib.error import URLError
@@ -126,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     args.func(args)
 

@@ -138,20 +138,24 @@ def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int 
                 upstream_session=session, gateway=gateway, deps=deps, metrics=metrics)
 
 
-def upstream_clients(config: Config, session: ConnectionPool, *, metrics: Metrics | None = None):
+def upstream_clients(config: Config, session: ConnectionPool, *, metrics: Metrics | None = None
+                     ) -> tuple[upstream.OrderingClient, upstream.ReservationClient]:
     """(ordering client, reservation client) over one connection pool."""
-    options = dict(connect_timeout=config.upstream_connect_timeout, read_timeout=config.upstream_read_timeout,
-                   deadline=config.upstream_deadline, max_response_bytes=config.upstream_max_response_bytes,
-                   metrics=metrics)
-    return (upstream.OrderingClient(config.ordering_service_url, session, **options),
-            upstream.ReservationClient(config.reservation_service_url, session, **options))
+    return (upstream.OrderingClient(config.ordering_service_url, session, **_upstream_options(config, metrics)),
+            upstream.ReservationClient(config.reservation_service_url, session, **_upstream_options(config, metrics)))
+
+
+def _upstream_options(config: Config, metrics: Metrics | None) -> upstream.ClientOptions:
+    return upstream.ClientOptions(
+        connect_timeout=config.upstream_connect_timeout, read_timeout=config.upstream_read_timeout,
+        deadline=config.upstream_deadline, max_response_bytes=config.upstream_max_response_bytes, metrics=metrics)
 
 
 @dataclass
 class Web:
     """A gunicorn worker's service: the WSGI app and the core beneath it."""
 
-    app: falcon.App
+    app: falcon.App[falcon.Request, falcon.Response]
     core: Core
 
     def close(self, timeout: float = 10.0) -> None:

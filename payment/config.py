@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -17,6 +18,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from payment.db import connection_string
 from payment.outbox import kafka_settings
 from payment.outbox.kafka_settings import BROKER_DEFAULT
+
+
+# A default that may be None (a setting with no value unless configured).
+D = TypeVar("D", bound=float | None)
 
 
 class ConfigError(ValueError):
@@ -75,7 +80,7 @@ class Config:
     # librdkafka properties from Kafka__* / KAFKA_* (payment/outbox/kafka_settings.py),
     # for the producer and the admin client. They may hold secrets
     # (sasl.password...): out of repr(), see redacted_kafka_settings().
-    kafka_settings: dict = field(default_factory=dict, repr=False, compare=False)
+    kafka_settings: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     kafka_topic_create: bool = True
     kafka_topic_partitions: int = BROKER_DEFAULT
     kafka_topic_replication_factor: int = BROKER_DEFAULT
@@ -186,7 +191,7 @@ class Config:
         return kafka_settings.redacted(self.kafka_settings)
 
 
-def _gateway(env: dict[str, str]) -> dict:
+def _gateway(env: dict[str, str]) -> dict[str, Any]:
     """PAYMENT_GATEWAY and the Stripe settings; the key is checked for its
     shape only, and no message ever quotes it."""
     gateway = env.get("PAYMENT_GATEWAY") or Config.payment_gateway
@@ -209,7 +214,7 @@ def _gateway(env: dict[str, str]) -> dict:
     }
 
 
-def _database(env: dict[str, str]) -> dict:
+def _database(env: dict[str, str]) -> dict[str, Any]:
     """The conninfo and the database settings: from DATABASE_URL, else from
     ConnectionStrings__Default. The service's own DB_* variables, when set,
     win over the connection string's pool sizes and Command Timeout: they
@@ -245,7 +250,7 @@ def _database(env: dict[str, str]) -> dict:
     }
 
 
-def _kafka(env: dict[str, str]) -> dict:
+def _kafka(env: dict[str, str]) -> dict[str, Any]:
     try:
         settings, sources = kafka_settings.from_env(env)
         kafka_settings.validate(settings, sources)
@@ -311,7 +316,7 @@ def _url(env: dict[str, str], name: str, default: str | None = None) -> str:
     return value.rstrip("/")
 
 
-def _int(env, name, default, low=None, high=None) -> int:
+def _int(env: dict[str, str], name: str, default: int, low: int | None = None, high: int | None = None) -> int:
     raw = env.get(name)
     if raw in (None, ""):
         return default
@@ -324,7 +329,7 @@ def _int(env, name, default, low=None, high=None) -> int:
     return value
 
 
-def _seconds(env, name, default, high: float = 600) -> float:
+def _seconds(env: dict[str, str], name: str, default: D, high: float = 600) -> float | D:
     raw = env.get(name)
     if raw in (None, ""):
         return default
@@ -337,7 +342,7 @@ def _seconds(env, name, default, high: float = 600) -> float:
     return value
 
 
-def _relay_grace(env) -> float | None:
+def _relay_grace(env: dict[str, str]) -> float | None:
     """OUTBOX_RELAY_GRACE_S, above the marker's delay: a confirmed event
     waits up to MARK_DELAY_S to be marked sent, and a relay that claimed it
     in that time would send it again (the default, Config.outbox_relay_grace,
@@ -349,7 +354,7 @@ def _relay_grace(env) -> float | None:
     return grace
 
 
-def _flag(env, name, default: bool) -> bool:
+def _flag(env: dict[str, str], name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if not raw:
         return default
@@ -360,14 +365,14 @@ def _flag(env, name, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false")
 
 
-def _topic(env, name, default) -> str:
+def _topic(env: dict[str, str], name: str, default: str) -> str:
     value = env.get(name) or default
     if not re.fullmatch(r"[A-Za-z0-9._\-]{1,249}", value):
         raise ConfigError(f"{name} is not a valid Kafka topic name")
     return value
 
 
-def _auth(env: dict[str, str]) -> dict:
+def _auth(env: dict[str, str]) -> dict[str, Any]:
     secret = env.get("AUTH_JWT_HS256_SECRET") or None
     if secret is not None and len(secret.encode()) < MIN_HS256_SECRET_BYTES:
         # The message gives the rule, never the value.
@@ -391,7 +396,7 @@ def _auth(env: dict[str, str]) -> dict:
     return settings
 
 
-def _claim_value(env, name) -> str | None:
+def _claim_value(env: dict[str, str], name: str) -> str | None:
     value = env.get(name)
     if not value:
         return None
@@ -400,7 +405,7 @@ def _claim_value(env, name) -> str | None:
     return value
 
 
-def _scope(env, name, default) -> str:
+def _scope(env: dict[str, str], name: str, default: str) -> str:
     value = env.get(name) or default
     # RFC 6749 3.3 scope-token: printable ASCII except space, quote and backslash.
     if not re.fullmatch(r"[\x21\x23-\x5B\x5D-\x7E]+", value):
@@ -408,7 +413,7 @@ def _scope(env, name, default) -> str:
     return value
 
 
-def _leeway(env, name) -> float:
+def _leeway(env: dict[str, str], name: str) -> float:
     raw = env.get(name)
     if raw in (None, ""):
         return Config.auth_leeway

@@ -23,14 +23,17 @@ import logging
 import os
 import re
 import time
-from typing import Callable
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from payment.errors import PaymentError
+from payment.model import Payment
 
 log = logging.getLogger(__name__)
 
@@ -49,26 +52,29 @@ def error_code(error: PaymentError) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).upper()
 
 
-class _Children(dict):
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+class _Children(dict[tuple[object, ...], M], Generic[M]):
     """A labelled metric's children by label values, each looked up once:
     `labels()` checks and converts the values and takes a lock every time.
     The label values a request can bring are few (route templates, methods,
     statuses, outcomes), so the dict stays small."""
 
-    def __init__(self, metric):
+    def __init__(self, metric: M) -> None:
         super().__init__()
         self.metric = metric
 
-    def __missing__(self, values: tuple):
+    def __missing__(self, values: tuple[object, ...]) -> M:
         child = self[values] = self.metric.labels(*values)
         return child
 
 
 class Metrics:
-    def __init__(self, *, pool_stats: Callable[[], dict] | None = None,
+    def __init__(self, *, pool_stats: Callable[[], dict[str, int]] | None = None,
                  outbox_backlog: Callable[[], tuple[int, float | None]] | None = None,
                  overdue_payments: Callable[[], int] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.pool_stats = pool_stats
         self.outbox_backlog = outbox_backlog
         self.overdue_payments = overdue_payments
@@ -120,7 +126,7 @@ class Metrics:
         if self.clock() >= self._pool_sample_due:
             self.sample_pool()
 
-    def payment_settled(self, payment, replayed: bool = False) -> None:
+    def payment_settled(self, payment: Payment, replayed: bool = False) -> None:
         if replayed:
             self._payments["replayed", ""].inc()
         else:
@@ -166,18 +172,18 @@ class Metrics:
 
 
 class _Own:
-    def __init__(self, registry: CollectorRegistry):
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
 
-    def collect(self):
+    def collect(self) -> Iterable[Metric]:
         return self.registry.collect()
 
 
 class _OutboxCollector:
-    def __init__(self, backlog):
+    def __init__(self, backlog: Callable[[], tuple[int, float | None]] | None) -> None:
         self.backlog = backlog
 
-    def collect(self):
+    def collect(self) -> Iterable[Metric]:
         if self.backlog is None:
             return
         try:
@@ -195,10 +201,10 @@ class _OutboxCollector:
 
 
 class _OverdueCollector:
-    def __init__(self, overdue):
+    def __init__(self, overdue: Callable[[], int] | None) -> None:
         self.overdue = overdue
 
-    def collect(self):
+    def collect(self) -> Iterable[Metric]:
         if self.overdue is None:
             return
         try:

@@ -4,10 +4,15 @@ deployment before the service starts (`python -m payment migrate`)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from payment.config import Config
 from payment.db import migrations
 from payment.outbox.producer import check_topics, ensure_topics
+
+
+T = TypeVar("T")
 
 
 class StartupError(RuntimeError):
@@ -34,7 +39,7 @@ def prepare(config: Config, wait_s: float = 30.0) -> migrations.Outcome:
     return outcome
 
 
-def _retry(step, wait_s: float, failure: str):
+def _retry(step: Callable[[], T], wait_s: float, failure: str) -> T:
     deadline = time.monotonic() + wait_s
     while True:
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from typing import Any
 
 import jsonschema_rs
 from jsonschema import Draft202012Validator
@@ -22,7 +23,7 @@ from payment.files import SCHEMA_DIR
 
 
 @lru_cache(maxsize=1)
-def _documents() -> dict[str, dict]:
+def _documents() -> dict[str, dict[str, Any]]:
     """Every file of schemas/ by file name, parsed once for both validators."""
     return {path.name: json.loads(path.read_text())
             for path in sorted(SCHEMA_DIR.glob("*.schema.json"))}
@@ -40,8 +41,9 @@ def _compiled_registry() -> jsonschema_rs.Registry:
         [(contents["$id"], contents) for contents in _documents().values()])
 
 
-def load(filename: str) -> dict:
-    return json.loads((SCHEMA_DIR / filename).read_text())
+def load(filename: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((SCHEMA_DIR / filename).read_text())
+    return document
 
 
 @lru_cache(maxsize=None)
@@ -65,7 +67,7 @@ def compiled(filename: str) -> jsonschema_rs.Validator:
         validate_formats=True, ignore_unknown_formats=False, offline=True)
 
 
-def conforms(filename: str, instance) -> bool:
+def conforms(filename: str, instance: object) -> bool:
     """True when the compiled validator accepts the instance.
 
     False means "not known to be valid": ask `validator` for the errors.

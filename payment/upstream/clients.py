@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypedDict, TypeVar
 from uuid import UUID
 
 from payment import jsonio, logs
@@ -53,6 +53,16 @@ def new_session(pool_size: int) -> ConnectionPool:
     # No retries here: a POST /payments is retried by its client, and a
     # retry inside the request would blow the timeout budget.
     return ConnectionPool(max_idle_per_host=pool_size)
+
+
+class ClientOptions(TypedDict):
+    """The settings both clients take (payment/bootstrap.py reads them from the configuration)."""
+
+    connect_timeout: float
+    read_timeout: float
+    deadline: float
+    max_response_bytes: int
+    metrics: CallCounter | None
 
 
 _ERROR_KINDS: dict[type[DependencyError], str] = {UpstreamTimeout: "timeout", UpstreamUnavailable: "unavailable", UpstreamBadResponse: "bad_response"}
