@@ -30,7 +30,7 @@ _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 class Framing:
     """Feed it bytes as they arrive; `state` says what is still missing."""
 
-    def __init__(self, max_body_bytes: int, max_header_bytes: int = MAX_HEADER_BYTES):
+    def __init__(self, max_body_bytes: int, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
         self.buffer = bytearray()
@@ -38,7 +38,7 @@ class Framing:
         self.request_id: str | None = None
         self.expects_continue = False
         self._end: int | None = None        # Content-Length framing: where the request ends
-        self._chunk_at: int | None = None   # chunked framing: where the next chunk line starts
+        self._chunk_at = 0                  # chunked framing (no _end): where the next chunk line starts
         self._decoded = 0
 
     def feed(self, data: bytes) -> str:
@@ -64,7 +64,8 @@ class Framing:
         for line in lines:
             name, _, value = line.partition(":")
             fields.setdefault(name.strip().lower(), []).append(value.strip())
-        self.request_id = (fields.get("x-request-id") or [None])[0]
+        ids = fields.get("x-request-id")
+        self.request_id = ids[0] if ids else None
         http11 = request_line.rstrip().endswith("HTTP/1.1")
         self.expects_continue = http11 and any(
             v.lower() == "100-continue" for v in fields.get("expect", []))

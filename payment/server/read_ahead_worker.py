@@ -27,6 +27,7 @@ import selectors
 import socket
 import time
 from functools import partial
+from typing import Any
 
 from gunicorn import http
 from gunicorn.workers.gthread import TConn, ThreadWorker
@@ -59,7 +60,7 @@ _STATUS_OF = {
 class ReadAheadConn(TConn):
     """gunicorn's connection, plus what the event loop knows about its request."""
 
-    def __init__(self, worker, *args):
+    def __init__(self, worker: ReadAheadWorker, *args: Any) -> None:
         super().__init__(*args)
         self.worker = worker
         self.framing: http_framing.Framing | None = None
@@ -68,14 +69,14 @@ class ReadAheadConn(TConn):
         self.registered = False    # with the poller, for reading
         self.lingering = 0
 
-    def init(self):
+    def init(self) -> None:
         super().init()
         # A thread only gets a request that is all there, so it should never
         # wait on this socket; if it does (a framing gunicorn reads otherwise,
         # a client that does not read its answer), not for longer than this.
         self.sock.settimeout(self.worker.body_timeout)
 
-    def close(self, graceful=False):
+    def close(self, graceful: bool = False) -> None:
         if graceful:
             self.worker.linger(self)
         else:
@@ -85,12 +86,12 @@ class ReadAheadConn(TConn):
 class ReadAheadWorker(ThreadWorker):
 
     @classmethod
-    def check_config(cls, cfg, log):
+    def check_config(cls, cfg: Any, log: Any) -> None:
         super().check_config(cfg, log)
         if cfg.is_ssl:
             raise RuntimeError("ReadAheadWorker serves plain HTTP/1.x; terminate TLS in front of it")
 
-    def init_process(self):
+    def init_process(self) -> None:
         # gunicorn.conf.py has already refused a bad configuration at start-up.
         config = Config.from_env()
         self.header_timeout = config.http_header_timeout
@@ -100,7 +101,7 @@ class ReadAheadWorker(ThreadWorker):
         self.lingering: dict[ReadAheadConn, float] = {}
         super().init_process()
 
-    def accept(self, listener):
+    def accept(self, listener: socket.socket) -> None:
         try:
             client_sock, client_addr = listener.accept()
         except OSError as e:
@@ -111,7 +112,7 @@ class ReadAheadWorker(ThreadWorker):
         conn = ReadAheadConn(self, self.cfg, client_sock, client_addr, listener.getsockname())
         self.enqueue_req(conn)
 
-    def enqueue_req(self, conn):
+    def enqueue_req(self, conn: ReadAheadConn) -> None:
         """Every path to a thread (a new connection, a kept-alive one with a
         new request, bytes left over from the last one) reads the request first."""
         conn.sock.setblocking(False)
@@ -130,10 +131,10 @@ class ReadAheadWorker(ThreadWorker):
             self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
             conn.registered = True
 
-    def _on_readable(self, conn, _sock):
+    def _on_readable(self, conn: ReadAheadConn, _sock: socket.socket) -> None:
         self._read(conn)
 
-    def _read(self, conn) -> None:
+    def _read(self, conn: ReadAheadConn) -> None:
         data = _receive(conn.sock)
         if data is None:
             return
@@ -144,8 +145,8 @@ class ReadAheadWorker(ThreadWorker):
             return
         self._advance(conn, data)
 
-    def _advance(self, conn, data: bytes) -> None:
-        framing = conn.framing
+    def _advance(self, conn: ReadAheadConn, data: bytes) -> None:
+        framing = _framing(conn)
         before = framing.state
         state = framing.feed(data)
         if state == http_framing.BODY:
@@ -162,23 +163,23 @@ class ReadAheadWorker(ThreadWorker):
         else:
             self._answer(conn, _STATUS_OF[state])
 
-    def _hand_to_thread(self, conn, body_unread: bool) -> None:
+    def _hand_to_thread(self, conn: ReadAheadConn, body_unread: bool) -> None:
         if conn.parser is None:
             conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
-        conn.parser.unreader.unread(bytes(conn.framing.buffer))
+        conn.parser.unreader.unread(bytes(_framing(conn).buffer))
         conn.framing = None
         conn.body_unread = body_unread
         conn.data_ready = True   # gunicorn's own wait for a first byte is over
         super().enqueue_req(conn)
 
-    def _keepalive_after(self, conn, keepalive):
+    def _keepalive_after(self, conn: ReadAheadConn, keepalive: bool) -> bool:
         # A body too large to read is not drained by a thread: the connection
         # is closed after the 413 instead.
         if conn.body_unread:
             return False
-        return super()._keepalive_after(conn, keepalive)
+        return bool(super()._keepalive_after(conn, keepalive))
 
-    def _stop_reading(self, conn) -> None:
+    def _stop_reading(self, conn: ReadAheadConn) -> None:
         self.reading.pop(conn, None)
         if conn.registered:
             conn.registered = False
@@ -187,7 +188,7 @@ class ReadAheadWorker(ThreadWorker):
             except (KeyError, ValueError, OSError):
                 pass
 
-    def _answer(self, conn, status: int) -> None:
+    def _answer(self, conn: ReadAheadConn, status: int) -> None:
         """The worker's own answer to a request no thread will see, then close."""
         reason, message = ANSWERS[status]
         request_id = request_id_from(conn.framing.request_id if conn.framing else None)
@@ -202,7 +203,7 @@ class ReadAheadWorker(ThreadWorker):
         self.linger(conn)
 
     @staticmethod
-    def _send(conn, data: bytes) -> None:
+    def _send(conn: ReadAheadConn, data: bytes) -> None:
         # Small answers fit the socket's send buffer; a client that does not
         # read them loses them rather than holding the loop.
         try:
@@ -210,7 +211,7 @@ class ReadAheadWorker(ThreadWorker):
         except OSError:
             pass
 
-    def linger(self, conn) -> None:
+    def linger(self, conn: ReadAheadConn) -> None:
         """Close after the answer without cutting it: half-close, then read and
         drop what the client still sends until it closes, at most LINGER_S."""
         try:
@@ -222,7 +223,7 @@ class ReadAheadWorker(ThreadWorker):
             return
         self.lingering[conn] = time.monotonic() + LINGER_S
 
-    def _on_lingering(self, conn, _sock):
+    def _on_lingering(self, conn: ReadAheadConn, _sock: socket.socket) -> None:
         data = _receive(conn.sock)
         if data is None:
             return
@@ -230,7 +231,7 @@ class ReadAheadWorker(ThreadWorker):
         if not data or conn.lingering > _LINGER_BYTES:
             self._close_lingering(conn)
 
-    def _close_lingering(self, conn) -> None:
+    def _close_lingering(self, conn: ReadAheadConn) -> None:
         self.lingering.pop(conn, None)
         try:
             self.poller.unregister(conn.sock)
@@ -238,7 +239,7 @@ class ReadAheadWorker(ThreadWorker):
             pass
         TConn.close(conn)
 
-    def murder_pending(self):
+    def murder_pending(self) -> None:
         """Run every turn of gunicorn's loop: requests past their deadline get
         their 408, lingering connections past theirs are closed."""
         super().murder_pending()
@@ -250,7 +251,14 @@ class ReadAheadWorker(ThreadWorker):
             self._close_lingering(conn)
 
 
-def _receive(sock) -> bytes | None:
+def _framing(conn: ReadAheadConn) -> http_framing.Framing:
+    """The framing of a connection the loop is reading (enqueue_req sets it)."""
+    if conn.framing is None:
+        raise RuntimeError("a connection read without its framing")
+    return conn.framing
+
+
+def _receive(sock: socket.socket) -> bytes | None:
     """What a non-blocking socket has: bytes, b"" once the peer is gone (or
     the socket failed), None when nothing is there yet."""
     try:
