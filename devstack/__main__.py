@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 
-def cmd_run(args) -> None:
+def cmd_run(args: argparse.Namespace) -> None:
     """Start PostgreSQL, the broker and the sandbox where none is configured,
     then the service on :5004. Ctrl-C stops everything it started."""
     from devstack import run_dev
@@ -14,7 +14,7 @@ def cmd_run(args) -> None:
     run_dev(data_dir=args.data_dir)
 
 
-def cmd_sandbox(args) -> None:
+def cmd_sandbox(args: argparse.Namespace) -> None:
     """Run the sandbox ordering and reservation service."""
     from devstack.sandbox import serve
 
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     args.func(args)
 

@@ -29,7 +29,9 @@ import json
 import socketserver
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import falcon
@@ -39,7 +41,11 @@ EXAMPLE_CUSTOMER_ID = "a8098c1a-f86e-11da-bd1a-00112444be1e"
 EXAMPLE_RESERVATION_ID = "f47ac10b-58cc-4372-a567-0e02b2c3d479"
 
 
-def seed() -> tuple[dict, dict]:
+# A document as the sandbox serves it: JSON values by field.
+Document = dict[str, Any]
+
+
+def seed() -> tuple[dict[str, Document], dict[str, Document]]:
     expires = (datetime.now(timezone.utc) + timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
     orders = {EXAMPLE_ORDER_ID: {
         "id": EXAMPLE_ORDER_ID, "customerId": EXAMPLE_CUSTOMER_ID,
@@ -53,27 +59,27 @@ def seed() -> tuple[dict, dict]:
 
 
 class _State:
-    def __init__(self, latency_ms: int = 0):
+    def __init__(self, latency_ms: int = 0) -> None:
         self.lock = threading.Lock()
         self.initial_latency_s = latency_ms / 1000
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         self.orders, self.reservations = seed()
-        self.scripts: dict[str, dict] = {}
+        self.scripts: dict[str, Document] = {}
         self.latency_s = self.initial_latency_s
         self.calls: list[str] = []
         self.request_ids: list[str | None] = []
 
 
 class _Documents:
-    def __init__(self, state: _State, collection: str):
+    def __init__(self, state: _State, collection: str) -> None:
         self.state = state
         self.collection = collection
 
     # Identifiers are GUIDs, matched case-insensitively as the platform's
     # .NET services do.
-    def on_get(self, req, resp, doc_id):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, doc_id: str) -> None:
         document = getattr(self.state, self.collection).get(doc_id.lower())
         if document is None:
             resp.status = 404
@@ -81,17 +87,17 @@ class _Documents:
         else:
             resp.media = document
 
-    def on_put(self, req, resp, doc_id):
+    def on_put(self, req: falcon.Request, resp: falcon.Response, doc_id: str) -> None:
         with self.state.lock:
             getattr(self.state, self.collection)[doc_id.lower()] = req.get_media()
         resp.status = 204
 
 
 class _Script:
-    def __init__(self, state: _State):
+    def __init__(self, state: _State) -> None:
         self.state = state
 
-    def on_put(self, req, resp):
+    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
         script = req.get_media()
         with self.state.lock:
             self.state.scripts[script["path"]] = script
@@ -99,10 +105,10 @@ class _Script:
 
 
 class _Latency:
-    def __init__(self, state: _State):
+    def __init__(self, state: _State) -> None:
         self.state = state
 
-    def on_put(self, req, resp):
+    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
         delay_ms = req.get_media()["delayMs"]
         with self.state.lock:
             self.state.latency_s = delay_ms / 1000
@@ -110,30 +116,30 @@ class _Latency:
 
 
 class _Reset:
-    def __init__(self, state: _State):
+    def __init__(self, state: _State) -> None:
         self.state = state
 
-    def on_post(self, req, resp):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         with self.state.lock:
             self.state.reset()
         resp.status = 204
 
 
 class _Calls:
-    def __init__(self, state: _State):
+    def __init__(self, state: _State) -> None:
         self.state = state
 
-    def on_get(self, req, resp):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = {"calls": list(self.state.calls), "requestIds": list(self.state.request_ids)}
 
 
 class _Scripted:
     """Answers a scripted path as told: a status, raw bytes, a delay."""
 
-    def __init__(self, state: _State):
+    def __init__(self, state: _State) -> None:
         self.state = state
 
-    def process_request(self, req, resp):
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if req.method == "GET" and not req.path.startswith("/_"):
             with self.state.lock:
                 self.state.calls.append(req.path)
@@ -157,7 +163,7 @@ class _Scripted:
         resp.complete = True
 
 
-def _stream(body: bytes, pad: int, trickle_s: float):
+def _stream(body: bytes, pad: int, trickle_s: float) -> Iterator[bytes]:
     """The body a byte at a time (trickled) or whole, then the padding in
     64 KiB pieces: a huge answer is never held in memory at once."""
     if trickle_s:
@@ -172,9 +178,9 @@ def _stream(body: bytes, pad: int, trickle_s: float):
         pad -= len(piece)
 
 
-def create_sandbox_app(latency_ms: int = 0) -> falcon.App:
+def create_sandbox_app(latency_ms: int = 0) -> falcon.App[falcon.Request, falcon.Response]:
     state = _State(latency_ms)
-    app = falcon.App(middleware=[_Scripted(state)])
+    app = falcon.App(middleware=(_Scripted(state),))
     app.add_route("/orders/{doc_id}", _Documents(state, "orders"))
     app.add_route("/reservations/{doc_id}", _Documents(state, "reservations"))
     app.add_route("/_script", _Script(state))
@@ -192,11 +198,11 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
-def make_sandbox_server(host: str = "127.0.0.1", port: int = 0, latency_ms: int = 0):
+def make_sandbox_server(host: str = "127.0.0.1", port: int = 0, latency_ms: int = 0) -> WSGIServer:
     """A threaded HTTP server; `server.server_port` is the port it took.
     `latency_ms`: the delay of every order and reservation answer, which
     `PUT /_latency` changes and `POST /_reset` puts back."""
