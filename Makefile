@@ -1,9 +1,10 @@
-# The two commands of the README: `make run` and `make test`; `make unit`, the fast tier alone.
+# The two commands of the README: `make run` and `make test`; `make unit`, the fast tier alone;
+# `make typecheck`, mypy alone.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test unit install clean bench bench-pgbouncer soak wrk reliability-soak
+.PHONY: run test unit typecheck install clean bench bench-pgbouncer soak wrk reliability-soak
 
 install: $(VENV)/.installed
 
@@ -18,11 +19,18 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 run: install
 	$(PY) -m devstack
 
-# The whole suite, in a database of its own created on TEST_DATABASE_URL's
-# server when set, else on a PostgreSQL it starts; dropped at the end.
-# Property-based unit tests draw their full count of examples here.
-test: install
+# The type check first (a few seconds once its cache is warm), then the whole
+# suite, in a database of its own created on TEST_DATABASE_URL's server when
+# set, else on a PostgreSQL it starts; dropped at the end. Property-based
+# unit tests draw their full count of examples here.
+test: install typecheck
 	HYPOTHESIS_PROFILE=full $(PY) -m pytest
+
+# mypy, strict, over payment/, devstack/ and tests/fakes.py (pyproject.toml
+# [tool.mypy]): an unannotated function, or a fake that drifts from its port
+# (payment/ports.py), fails it. Its cache is .mypy_cache/.
+typecheck: install
+	$(PY) -m mypy
 
 # tests/unit alone: no PostgreSQL, broker or sandbox; under 30 seconds.
 unit: install
@@ -54,4 +62,4 @@ wrk:
 	  || { echo "make: wrk is needed: apt-get install -y wrk" >&2; exit 1; }
 
 clean:
-	rm -rf $(VENV) .devstack .pytest_cache
+	rm -rf $(VENV) .devstack .pytest_cache .mypy_cache
