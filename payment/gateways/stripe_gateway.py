@@ -53,7 +53,7 @@ class StripeGateway:
     is_simulated = False
 
     def __init__(self, api_key: str, *, api_base: str, payment_method: str, timeout: float,
-                 max_network_retries: int = 0):
+                 max_network_retries: int = 0) -> None:
         if not api_key:
             raise ValueError("a Stripe API key is needed")
         self.api_base = api_base
