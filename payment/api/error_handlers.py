@@ -18,7 +18,8 @@ from payment.api.statuses import status_of
 log = logging.getLogger(__name__)
 
 
-def handle_payment_error(req: falcon.Request, resp: falcon.Response, error: errors.PaymentError, params: dict[str, Any]) -> None:
+def handle_payment_error(req: falcon.Request, resp: falcon.Response, error: errors.PaymentError,
+                         params: dict[str, Any]) -> None:
     if isinstance(error, errors.DependencyError):
         log.warning("dependency failed: %s", error.part)
     if error.retry_after_s:
@@ -26,13 +27,15 @@ def handle_payment_error(req: falcon.Request, resp: falcon.Response, error: erro
     write(resp, status_of(error), envelope(error.message))
 
 
-def handle_unauthenticated(req: falcon.Request, resp: falcon.Response, error: errors.Unauthenticated, params: dict[str, Any]) -> None:
+def handle_unauthenticated(req: falcon.Request, resp: falcon.Response, error: errors.Unauthenticated,
+                           params: dict[str, Any]) -> None:
     resp.set_header("WWW-Authenticate", error.challenge)
     log.info("request not authenticated: %s", error.message)
     write(resp, 401, envelope(error.message))
 
 
-def handle_http_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError, params: dict[str, Any]) -> None:
+def handle_http_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError,
+                      params: dict[str, Any]) -> None:
     """Falcon's own errors (unknown route, wrong method...) in the envelope."""
     headers = error.headers or {}
     for name, value in headers.items() if isinstance(headers, Mapping) else headers:
@@ -43,7 +46,8 @@ def handle_http_error(req: falcon.Request, resp: falcon.Response, error: falcon.
     write(resp, error.status_code, envelope(message))
 
 
-def handle_unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: dict[str, Any]) -> None:
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, error: Exception,
+                      params: dict[str, Any]) -> None:
     # The detail goes to the log, never to the client.
     log.exception("unexpected error on %s %s", req.method, req.path)
     write(resp, 500, envelope("Payment processing error: unexpected error"))

@@ -93,7 +93,8 @@ class PaymentItemResource:
     def __init__(self, deps: service.Dependencies) -> None:
         self.deps = deps
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, paymentId: str) -> None:  # noqa: N803 - the name in the route and the OpenAPI document
+    # paymentId: the name in the route and the OpenAPI document.
+    def on_get(self, req: falcon.Request, resp: falcon.Response, paymentId: str) -> None:  # noqa: N803
         payment = self.deps.store.find(guid(paymentId, "paymentId"))
         # Another customer's payment is "not found": its existence does not leak.
         if payment is None or not req.context.caller.may_read(payment):

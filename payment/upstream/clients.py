@@ -65,7 +65,8 @@ class ClientOptions(TypedDict):
     metrics: CallCounter | None
 
 
-_ERROR_KINDS: dict[type[DependencyError], str] = {UpstreamTimeout: "timeout", UpstreamUnavailable: "unavailable", UpstreamBadResponse: "bad_response"}
+_ERROR_KINDS: dict[type[DependencyError], str] = {
+    UpstreamTimeout: "timeout", UpstreamUnavailable: "unavailable", UpstreamBadResponse: "bad_response"}
 
 
 class _JsonUpstream:

@@ -31,9 +31,10 @@ def make(amount="150.00", order_status="pending", deliver=True, gateway=None):
     order = Order(id=request.order_id, customer_id=CUSTOMER, total_amount=Decimal(amount),
                   currency="USD", status=order_status)
     store = FakeStore()
+    delivery = Delivery(store, FakePublisher(store, deliver), SentMarker(store, delay_s=MARK_DELAY_S))
     deps = service.Dependencies(
         store=store, ordering=FakeOrdering([order]), reservations=FakeReservations(),
-        gateway=gateway or FakeGateway(), delivery=Delivery(store, FakePublisher(store, deliver), SentMarker(store, delay_s=MARK_DELAY_S)),
+        gateway=gateway or FakeGateway(), delivery=delivery,
         topic_succeeded="ok", topic_failed="ko",
         delivery_timeout=0.01, pending_timeout=Config.pending_timeout)
     return request, deps
