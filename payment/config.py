@@ -19,7 +19,6 @@ from payment.db import connection_string
 from payment.outbox import kafka_settings
 from payment.outbox.kafka_settings import BROKER_DEFAULT
 
-
 # A default that may be None (a setting with no value unless configured).
 D = TypeVar("D", bound=float | None)
 

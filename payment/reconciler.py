@@ -21,7 +21,6 @@ Several reconcilers take turns: each claims a payment with a lease.
 from __future__ import annotations
 
 import logging
-
 from typing import Protocol
 
 from payment import logs, service

@@ -11,7 +11,6 @@ from payment.config import Config
 from payment.db import migrations
 from payment.outbox.producer import check_topics, ensure_topics
 
-
 T = TypeVar("T")
 
 

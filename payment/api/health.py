@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import falcon
-
 from collections.abc import Callable
+
+import falcon
 
 from payment.api.responses import write
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import falcon
-
 import re
 from uuid import UUID
+
+import falcon
 
 from payment import logs, schemas, service
 from payment.api.request_body import parse_payment_request, read_body

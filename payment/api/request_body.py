@@ -6,7 +6,6 @@ from typing import Any, cast
 from uuid import UUID
 
 import falcon
-
 from jsonschema import ValidationError
 
 from payment import jsonio, schemas

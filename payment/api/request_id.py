@@ -4,10 +4,10 @@ from the log context (payment/upstream/clients.py)."""
 
 from __future__ import annotations
 
-import falcon
-
 import re
 import uuid
+
+import falcon
 
 from payment import logs
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import falcon
-
 import logging
 import time
+
+import falcon
 
 from payment.metrics import CONTENT_TYPE, Metrics
 

@@ -16,8 +16,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from payment.outbox.kafka_settings import BROKER_DEFAULT
 from payment.model import OutboxEvent
+from payment.outbox.kafka_settings import BROKER_DEFAULT
 
 log = logging.getLogger(__name__)
 
