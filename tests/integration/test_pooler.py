@@ -20,6 +20,7 @@ import time
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import tuple_row
 
 import devstack
 from payment.config import Config
@@ -111,11 +112,11 @@ def test_settings_hold_in_every_transaction_on_any_server_connection(database_ur
     try:
         store = PaymentStore(pool)
         for _ in range(5):
-            with store._statement() as cur:
+            with store._statement(tuple_row) as cur:
                 # The settings and an unqualified name, in one statement's transaction.
                 assert cur.execute(SETTINGS).fetchone() == ("1500ms", "1500ms", "bc_payment,public")
                 cur.execute("SELECT count(*) FROM payments").fetchone()
-            with store._transaction() as cur:
+            with store._transaction(tuple_row) as cur:
                 assert cur.execute(SETTINGS).fetchone() == ("1500ms", "1500ms", "bc_payment,public")
                 assert cur.execute(SETTINGS).fetchone() == ("1500ms", "1500ms", "bc_payment,public")
         # Nothing stays on the connection once the transaction is over.
