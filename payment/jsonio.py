@@ -92,7 +92,14 @@ def loads(data: bytes | str) -> Any:
     except RecursionError:
         raise JSONInputError("body is nested too deeply") from None
     except json.JSONDecodeError as exc:
-        raise JSONInputError(f"body is not valid JSON ({exc.msg} at position {exc.pos})") from None
+        raise JSONInputError(f"body is not valid JSON ({_decode_problem(exc)})") from None
+
+
+def _decode_problem(exc: json.JSONDecodeError) -> str:
+    """`Expecting value at position 12`. A few of the json module's messages
+    end in "at" already (`Unterminated string starting at`), which would
+    read "at at position"."""
+    return f"{exc.msg.removesuffix(' at')} at position {exc.pos}"
 
 
 def dumps(obj: object) -> str:
