@@ -7,12 +7,13 @@ import sys
 from payment.config import Config, ConfigError
 from payment.logs import gunicorn_logconfig
 from payment.server.cpus import usable_cpus
+from payment.startup import fail, log_start
 
 # Port: PORT, or the port of ASPNETCORE_URLS (http://+:5004), default 5004.
 try:
     _config = Config.from_env()
 except ConfigError as _exc:
-    sys.exit(f"payment-service: configuration error: {_exc}")
+    fail(f"configuration error: {_exc}")
 bind = f"0.0.0.0:{_config.port}"
 
 # Workers are processes; each has threads because a payment mostly waits
@@ -57,6 +58,9 @@ control_socket_disable = True
 
 def on_starting(server):
     _fresh_metrics_dir()
+    # gunicorn has set up its (JSON) logging by now: one line says what this
+    # instance is, before anything else happens.
+    log_start(_config, "payment service", workers=server.cfg.workers, threads=threads)
     # Once per start, before any worker: schema migrations and topics, unless
     # a release step has done both (MIGRATE_ON_START=false, docker-compose.yml).
     # In a child process, so that no Kafka client of the master's is inherited
@@ -103,6 +107,14 @@ def on_exit(server):
 
     if _own_metrics_dir:
         shutil.rmtree(_own_metrics_dir, ignore_errors=True)
+
+
+def post_worker_init(worker):
+    # The worker's own answers (408, 413, 431, before the app reads a
+    # request) are counted in the app's metrics (payment/server/read_ahead_worker.py).
+    app_module = sys.modules.get("app")
+    if app_module is not None and hasattr(worker, "metrics"):
+        worker.metrics = app_module.web.core.metrics
 
 
 def worker_exit(server, worker):

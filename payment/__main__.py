@@ -7,13 +7,14 @@ import os
 import sys
 
 from payment.config import Config, ConfigError
+from payment.startup import fail
 
 
 def _config() -> Config:
     try:
         return Config.from_env()
     except ConfigError as exc:
-        sys.exit(f"payment-service: configuration error: {exc}")
+        fail(f"configuration error: {exc}")
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -32,7 +33,7 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     try:
         outcome = prepare(config, wait_s=args.wait)
     except StartupError as exc:
-        sys.exit(f"payment-service: start-up failed: {exc}")
+        fail(f"start-up failed: {exc}")
     logging.getLogger("payment.migrate").info(
         "schema applied; topics ready", extra={
             "database": config.redacted_database_url(), "schemaVersion": outcome.version,
@@ -75,12 +76,14 @@ def _run_loop(name: str, *, outbox: bool) -> None:
     import logging
     import signal
 
-    from payment.bootstrap import build_loop
+    from payment.bootstrap import LOOP_POOL_MAX, build_loop
     from payment.logs import configure_logging
+    from payment.startup import log_start
 
     configure_logging()
     config = _config()
     log_ignored_settings(config)
+    log_start(config, name, dbPoolMax=LOOP_POOL_MAX)
     core = build_loop(config, outbox=outbox)
     relay = core.relay
     if relay is None:  # build_loop makes one

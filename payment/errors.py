@@ -8,71 +8,101 @@ from __future__ import annotations
 
 class PaymentError(Exception):
     """Base of every error the service answers on purpose. `retry_after_s`,
-    when set, tells the client when a retry may succeed (Retry-After)."""
+    when set, tells the client when a retry may succeed (Retry-After).
+    `kind` says what went wrong in one stable word, for operators: the
+    refusals metric and the access line's errorKind (api/telemetry.py);
+    a class that sets none is known by its name (`UpstreamTimeout`:
+    `upstream_timeout`)."""
 
     retry_after_s: int | None = None
+    kind: str | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
+# The kinds of an invalid request: a body that is not acceptable JSON, one
+# whose values break the request's rules, an id in the path or query.
+JSON, SCHEMA, PARAMETER = "json", "schema", "parameter"
+
+
 class InvalidRequest(PaymentError):
-    pass
+    def __init__(self, message: str, kind: str = SCHEMA) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class UnsupportedMediaType(PaymentError):
-    pass
+    kind = "content_type"
 
 
 class BodyTooLarge(PaymentError):
-    pass
+    kind = "too_large"
 
 
 class OrderNotFound(PaymentError):
+    kind = "not_found"
+
     def __init__(self) -> None:
         super().__init__("Order not found")
 
 
 class PaymentNotFound(PaymentError):
+    kind = "not_found"
+
     def __init__(self) -> None:
         super().__init__("Payment not found")
 
 
 class CustomerMismatch(PaymentError):
+    kind = "forbidden"
+
     def __init__(self) -> None:
         super().__init__("Unauthorized: Customer does not own this order")
 
 
 class Unauthenticated(PaymentError):
     """No usable bearer token. `why` says what is wrong with it, never what it holds;
-    `challenge` is the WWW-Authenticate value (RFC 6750 section 3)."""
+    `challenge` is the WWW-Authenticate value (RFC 6750 section 3). Its kind
+    tells a missing token, an expired one and any other refused one apart."""
 
-    def __init__(self, why: str, *, token_sent: bool = True) -> None:
+    def __init__(self, why: str, *, token_sent: bool = True, expired: bool = False) -> None:
         super().__init__(f"Unauthorized: {why}")
         self.challenge = 'Bearer error="invalid_token"' if token_sent else "Bearer"
+        self.kind = "auth_expired" if expired else "auth_invalid" if token_sent else "auth_missing"
 
 
 class OrderInvalid(PaymentError):
+    kind = "order_invalid"
+
     def __init__(self, why: str) -> None:
         super().__init__(f"Order validation failed: {why}")
 
 
 class ReservationInvalid(PaymentError):
+    kind = "reservation_invalid"
+
     def __init__(self, why: str) -> None:
         super().__init__(f"Reservation validation failed: {why}")
 
 
 class PaymentInProgress(PaymentError):
+    kind = "conflict"
+
     def __init__(self, retry_after_s: int = 1) -> None:
         super().__init__("A payment for this order is already in progress")
         self.retry_after_s = retry_after_s
 
 
+class PaymentAlreadySettled(Exception):
+    """A step meant for a pending payment found it settled by another path."""
+
+
 class DependencyError(PaymentError):
     """A part the service depends on failed; `part` names it for the client."""
 
-    retry_after_s: int | None = 1
+    retry_after_s = 1
 
     def __init__(self, part: str, message: str) -> None:
         super().__init__(f"Payment processing error: {message}")

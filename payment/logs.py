@@ -54,6 +54,16 @@ def bound(name: str) -> Any:
 REQUEST_ID_HEADER = "X-Request-ID"
 
 
+def note(**fields) -> None:
+    """Add fields to the lines of the request being served, its access line
+    (api/telemetry.py) among them, as soon as they are known: a payment's id,
+    the gateway's reference. Outside a request (the reconciler, a test calling
+    the service directly) nothing is bound, since no request's end would
+    unbind it (api/request_id.py)."""
+    if request_id() is not None:
+        bind(**fields)
+
+
 def request_id() -> str | None:
     """The id of the request being served (api/request_id.py binds it), for
     the calls made on its behalf; None outside a request."""

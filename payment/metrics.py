@@ -52,6 +52,16 @@ def error_code(error: PaymentError) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).upper()
 
 
+def error_kind(error: PaymentError) -> str:
+    """The error's `kind`, else its class name in snake case (`upstream_timeout`)."""
+    return error.kind or error_code(error).lower()
+
+
+# The route label of a request the gunicorn worker answers itself, before
+# the app has read it (payment/server/read_ahead_worker.py): no route is known.
+UNREAD_ROUTE = "unread"
+
+
 M = TypeVar("M", bound=MetricWrapperBase)
 
 
@@ -85,12 +95,16 @@ class Metrics:
         self.http_requests = Counter(
             "payment_http_requests", "HTTP requests answered, by route template, method and status.",
             ["route", "method", "status"], registry=r)
+        self.refusals = Counter(
+            "payment_http_refusals", "Requests answered with a 4xx, by route template and kind: what was wrong "
+            "with the request (schema, json, too_large, content_type, auth_missing, auth_expired, ...).",
+            ["route", "kind"], registry=r)
         self.http_duration = Histogram(
             "payment_http_request_duration_seconds", "Time to answer an HTTP request, by route template and method.",
             ["route", "method"], buckets=_LATENCY_BUCKETS, registry=r)
         self.payments = Counter(
             "payment_payments", "POST /payments outcomes: succeeded, failed (declined), replayed, rejected "
-            "(4xx) or error (5xx), with the gateway's errorCode or the kind of error.",
+            "(any other 4xx) or error (5xx), with the gateway's errorCode or the kind of error.",
             ["outcome", "error_code"], registry=r)
         self.upstream_duration = Histogram(
             "payment_upstream_request_duration_seconds", "Calls to the ordering and reservation services.",
@@ -114,17 +128,32 @@ class Metrics:
             multiprocess_mode="livesum", registry=r)
         self._http_requests = _Children(self.http_requests)
         self._http_duration = _Children(self.http_duration)
+        self._refusals = _Children(self.refusals)
         self._payments = _Children(self.payments)
         self._upstream_duration = _Children(self.upstream_duration)
         self._upstream_errors = _Children(self.upstream_errors)
 
     # --- recording -----------------------------------------------------------
 
-    def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
+    def request_done(self, route: str, method: str, status: int, seconds: float,
+                     kind: str | None = None) -> None:
+        """One request answered; `kind`, for a 4xx, what was wrong with it."""
         self._http_requests[route, method, status].inc()
         self._http_duration[route, method].observe(seconds)
+        if 400 <= status < 500:
+            self._refusals[route, kind or "other"].inc()
         if self.clock() >= self._pool_sample_due:
             self.sample_pool()
+
+    def refused_unread(self, method: str, status: int, kind: str, *, payment_code: str | None) -> None:
+        """A request the gunicorn worker answered itself, before the app read
+        it (408, 413, 431, a malformed chunked body): counted as the app
+        counts its own answers, under the route UNREAD_ROUTE, and as a
+        rejected payment (`payment_code`) when its request line was POST /payments."""
+        self._http_requests[UNREAD_ROUTE, method, status].inc()
+        self._refusals[UNREAD_ROUTE, kind].inc()
+        if payment_code:
+            self._payments["rejected", payment_code].inc()
 
     def payment_settled(self, payment: Payment, replayed: bool = False) -> None:
         if replayed:
@@ -132,8 +161,9 @@ class Metrics:
         else:
             self._payments[payment.status, payment.error_code or ""].inc()
 
-    def payment_refused(self, error: PaymentError, status: int) -> None:
-        self._payments["error" if status >= 500 else "rejected", error_code(error)].inc()
+    def payment_refused(self, code: str, status: int) -> None:
+        """A POST /payments answered with an error, whatever refused it."""
+        self._payments["error" if status >= 500 else "rejected", code].inc()
 
     def upstream_call(self, service: str, seconds: float, error_kind: str | None = None) -> None:
         self._upstream_duration[(service,)].observe(seconds)

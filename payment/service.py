@@ -192,6 +192,8 @@ def charge_and_settle(pending: Payment, deps: Dependencies) -> Payment:
     for the reconciler to settle from what the gateway knows; nothing is
     guessed."""
     fields = logs.payment_fields(pending)
+    # On the request's access line even when the charge's outcome is a 5xx.
+    logs.note(**fields)
     try:
         reference = deps.gateway.prepare(pending)
         if reference is not None:
@@ -199,6 +201,7 @@ def charge_and_settle(pending: Payment, deps: Dependencies) -> Payment:
             if attached is None:
                 return _as_recorded(pending, deps)
             pending = attached
+            logs.note(gatewayReference=reference)
         result = deps.gateway.charge(pending)
     except GatewayUnreachable:
         log.warning("gateway outcome unknown; the payment stays pending for the reconciler", extra=fields)

@@ -27,7 +27,7 @@ def create_app(deps: service.Dependencies, *, ready_checks: dict[str, Callable[[
     # refused token is still timed, counted and logged.
     app = falcon.App(media_type=falcon.MEDIA_JSON,
                      middleware=(RequestIdMiddleware(), TelemetryMiddleware(metrics), AuthMiddleware(verifier)))
-    error_handlers.register(app)
+    error_handlers.register(app, metrics)
     app.add_route("/payments", PaymentCollectionResource(deps, max_body_bytes=max_body_bytes, metrics=metrics))
     app.add_route("/payments/{paymentId}", PaymentItemResource(deps))
     app.add_route("/health/live", LiveResource())

@@ -91,7 +91,7 @@ class TokenVerifier:
                 },
             )
         except jwt.PyJWTError as error:
-            raise Unauthenticated(_reason(error)) from None
+            raise Unauthenticated(_reason(error), expired=isinstance(error, jwt.ExpiredSignatureError)) from None
         return Caller(subject=claims["sub"], read_all=self.service_scope in _scopes(claims))
 
     def _algorithm_of(self, token: str) -> str:

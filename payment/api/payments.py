@@ -10,10 +10,8 @@ import falcon
 from payment import logs, schemas, service
 from payment.api.request_body import parse_payment_request, read_body
 from payment.api.responses import envelope, write
-from payment.api.statuses import status_of
-from payment.errors import InvalidRequest, PaymentError, PaymentNotFound
+from payment.errors import PARAMETER, InvalidRequest, PaymentNotFound
 from payment.metrics import Metrics
-from payment.model import PaymentRequest
 from payment.representations import payment_document
 
 # The request schema's GUID, so that a path or query id is held to the same
@@ -23,7 +21,7 @@ _GUID = re.compile(schemas.load("payment-request.schema.json")["$defs"]["guid"][
 
 def guid(value: object, name: str) -> UUID:
     if not isinstance(value, str) or not _GUID.fullmatch(value):
-        raise InvalidRequest(f"Invalid request: {name} must be a GUID")
+        raise InvalidRequest(f"Invalid request: {name} must be a GUID", PARAMETER)
     return UUID(value)
 
 
@@ -39,12 +37,16 @@ class PaymentCollectionResource:
         self.metrics = metrics
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        # A body refused before it is a payment request is no payment's
-        # outcome: it is answered (error_handlers.py), not counted.
         request = parse_payment_request(read_body(req, self.max_body_bytes))
         # Unbound with the request id when the request ends (request_id.py).
         logs.bind(orderId=str(request.order_id))
-        outcome = self._outcome(req, request)
+        # Before anything is looked up: another customer's token learns nothing.
+        req.context.caller.check_pays_for(request.customer_id)
+        # Every refusal, a body refused before it is a payment request
+        # included, is raised and counted once by the error handler
+        # (error_handlers.py); an outcome is counted here.
+        outcome = service.pay(request, self.deps)
+        self.metrics.payment_settled(outcome.payment, replayed=outcome.replayed)
         _bind_outcome(outcome)
         if outcome.declined:
             write(resp, 402, envelope(f"Payment failed: {outcome.payment.error_message}", outcome.payment))
@@ -57,24 +59,10 @@ class PaymentCollectionResource:
             "payment": payment_document(outcome.payment),
         })
 
-    def _outcome(self, req: falcon.Request, request: PaymentRequest) -> service.Outcome:
-        """The payment request's outcome, counted here, once: a payment by its
-        status, a refusal (or fault) by the status it is answered with, then
-        raised for the error handler to answer."""
-        try:
-            # Before anything is looked up: another customer's token learns nothing.
-            req.context.caller.check_pays_for(request.customer_id)
-            outcome = service.pay(request, self.deps)
-        except PaymentError as error:
-            self.metrics.payment_refused(error, status_of(error))
-            raise
-        self.metrics.payment_settled(outcome.payment, replayed=outcome.replayed)
-        return outcome
-
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         given = req.params.get("orderId")
         if given is None:
-            raise InvalidRequest("Invalid request: orderId is required")
+            raise InvalidRequest("Invalid request: orderId is required", PARAMETER)
         order_id = guid(given, "orderId")
         caller = req.context.caller
         payments = [p for p in self.deps.store.list_for_order(order_id) if caller.may_read(p)]
@@ -107,4 +95,5 @@ def _bind_outcome(outcome: service.Outcome) -> None:
     one line per request says what became of it, rather than a line of its own."""
     payment = outcome.payment
     logs.bind(**logs.payment_fields(payment), paymentStatus=payment.status, errorCode=payment.error_code,
-              paymentOutcome=outcome.kind)
+              paymentOutcome=outcome.kind, transactionId=payment.transaction_id,
+              gatewayReference=payment.gateway_reference)

@@ -9,7 +9,7 @@ import falcon
 from jsonschema import ValidationError
 
 from payment import jsonio, schemas
-from payment.errors import BodyTooLarge, InvalidRequest, UnsupportedMediaType
+from payment.errors import JSON, BodyTooLarge, InvalidRequest, UnsupportedMediaType
 from payment.model import PAYMENT_METHODS, PaymentRequest
 from payment.money import AmountError, to_amount
 
@@ -32,7 +32,7 @@ def parse_payment_request(body: bytes) -> PaymentRequest:
     try:
         data = jsonio.loads(body)
     except jsonio.JSONInputError as exc:
-        raise InvalidRequest(f"Invalid request: {exc}") from None
+        raise InvalidRequest(f"Invalid request: {exc}", JSON) from None
     if not isinstance(data, dict):
         raise InvalidRequest("Invalid request: body must be a JSON object")
     _check_schema(data)

@@ -27,6 +27,18 @@ _MAX_CHUNK_LINE = 1024
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
+def request_line(buffer: bytes | bytearray) -> tuple[str, str] | None:
+    """(method, path without its query) of the request line, once it has
+    arrived whole; None before, or for one that is not `METHOD target VERSION`."""
+    end = buffer.find(b"\r\n", 0, MAX_HEADER_BYTES)
+    if end < 0:
+        return None
+    parts = bytes(buffer[:end]).decode("latin-1").split(" ")
+    if len(parts) != 3:
+        return None
+    return parts[0], parts[1].split("?", 1)[0]
+
+
 class Framing:
     """Feed it bytes as they arrive; `state` says what is still missing."""
 

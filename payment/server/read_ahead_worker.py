@@ -27,7 +27,7 @@ import selectors
 import socket
 import time
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gunicorn import http
 from gunicorn.workers.gthread import TConn, ThreadWorker
@@ -36,6 +36,12 @@ from payment import jsonio
 from payment.api.request_id import request_id_from
 from payment.config import Config
 from payment.server import http_framing
+
+if TYPE_CHECKING:
+    # Only for the annotation: gunicorn's master imports this module before
+    # gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR, which prometheus_client
+    # reads once, at import (payment/metrics.py).
+    from payment.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,10 @@ _STATUS_OF = {
     http_framing.BODY_TOO_LARGE: 413,
     http_framing.MALFORMED_CHUNKS: 400,
 }
+# Each answer's kind and error code, as the app names its refusals (payment/api/error_handlers.py).
+KINDS = {408: "request_timeout", 413: "too_large", 431: "headers_too_large", 400: "malformed_chunks"}
+CODES = {408: "REQUEST_TIMEOUT", 413: "BODY_TOO_LARGE", 431: "HEADERS_TOO_LARGE", 400: "MALFORMED_CHUNKS"}
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
 
 class ReadAheadConn(TConn):
@@ -99,6 +109,9 @@ class ReadAheadWorker(ThreadWorker):
         self.max_body_bytes = config.max_body_bytes
         self.reading: dict[ReadAheadConn, None] = {}   # insertion-ordered set
         self.lingering: dict[ReadAheadConn, float] = {}
+        # The app's metrics, once it is loaded (gunicorn.conf.py's post_worker_init):
+        # the answers given here are counted with the app's.
+        self.metrics: Metrics | None = None
         super().init_process()
 
     def accept(self, listener: socket.socket) -> None:
@@ -197,10 +210,21 @@ class ReadAheadWorker(ThreadWorker):
         head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\nX-Request-ID: {request_id}\r\n\r\n")
         self._send(conn, head.encode("latin-1") + body)
+        line = http_framing.request_line(conn.framing.buffer) if conn.framing else None
+        method, path = line or ("", "")
+        self._count(method, path, status)
         log.info("request", extra={"requestId": request_id, "status": status, "route": None,
-                                   "reason": message, "client": conn.client[0] if conn.client else None})
+                                   "errorKind": KINDS[status], "reason": message,
+                                   "client": conn.client[0] if conn.client else None})
         self.nr_conns -= 1
         self.linger(conn)
+
+    def _count(self, method: str, path: str, status: int) -> None:
+        if self.metrics is None:
+            return
+        paying = (method, path) == ("POST", "/payments")
+        self.metrics.refused_unread(method if method in _METHODS else "other", status, KINDS[status],
+                                    payment_code=CODES[status] if paying else None)
 
     @staticmethod
     def _send(conn: ReadAheadConn, data: bytes) -> None:

@@ -95,3 +95,10 @@ def test_tokens_under_gunicorn_and_nothing_secret_in_the_logs(serve, sandbox):
     refusals = [r for r in records if r.get("message", "").startswith("request not authenticated")]
     assert any("token has expired" in r["message"] for r in refusals)
     assert any(r.get("message") == "request" and r.get("status") == 401 for r in records)
+    # The expired and the forged token, told apart on their access lines.
+    kinds = {r["errorKind"] for r in records if r.get("message") == "request" and r.get("status") == 401}
+    assert kinds == {"auth_missing", "auth_expired", "auth_invalid"}
+    # The start-up line says authorization is on, and how; never the secret.
+    [started] = [r for r in records if r["logger"] == "payment.startup"]
+    assert started["authorization"] == "HS256 (shared secret), RS256 (JWKS)"
+    assert started["authJwksUrl"] == jwks.url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -101,9 +102,19 @@ def test_sigterm_lets_requests_in_flight_finish(gunicorn, sandbox, database, eve
         assert_event_of(published[order_id], database, reply.json()["payment"]["id"], payment_body(order_id))
 
 
-def test_bad_configuration_stops_startup_with_one_line(service_env):
+@pytest.mark.parametrize("command", [
+    ["-m", "gunicorn", "app:app", "-c", "gunicorn.conf.py"],
+    ["-m", "payment", "serve"],
+    ["-m", "payment", "migrate"],
+    ["-m", "payment", "relay"],
+], ids=["gunicorn", "serve", "migrate", "relay"])
+def test_bad_configuration_stops_startup_with_one_json_line(service_env, command):
     env = {**os.environ, **service_env, "PORT": str(free_port()), "DB_POOL_MAX": "lots"}
-    result = subprocess.run([sys.executable, "-m", "gunicorn", "app:app", "-c", "gunicorn.conf.py"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    result = subprocess.run([sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=30)
     assert result.returncode != 0
-    assert "payment-service: configuration error: DB_POOL_MAX must be an integer" in result.stderr
+    assert result.stderr == ""
+    [line] = [json.loads(text) for text in result.stdout.splitlines()]
+    assert line["level"] == "ERROR" and line["logger"] == "payment.startup"
+    assert line["message"] == "configuration error: DB_POOL_MAX must be an integer"
+    assert line["time"].endswith("Z")

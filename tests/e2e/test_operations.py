@@ -44,6 +44,15 @@ def test_every_line_is_json_with_request_ids_and_no_secret(serve, service_env, s
     assert access["paymentOutcome"] == "succeeded" and access["paymentStatus"] == "succeeded"
     [migrated] = [r for r in records if r["message"] == "schema applied; topics ready"]
     assert "password=***" in migrated["database"]
+    # One start-up line, first of the service's own, says what this instance is.
+    [started] = [r for r in records if r["logger"] == "payment.startup"]
+    assert records.index(started) < records.index(migrated)
+    assert started["message"] == ("payment service starting: gateway simulator, authorization off, database pool "
+                                  "1 to 8, topics payment-succeeded, payment-failed")
+    assert (started["gateway"], started["authorization"]) == ("simulator", "off")
+    assert (started["dbPoolMin"], started["dbPoolMax"], started["workers"], started["threads"]) == (1, 8, 2, 8)
+    assert started["topics"] == ["payment-succeeded", "payment-failed"]
+    assert "password=***" in started["database"]
     assert any(r["logger"] == "gunicorn.error" and "Booting worker" in r["message"] for r in records)
 
 

@@ -6,6 +6,7 @@ start-up, and ten instances migrating at once apply each migration once."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -307,8 +308,12 @@ def test_a_changed_migration_stops_start_up_at_once(server, processes):
 
     assert process.returncode != 0
     assert time.monotonic() - started < 15  # refused, not retried for --wait
-    assert err.strip() == (
-        f"payment-service: start-up failed: migration {first.name} was changed after it was applied (its "
+    # One JSON line, the last: the log's own format, so the platform's log pipeline reads it.
+    assert err == ""
+    failure = json.loads(out.splitlines()[-1])
+    assert (failure["level"], failure["logger"]) == ("ERROR", "payment.startup")
+    assert failure["message"] == (
+        f"start-up failed: migration {first.name} was changed after it was applied (its "
         f"checksum differs from the one recorded in bc_payment.schema_migrations): restore the file and put "
         f"the change in a new migration")
     assert recorded(url) == [(1, first.name, "0" * 64)]  # and nothing after it applied

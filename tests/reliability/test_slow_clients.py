@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from payment import jsonio
 from tests.support import new_order, payment_body
@@ -231,3 +232,28 @@ def test_requests_read_ahead_reach_the_application_as_sent(serve, sandbox, datab
                         "errorMessage": "Invalid request: body is larger than 64 KiB"}
     assert seconds < PROMPT_S
     assert [row["status"] for row in database.rows()] == ["succeeded"]
+
+    # Refused by the worker before the application reads them: a chunked body
+    # past the limit, a header block past 32 KiB. Counted all the same.
+    pad = b"x" * 8192
+    received, _ = exchange(served.port, (head + "Transfer-Encoding: chunked\r\n\r\n").encode()
+                           + b"".join(b"2000\r\n" + pad + b"\r\n" for _ in range(9)))
+    assert answer_of(Client("chunked too large", 0, None, 0, received=received))[0] == 413
+    received, _ = exchange(served.port, b"GET /health/live HTTP/1.1\r\nX-Pad: " + b"p" * 40000 + b"\r\n\r\n")
+    assert answer_of(Client("headers too large", 0, None, 0, received=received))[0] == 431
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(
+        requests.get(f"{served.url}/metrics", timeout=5).text) for s in family.samples}
+    refusals = {labels: value for (name, labels), value in samples.items()
+                if name == "payment_http_refusals_total"}
+    assert refusals == {
+        (("kind", "json"), ("route", "/payments")): 1.0,
+        (("kind", "too_large"), ("route", "/payments")): 1.0,
+        (("kind", "too_large"), ("route", "unread")): 1.0,
+        (("kind", "headers_too_large"), ("route", "unread")): 1.0,
+    }
+    rejected = {labels: value for (name, labels), value in samples.items()
+                if name == "payment_payments_total" and ("outcome", "rejected") in labels}
+    assert rejected == {
+        (("error_code", "INVALID_REQUEST"), ("outcome", "rejected")): 1.0,
+        (("error_code", "BODY_TOO_LARGE"), ("outcome", "rejected")): 2.0,
+    }

@@ -60,7 +60,7 @@ class Service:
     """The app over fakes. The contract's example order (150.00 USD) and
     reservation are known; `order()` adds others."""
 
-    def __init__(self):
+    def __init__(self, verifier=None):
         self.store = FakeStore()
         self.ordering = FakeOrdering([Order(uuid.UUID(ORDER), uuid.UUID(CUSTOMER), Decimal("150.00"), "USD",
                                             "pending")])
@@ -73,7 +73,8 @@ class Service:
             store=self.store, ordering=self.ordering, reservations=self.reservations, gateway=self.gateway,
             delivery=self.delivery, topic_succeeded="payment-succeeded", topic_failed="payment-failed",
             delivery_timeout=0.01, pending_timeout=Config.pending_timeout)
-        self.http = falcon.testing.TestClient(create_app(deps, max_body_bytes=Config.max_body_bytes, metrics=self.metrics))
+        self.http = falcon.testing.TestClient(create_app(deps, max_body_bytes=Config.max_body_bytes,
+                                                         metrics=self.metrics, verifier=verifier))
 
     def order(self, total="150.00", customer=CUSTOMER, currency="USD", status="pending") -> str:
         order_id = uuid.uuid4()
@@ -161,6 +162,9 @@ UNREADABLE = [
     (b'"a string"', "body must be a JSON object"),
     (b'', "body is not valid JSON (Expecting value at position 0)"),
     (b'{"orderId": ', "body is not valid JSON (Expecting value at position 12)"),
+    # The json module's message ends in "at" itself: said once, not "at at".
+    (b'{"orderId": "7c9e6679', "body is not valid JSON (Unterminated string starting at position 12)"),
+    (b'{"orderId": "\x01"}', "body is not valid JSON (Invalid control character at position 13)"),
     (b'{"orderId": "\xff"}', "body is not valid UTF-8"),
     (b'[' * 10_000 + b']' * 10_000, "body is nested too deeply"),
     # Numbers that cannot be held exactly, wherever they are: refused, never rounded.
@@ -231,13 +235,17 @@ def test_an_order_id_query_that_is_not_a_guid_is_400(app, params, why):
     assert app.store.reads == []
 
 
-def test_unknown_route_and_method_use_the_envelope(app):
+def test_unknown_route_and_method_get_the_services_own_messages(app):
     reply = Answer(app.http.simulate_get("/nowhere"))
-    assert reply.status == 404 and reply.body == refused("404 Not Found")
+    assert reply.status == 404
+    assert reply.body == refused("Not found: no such resource (GET /openapi.json lists the service's endpoints)")
     # GET /payments lists an order's payments; DELETE is not a method it has.
     reply = Answer(app.http.simulate_delete("/payments"))
-    assert reply.status == 405 and reply.body == refused("405 Method Not Allowed")
-    assert set(reply.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+    assert reply.status == 405
+    assert reply.body == refused("Method not allowed: this resource answers GET, POST, OPTIONS")
+    assert set(reply.headers["Allow"].replace(" ", "").split(",")) == {"GET", "POST", "OPTIONS"}
+    reply = Answer(app.http.simulate_put(f"/payments/{uuid.uuid4()}"))
+    assert reply.status == 405 and reply.body == refused("Method not allowed: this resource answers GET, OPTIONS")
     assert app.store.reads == []
 
 
@@ -403,19 +411,26 @@ def test_a_replay_to_another_customer_is_403(app):
 
 # --- counted and logged once --------------------------------------------------
 
-def test_each_refusal_of_a_payment_is_counted_once_and_a_refused_body_not_at_all(app):
+def test_each_refusal_of_a_payment_is_counted_once_a_refused_body_too(app):
     app.pay(body(str(uuid.uuid4())))
     app.ordering.fault = UpstreamTimeout
     app.pay(body())
     app.ordering.fault = None
     app.pay(body(app.order(total="150.66"), amount="150.66"))
     app.pay(b"{")
+    app.pay({**GOOD, "amount": 0})
     app.pay(body(), content_type="text/plain")
+    app.pay(b'{"pad": "' + b"x" * 65536 + b'"}')
+    # Not a payment request: counted by the refusals metric, not here.
+    app.get("/payments/nope")
 
     assert app.refusals_counted() == {
         ("rejected", "ORDER_NOT_FOUND"): 1.0,
         ("error", "UPSTREAM_TIMEOUT"): 1.0,
         ("failed", "INSUFFICIENT_FUNDS"): 1.0,
+        ("rejected", "INVALID_REQUEST"): 2.0,
+        ("rejected", "UNSUPPORTED_MEDIA_TYPE"): 1.0,
+        ("rejected", "BODY_TOO_LARGE"): 1.0,
     }
 
 
