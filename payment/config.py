@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from payment import secret_files
 from payment.db import connection_string
 from payment.outbox import kafka_settings
 from payment.outbox.kafka_settings import BROKER_DEFAULT
@@ -76,6 +77,10 @@ class Config:
     # ConnectionStrings__Default keys accepted with no meaning here, named in
     # one start-up log line.
     db_ignored_keys: tuple[str, ...] = ()
+    # The service's own database role (DB_APP_ROLE), for `migrate` run as the
+    # schema's owner: it grants this role what the service needs and no more
+    # (payment/db/migrations.py). None: no grants, one role does both.
+    db_app_role: str | None = None
     # librdkafka properties from Kafka__* / KAFKA_* (payment/outbox/kafka_settings.py),
     # for the producer and the admin client. They may hold secrets
     # (sasl.password...): out of repr(), see redacted_kafka_settings().
@@ -144,7 +149,12 @@ class Config:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Config":
-        env = dict(os.environ if env is None else env)
+        """The configuration from `env` (the process's environment by
+        default), each secret's NAME_FILE read first (payment/secret_files.py)."""
+        try:
+            env = secret_files.resolve(dict(os.environ if env is None else env))
+        except secret_files.SecretFileError as exc:
+            raise ConfigError(str(exc)) from None
         return cls(
             **_database(env),
             kafka_bootstrap_servers=_kafka_servers(env),
@@ -246,7 +256,16 @@ def _database(env: dict[str, str]) -> dict[str, Any]:
         "db_timeout": _seconds(env, "DB_TIMEOUT_S", npgsql.command_timeout or Config.db_timeout),
         "db_search_path": npgsql.search_path,
         "db_ignored_keys": npgsql.ignored,
+        "db_app_role": _role(env, "DB_APP_ROLE"),
     }
+
+
+def _role(env: dict[str, str], name: str) -> str | None:
+    value = env.get(name) or None
+    # An unquoted PostgreSQL identifier: what CREATE ROLE name takes as written.
+    if value is not None and not re.fullmatch(r"[a-z_][a-z0-9_$]{0,62}", value):
+        raise ConfigError(f"{name} must be a role name: lower-case letters, digits, _ and $, at most 63")
+    return value
 
 
 def _kafka(env: dict[str, str]) -> dict[str, Any]:

@@ -88,16 +88,30 @@ def dotnet_property(suffix: str) -> str:
     return ".".join(word.lower() for word in re.findall(r"[A-Z]+(?![a-z])|[A-Z][a-z0-9]*|[a-z0-9]+", suffix))
 
 
+def property_of(variable: str) -> str | None:
+    """The client property a variable sets, in either spelling; None for
+    any other variable, the service's own KAFKA_* among them."""
+    if variable.startswith("Kafka__") and variable not in SERVICE_DOTNET_VARIABLES:
+        return dotnet_property(variable[len("Kafka__"):])
+    if variable.startswith("KAFKA_") and variable not in SERVICE_VARIABLES:
+        return variable[len("KAFKA_"):].lower().replace("_", ".")
+    return None
+
+
+def is_secret_variable(variable: str) -> bool:
+    """Whether the variable sets a property that holds a secret
+    (`KAFKA_SASL_PASSWORD`, `Kafka__SaslPassword`)."""
+    name = property_of(variable)
+    return name is not None and is_secret(name)
+
+
 def from_env(env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """(librdkafka property -> value, property -> the variable it came from)."""
     settings: dict[str, str] = {}
     sources: dict[str, str] = {}
     for variable, value in sorted(env.items()):
-        if variable.startswith("Kafka__") and variable not in SERVICE_DOTNET_VARIABLES:
-            name = dotnet_property(variable[len("Kafka__"):])
-        elif variable.startswith("KAFKA_") and variable not in SERVICE_VARIABLES:
-            name = variable[len("KAFKA_"):].lower().replace("_", ".")
-        else:
+        name = property_of(variable)
+        if name is None:
             continue
         if not re.fullmatch(r"[a-z0-9]+(\.[a-z0-9]+)*", name):
             raise KafkaSettingsError(f"{variable} does not name a Kafka client property")

@@ -5,10 +5,12 @@ here, and Kafka client settings in the .NET style, secrets included."""
 from __future__ import annotations
 
 import requests
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from payment import jsonio
 from tests.e2e.test_operations import scrape
 from tests.support import new_order, payment_body
+from tests.tokens import HS256_SECRET, OTHER_SECRET, bearer, hs256
 
 DB_CANARY = "canary-db-pw-5e1d"
 KAFKA_CANARY = "canary-kafka-pw-9b2c"
@@ -50,3 +52,35 @@ def test_a_production_connection_string_and_kafka_settings_start_the_service(ser
     # LOG_LEVEL=DEBUG: every line the service can write at start-up and per request.
     for canary in (DB_CANARY, KAFKA_CANARY):
         assert not any(canary in line for line in served.lines()), canary
+
+
+def test_secrets_from_files_start_the_service(serve, service_env, sandbox, tmp_path):
+    """The database URL, a token secret and a Kafka password each from a
+    file, as Docker secrets give them (`/run/secrets/...`, a final newline):
+    the master, the migrate step and the workers all read them."""
+    url = make_conninfo(**{**conninfo_to_dict(service_env["DATABASE_URL"]), "password": DB_CANARY})
+    files = {"DATABASE_URL_FILE": url + "\n", "AUTH_JWT_HS256_SECRET_FILE": HS256_SECRET + "\n",
+             "Kafka__SaslPassword_FILE": KAFKA_CANARY + "\r\n"}
+    for name, content in files.items():
+        (tmp_path / name).write_text(content, newline="")
+    env = {**service_env, "DATABASE_URL": "", **{name: str(tmp_path / name) for name in files}}
+    served = serve(env, workers=1)
+
+    assert requests.get(f"{served.url}/health/ready", timeout=10).status_code == 200
+    order_id = new_order(sandbox)
+    reply = requests.post(f"{served.url}/payments", data=jsonio.dumps(payment_body(order_id)), timeout=15,
+                          headers={"Content-Type": "application/json", **bearer(hs256())})
+    assert reply.status_code == 200, reply.text
+    assert requests.post(f"{served.url}/payments", data=jsonio.dumps(payment_body(order_id)), timeout=15,
+                         headers={"Content-Type": "application/json", **bearer(hs256(secret=OTHER_SECRET))}
+                         ).status_code == 401
+    assert served.stop() == 0
+
+    records = served.records()
+    [started] = [r for r in records if r["logger"] == "payment.startup"]
+    assert started["authorization"] == "HS256 (shared secret)"
+    assert "password=***" in started["database"]
+    [migrated] = [r for r in records if r["message"] == "schema applied; topics ready"]
+    assert "sasl.password" in migrated["kafkaSettings"]
+    for secret in (DB_CANARY, KAFKA_CANARY, HS256_SECRET):
+        assert not any(secret in line for line in served.lines()), secret
