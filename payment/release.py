@@ -23,7 +23,7 @@ def prepare(config: Config, wait_s: float = 30.0) -> migrations.Outcome:
     KAFKA_TOPIC_CREATE=false found). Waits up to `wait_s` for each, as both
     may start alongside; a migration that fails or was changed stops it at
     once, since waiting cannot mend it."""
-    outcome = _retry(lambda: migrations.migrate(config.database_url), wait_s,
+    outcome = _retry(lambda: migrations.migrate(config.database_url, app_role=config.db_app_role), wait_s,
                      "payment database is unreachable")
     topics = [config.topic_succeeded, config.topic_failed]
     if config.kafka_topic_create:

@@ -152,6 +152,10 @@ class Database:
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute(sql, params)
 
+    def execute_rows(self, sql: str, params=()) -> list[dict]:
+        with psycopg.connect(self.url, autocommit=True, row_factory=dict_row) as conn:
+            return conn.execute(sql, params).fetchall()
+
     def truncate(self) -> None:
         self.execute("TRUNCATE bc_payment.outbox, bc_payment.payment_checks, bc_payment.payments,"
                      " bc_payment.simulator_charges, bc_payment.simulator_voids")

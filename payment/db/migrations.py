@@ -11,6 +11,14 @@ statement), so this works through PgBouncer in transaction mode too.
 A migration file is plain SQL run in one transaction: it cannot hold
 statements that refuse a transaction block (CREATE INDEX CONCURRENTLY,
 VACUUM) nor its own BEGIN or COMMIT.
+
+Least privilege: migrations run as the role that owns the schema, and the
+service as another that only reads and writes its tables. Given that role
+(`app_role`, DB_APP_ROLE), every run ends by granting it exactly that, in
+its own transaction under the same lock: usage of the schema, SELECT,
+INSERT, UPDATE and DELETE on its tables (the version table: SELECT only)
+and its sequences. Every run, so that a table a new migration adds is
+covered without a migration naming the role.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import TupleRow
 
 from payment.files import MIGRATIONS_DIR
@@ -42,6 +51,17 @@ CREATE TABLE bc_payment.schema_migrations (
     checksum   text        NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
 )"""
+
+
+# What the service's own role is granted: read and write the schema's tables,
+# nothing else (no DDL, no TRUNCATE, no other schema). {role} is quoted as an
+# identifier.
+APP_GRANTS = (
+    "GRANT USAGE ON SCHEMA bc_payment TO {role}",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA bc_payment TO {role}",
+    "REVOKE INSERT, UPDATE, DELETE ON bc_payment.schema_migrations FROM {role}",
+    "GRANT USAGE ON ALL SEQUENCES IN SCHEMA bc_payment TO {role}",
+)
 
 
 class MigrationError(RuntimeError):
@@ -86,10 +106,12 @@ def load(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return migrations
 
 
-def migrate(conninfo: str, *, directory: Path = MIGRATIONS_DIR, target: int | None = None) -> Outcome:
+def migrate(conninfo: str, *, directory: Path = MIGRATIONS_DIR, target: int | None = None,
+            app_role: str | None = None) -> Outcome:
     """Apply every migration not yet recorded (up to `target`, when given),
     one transaction each, and log one line per migration applied, or that the
-    schema was up to date."""
+    schema was up to date; then grant `app_role`, when given, what the
+    service needs."""
     migrations = [m for m in load(directory) if target is None or m.version <= target]
     applied: list[Migration] = []
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=10, prepare_threshold=None) as conn:
@@ -104,10 +126,25 @@ def migrate(conninfo: str, *, directory: Path = MIGRATIONS_DIR, target: int | No
                 break
             applied.append(pending[0])
             log.info("applied migration %s", pending[0].name, extra={"schemaVersion": pending[0].version})
+        if app_role:
+            grant_app_role(conn, app_role)
     version = max(recorded, default=0)
     if not applied:
         log.info("schema up to date at version %d", version, extra={"schemaVersion": version})
     return Outcome(version=version, applied=applied)
+
+
+def grant_app_role(conn: psycopg.Connection, role: str) -> None:
+    """APP_GRANTS to `role`, in one transaction under the migration lock:
+    concurrent GRANTs on one object can fail ("tuple concurrently updated")."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+            raise MigrationError(f"the service's role {role} does not exist: create it first "
+                                 f"(docs: least privilege)")
+        for statement in APP_GRANTS:
+            conn.execute(sql.SQL(statement).format(role=sql.Identifier(role)))
+    log.info("granted %s what the service needs on bc_payment", role, extra={"appRole": role})
 
 
 def recorded_version(conninfo: str) -> int:
