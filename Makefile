@@ -4,14 +4,32 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test unit typecheck install clean bench bench-pgbouncer soak wrk reliability-soak
+.PHONY: run test unit typecheck install lock clean bench bench-pgbouncer soak wrk reliability-soak
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# Exactly the locked files, checked against their hashes: the runtime lock as
+# the image installs it, then the development packages on top.
+$(VENV)/.installed: requirements.lock requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-dev.lock
 	touch $@
+
+# requirements.lock and requirements-dev.lock from requirements.txt and
+# requirements-dev.txt: every transitive dependency pinned, with the hashes of
+# all its files on the package index (pip-tools' pip-compile, in a venv of its
+# own; this machine's pip configuration and wheel cache left out, so that only
+# the index's files are hashed). Run with the image's Python (3.11): markers
+# are resolved for the interpreter that compiles.
+PIP_TOOLS ?= pip-tools==7.6.2
+PIP_COMPILE = env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null CUSTOM_COMPILE_COMMAND="make lock" \
+	.venv-lock/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --disable-pip-version-check $(PIP_TOOLS)
+	$(PIP_COMPILE) --output-file requirements.lock requirements.txt
+	$(PIP_COMPILE) --output-file requirements-dev.lock requirements-dev.txt
 
 # The service on :5004, with a local PostgreSQL, broker and sandbox ordering
 # service wherever DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, ORDERING_SERVICE_URL
@@ -62,4 +80,4 @@ wrk:
 	  || { echo "make: wrk is needed: apt-get install -y wrk" >&2; exit 1; }
 
 clean:
-	rm -rf $(VENV) .devstack .pytest_cache .mypy_cache
+	rm -rf $(VENV) .venv-lock .devstack .pytest_cache .mypy_cache
