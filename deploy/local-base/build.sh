@@ -31,6 +31,9 @@ ln -sf /usr/bin/python3.11 "$rootfs/usr/local/bin/python3"
 printf '#!/bin/sh\nexec /usr/bin/python3.11 -m pip "$@"\n' > "$rootfs/usr/local/bin/pip"
 chmod 755 "$rootfs/usr/local/bin/pip"
 rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
+# The certificate authorities this machine trusts: a proxy between it and
+# the package index may sign with its own (Debian's pip reads this bundle).
+cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
 chroot "$rootfs" apt-get clean
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin
 
