@@ -179,27 +179,40 @@ def _serve_until_stopped(service: subprocess.Popen) -> None:
 PGBOUNCER_USER = "nobody"
 
 
-def pgbouncer_binary() -> str:
-    """PgBouncer from the Debian package `pgbouncer`, installed when missing
-    (as root, like wrk for `make bench`)."""
+def debian_binary(command: str, package: str, directories: str = "/usr/sbin:/usr/bin") -> str:
+    """`command` from the Debian package `package`, installed when missing
+    (as root, like wrk for `make bench`; otherwise the error says what to
+    install). Recommended packages are left out: only the command is wanted."""
     import shutil
 
-    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
-    if found:
-        return found
+    def found() -> str | None:
+        return shutil.which(command) or shutil.which(command, path=directories)
+
+    if found():
+        return found()
     if os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-qq", "pgbouncer"], check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if subprocess.run(["sh", "-c", "command -v pgbouncer || test -x /usr/sbin/pgbouncer"],
-                          stdout=subprocess.DEVNULL).returncode != 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]
+        subprocess.run(install, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        if not found():
+            # The package lists may be missing or stale on a fresh machine.
             subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL)
-            subprocess.run(["apt-get", "install", "-y", "-qq", "pgbouncer"], check=False,
-                           stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
-    if not found:
-        raise RuntimeError("PgBouncer is needed: apt-get install -y pgbouncer")
-    return found
+            subprocess.run(install, check=False, stdout=subprocess.DEVNULL, env=env)
+    if not found():
+        raise RuntimeError(f"{command} is needed: apt-get install -y {package}")
+    return found()
+
+
+def pgbouncer_binary() -> str:
+    """PgBouncer from the Debian package `pgbouncer`."""
+    return debian_binary("pgbouncer", "pgbouncer")
+
+
+def promtool_binary() -> str:
+    """Prometheus' promtool, which checks and unit-tests the alerting rules
+    (deploy/prometheus/), from the Debian package `prometheus`. Only promtool
+    is used; on a host run by systemd the package also enables its server."""
+    return debian_binary("promtool", "prometheus")
 
 
 @dataclasses.dataclass
