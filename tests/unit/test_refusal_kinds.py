@@ -5,14 +5,18 @@ request each, the counter read before and after."""
 
 from __future__ import annotations
 
+import re
 import uuid
+from pathlib import Path
 
 import pytest
 
 from payment.api.auth import TokenVerifier
+from payment.server.read_ahead_worker import KINDS as WORKER_KINDS
 from tests.tokens import HS256_SECRET, OTHER_SECRET, claims, hs256
 from tests.unit.test_refusals import GOOD, PREFIX, Service, access_lines, body  # noqa: F401 - a fixture
 
+ROOT = Path(__file__).resolve().parents[2]
 PAYMENT = "/payments/{paymentId}"
 
 
@@ -116,3 +120,23 @@ def test_a_fault_carries_its_kind_on_the_access_line_and_is_no_refusal(access_li
     assert app.pay(body()).status == 504
     assert refusals(app) == {}
     assert access_lines()[0]["errorKind"] == "upstream_timeout"
+
+
+def documented_kinds() -> dict[str, set[int]]:
+    """kind -> statuses, from the error table of docs/api.md."""
+    kinds: dict[str, set[int]] = {}
+    for line in (ROOT / "docs" / "api.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].isdigit():
+            for kind in re.findall(r"`([a-z_]+)`", cells[1]):
+                kinds.setdefault(kind, set()).add(int(cells[0]))
+    return kinds
+
+
+def test_the_error_table_names_every_kind_a_4xx_is_counted_by():
+    counted = {(kind, status) for _, status, _, kind in CASES}
+    counted |= {("conflict", 409), ("auth_missing", 401), ("auth_expired", 401), ("auth_invalid", 401)}
+    counted |= {(kind, status) for status, kind in WORKER_KINDS.items()}
+    documented = {(kind, status) for kind, statuses in documented_kinds().items() for status in statuses
+                  if status < 500}
+    assert documented == counted
