@@ -30,6 +30,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from gunicorn import http
+from gunicorn.http import errors as parse_errors
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from payment import jsonio
@@ -63,6 +64,23 @@ _STATUS_OF = {
 }
 # Each answer's kind and error code, as the app names its refusals (payment/api/error_handlers.py).
 KINDS = {408: "request_timeout", 413: "too_large", 431: "headers_too_large", 400: "malformed_chunks"}
+# A request gunicorn's parser refuses (a bad request line, header or chunk):
+# answered here in the envelope, as every refusal is, rather than with
+# gunicorn's HTML page quoting what the client sent. (errors, status,
+# reason, kind, message)
+_MALFORMED_ANSWERS = (
+    (parse_errors.LimitRequestLine, 414, "URI Too Long", "uri_too_long",
+     "Invalid request: the request line is too long"),
+    (parse_errors.LimitRequestHeaders, 431, "Request Header Fields Too Large", "headers_too_large",
+     "Invalid request: request headers are too large"),
+    (parse_errors.ExpectationFailed, 417, "Expectation Failed", "expectation_failed",
+     "Invalid request: the Expect header is not supported"),
+    ((parse_errors.InvalidRequestLine, parse_errors.InvalidRequestMethod, parse_errors.InvalidHTTPVersion,
+      parse_errors.InvalidHeader, parse_errors.InvalidHeaderName, parse_errors.InvalidProxyLine,
+      parse_errors.InvalidSchemeHeaders, parse_errors.ObsoleteFolding, parse_errors.InvalidH2CPreface,
+      parse_errors.InvalidChunkSize, parse_errors.ChunkMissingTerminator, parse_errors.InvalidChunkExtension),
+     400, "Bad Request", "malformed_http", "Invalid request: malformed HTTP request"),
+)
 CODES = {408: "REQUEST_TIMEOUT", 413: "BODY_TOO_LARGE", 431: "HEADERS_TOO_LARGE", 400: "MALFORMED_CHUNKS"}
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
@@ -205,11 +223,8 @@ class ReadAheadWorker(ThreadWorker):
         """The worker's own answer to a request no thread will see, then close."""
         reason, message = ANSWERS[status]
         request_id = request_id_from(conn.framing.request_id if conn.framing else None)
-        body = jsonio.dumps({"success": False, "errorMessage": message.format(
-            kib=self.max_body_bytes // 1024), "payment": None}).encode()
-        head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\nX-Request-ID: {request_id}\r\n\r\n")
-        self._send(conn, head.encode("latin-1") + body)
+        message = message.format(kib=self.max_body_bytes // 1024)
+        self._send(conn, _envelope_answer(status, reason, message, request_id))
         line = http_framing.request_line(conn.framing.buffer) if conn.framing else None
         method, path = line or ("", "")
         self._count(method, path, status)
@@ -218,6 +233,25 @@ class ReadAheadWorker(ThreadWorker):
                                    "client": conn.client[0] if conn.client else None})
         self.nr_conns -= 1
         self.linger(conn)
+
+    def handle_error(self, req, client, addr, exc):
+        """A request gunicorn's parser refused: the envelope, counted and
+        logged like the others (the parser's message, which quotes what the
+        client sent, is left out). Anything else is gunicorn's to answer."""
+        answer = next((answer[1:] for answer in _MALFORMED_ANSWERS if isinstance(exc, answer[0])), None)
+        if answer is None:
+            return super().handle_error(req, client, addr, exc)
+        status, reason, kind, message = answer
+        request_id = request_id_from(None)
+        try:
+            client.sendall(_envelope_answer(status, reason, message, request_id))
+        except OSError:
+            pass
+        if self.metrics is not None:
+            self.metrics.refused_unread("other", status, kind, payment_code=None)
+        log.info("request", extra={"requestId": request_id, "status": status, "route": None,
+                                   "errorKind": kind, "reason": type(exc).__name__,
+                                   "client": addr[0] if addr else None})
 
     def _count(self, method: str, path: str, status: int) -> None:
         if self.metrics is None:
@@ -280,6 +314,14 @@ def _framing(conn: ReadAheadConn) -> http_framing.Framing:
     if conn.framing is None:
         raise RuntimeError("a connection read without its framing")
     return conn.framing
+
+
+def _envelope_answer(status: int, reason: str, message: str, request_id: str) -> bytes:
+    """A whole response in the documented envelope, closing the connection."""
+    body = jsonio.dumps({"success": False, "errorMessage": message, "payment": None}).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\nX-Request-ID: {request_id}\r\n\r\n")
+    return head.encode("latin-1") + body
 
 
 def _receive(sock: socket.socket) -> bytes | None:

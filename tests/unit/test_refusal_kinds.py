@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from payment.api.auth import TokenVerifier
+from payment.server.read_ahead_worker import _MALFORMED_ANSWERS
 from payment.server.read_ahead_worker import KINDS as WORKER_KINDS
 from tests.tokens import HS256_SECRET, OTHER_SECRET, claims, hs256
 from tests.unit.test_refusals import GOOD, PREFIX, Service, access_lines, body  # noqa: F401 - a fixture
@@ -137,6 +138,7 @@ def test_the_error_table_names_every_kind_a_4xx_is_counted_by():
     counted = {(kind, status) for _, status, _, kind in CASES}
     counted |= {("conflict", 409), ("auth_missing", 401), ("auth_expired", 401), ("auth_invalid", 401)}
     counted |= {(kind, status) for status, kind in WORKER_KINDS.items()}
+    counted |= {(kind, status) for _, status, _, kind, _ in _MALFORMED_ANSWERS}
     documented = {(kind, status) for kind, statuses in documented_kinds().items() for status in statuses
                   if status < 500}
     assert documented == counted
