@@ -83,7 +83,7 @@ def _run_loop(name: str, *, outbox: bool) -> None:
     configure_logging()
     config = _config()
     log_ignored_settings(config)
-    log_start(config, name, dbPoolMax=LOOP_POOL_MAX)
+    log_start(config, name, dbPoolMin=min(config.db_pool_min, LOOP_POOL_MAX), dbPoolMax=LOOP_POOL_MAX)
     core = build_loop(config, outbox=outbox)
     relay = core.relay
     if relay is None:  # build_loop makes one

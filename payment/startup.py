@@ -52,7 +52,7 @@ def log_start(config: Config, process: str, **more: Any) -> None:
     """One INFO line: `<process> starting: gateway ..., authorization ...`."""
     fields = {**summary(config), **more}
     log.info("%s starting: gateway %s, authorization %s, database pool %d to %d, topics %s", process,
-             fields["gateway"], fields["authorization"], config.db_pool_min, config.db_pool_max,
+             fields["gateway"], fields["authorization"], fields["dbPoolMin"], fields["dbPoolMax"],
              ", ".join(fields["topics"]), extra={"component": process, **fields})
 
 

@@ -53,6 +53,8 @@ def test_every_line_is_json_with_request_ids_and_no_secret(serve, service_env, s
     assert (started["dbPoolMin"], started["dbPoolMax"], started["workers"], started["threads"]) == (1, 8, 2, 8)
     assert started["topics"] == ["payment-succeeded", "payment-failed"]
     assert "password=***" in started["database"]
+    # A run and a normal stop: nothing at WARNING or above.
+    assert [r for r in records if r["level"] not in ("DEBUG", "INFO")] == []
     assert any(r["logger"] == "gunicorn.error" and "Booting worker" in r["message"] for r in records)
 
 

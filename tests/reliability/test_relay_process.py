@@ -5,6 +5,7 @@ reconcile`) settles overdue pending payments from the gateway's ledger."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -112,6 +113,10 @@ def test_reconciler_process_settles_pending_payments_from_the_gateways_ledger(
         reconciler.terminate()
         code = reconciler.wait(15)
     assert code == 0
+    [started] = [json.loads(line) for line in (tmp_path / "reconciler.log").read_text().splitlines()
+                 if '"payment.startup"' in line]
+    assert started["message"] == ("reconciler starting: gateway simulator, authorization off, database pool 1 to 3, "
+                                  "topics payment-succeeded, payment-failed")
     rows = {row["id"]: row for row in database.rows()}
     assert (rows[charged]["status"], rows[charged]["transaction_id"]) == ("succeeded", "txn_00000000000000aa")
     assert (rows[never]["status"], rows[never]["error_code"]) == ("failed", "PROCESSING_INTERRUPTED")
