@@ -29,11 +29,17 @@ def authorization(config: Config) -> str:
     return ", ".join(ways) or "off"
 
 
+def algorithms(config: Config) -> list[str]:
+    return (["HS256"] if config.auth_hs256_secret else []) + (["RS256"] if config.auth_jwks_url else [])
+
+
 def summary(config: Config) -> dict[str, Any]:
     """The start-up line's fields."""
     fields: dict[str, Any] = {
         "gateway": config.payment_gateway,
         "authorization": authorization(config),
+        "authorizationEnabled": config.auth_enabled,
+        "authorizationAlgorithms": algorithms(config),
         "dbPoolMin": config.db_pool_min,
         "dbPoolMax": config.db_pool_max,
         "topics": [config.topic_succeeded, config.topic_failed],

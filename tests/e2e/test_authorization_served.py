@@ -101,4 +101,5 @@ def test_tokens_under_gunicorn_and_nothing_secret_in_the_logs(serve, sandbox):
     # The start-up line says authorization is on, and how; never the secret.
     [started] = [r for r in records if r["logger"] == "payment.startup"]
     assert started["authorization"] == "HS256 (shared secret), RS256 (JWKS)"
+    assert (started["authorizationEnabled"], started["authorizationAlgorithms"]) == (True, ["HS256", "RS256"])
     assert started["authJwksUrl"] == jwks.url
