@@ -138,7 +138,7 @@ def run_dev(data_dir: str = ".devstack") -> None:
 DEPENDENCY_STOP_S = 30.0
 
 
-def _start_dependencies(env: dict[str, str], root: Path, started: list[subprocess.Popen]) -> None:
+def _start_dependencies(env: dict[str, str], root: Path, started: list[subprocess.Popen[bytes]]) -> None:
     if not configured(env, "DATABASE_URL", "ConnectionStrings__Default"):
         # pg_ctl detaches PostgreSQL from this process group itself; it is
         # stopped when this process exits.
@@ -159,7 +159,7 @@ def _start_dependencies(env: dict[str, str], root: Path, started: list[subproces
         print(f"sandbox ordering and reservation service on 127.0.0.1:{port}", flush=True)
 
 
-def _serve_until_stopped(service: subprocess.Popen) -> None:
+def _serve_until_stopped(service: subprocess.Popen[bytes]) -> None:
     """Wait for the service; the first Ctrl-C (or SIGTERM) drains it, the next stops it at once."""
     stops: list[int] = []
 
@@ -188,8 +188,9 @@ def debian_binary(command: str, package: str, directories: str = "/usr/sbin:/usr
     def found() -> str | None:
         return shutil.which(command) or shutil.which(command, path=directories)
 
-    if found():
-        return found()
+    path = found()
+    if path:
+        return path
     if os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]
@@ -198,9 +199,10 @@ def debian_binary(command: str, package: str, directories: str = "/usr/sbin:/usr
             # The package lists may be missing or stale on a fresh machine.
             subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL)
             subprocess.run(install, check=False, stdout=subprocess.DEVNULL, env=env)
-    if not found():
+    path = found()
+    if not path:
         raise RuntimeError(f"{command} is needed: apt-get install -y {package}")
-    return found()
+    return path
 
 
 def pgbouncer_binary() -> str:

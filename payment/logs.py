@@ -54,7 +54,7 @@ def bound(name: str) -> Any:
 REQUEST_ID_HEADER = "X-Request-ID"
 
 
-def note(**fields) -> None:
+def note(**fields: object) -> None:
     """Add fields to the lines of the request being served, its access line
     (api/telemetry.py) among them, as soon as they are known: a payment's id,
     the gateway's reference. Outside a request (the reconciler, a test calling

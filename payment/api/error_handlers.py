@@ -61,11 +61,12 @@ class Handlers:
                    params: dict[str, Any]) -> None:
         """Falcon's own errors (unknown route, wrong method...) in the envelope,
         in the service's words."""
-        for name, value in (error.headers or {}).items():
+        headers = _headers(error)
+        for name, value in headers.items():
             resp.set_header(name, value)
         status = error.status_code
         kind = _HTTP_KINDS.get(status, "bad_request" if status == 400 else f"http_{status}")
-        self.answer(req, resp, status, _http_message(error, status), kind=kind, code=kind.upper())
+        self.answer(req, resp, status, _http_message(error, headers), kind=kind, code=kind.upper())
 
     def unexpected(self, req: falcon.Request, resp: falcon.Response, error: Exception,
                    params: dict[str, Any]) -> None:
@@ -75,19 +76,23 @@ class Handlers:
                     code=UNEXPECTED.upper())
 
 
-def _http_message(error: falcon.HTTPError, status: int) -> str:
+def _headers(error: falcon.HTTPError) -> dict[str, str]:
+    """The error's headers, given as a mapping or as pairs."""
+    return dict(error.headers or {})
+
+
+def _http_message(error: falcon.HTTPError, headers: dict[str, str]) -> str:
     if isinstance(error, falcon.HTTPRouteNotFound):
         return NO_SUCH_ROUTE
     if isinstance(error, falcon.HTTPMethodNotAllowed):
-        allowed = (error.headers or {}).get("Allow", "")
-        return f"Method not allowed: this resource answers {allowed}"
+        return f"Method not allowed: this resource answers {headers.get('Allow', '')}"
     message = error.title or error.status
     if error.description:
         message = f"{message}: {error.description}"
     return str(message)
 
 
-def register(app: falcon.App, metrics: Metrics) -> None:
+def register(app: falcon.App[falcon.Request, falcon.Response], metrics: Metrics) -> None:
     handlers = Handlers(metrics)
     app.add_error_handler(Exception, handlers.unexpected)
     app.add_error_handler(falcon.HTTPError, handlers.http_error)

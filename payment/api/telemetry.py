@@ -50,7 +50,7 @@ class TelemetryMiddleware:
         log.log(logging.DEBUG if quiet else logging.INFO, "request", extra=fields)
 
 
-def _error_kind(req, status: int) -> str | None:
+def _error_kind(req: falcon.Request, status: int) -> str | None:
     if status < 400:
         return None
     if status == 402:

@@ -234,7 +234,8 @@ class ReadAheadWorker(ThreadWorker):
         self.nr_conns -= 1
         self.linger(conn)
 
-    def handle_error(self, req, client, addr, exc):
+    def handle_error(self, req: object, client: socket.socket, addr: tuple[str, int] | None,
+                     exc: BaseException) -> None:
         """A request gunicorn's parser refused: the envelope, counted and
         logged like the others (the parser's message, which quotes what the
         client sent, is left out). Anything else is gunicorn's to answer."""
