@@ -33,7 +33,7 @@ lock:
 
 # The service on :5004, with a local PostgreSQL, broker and sandbox ordering
 # service wherever DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, ORDERING_SERVICE_URL
-# are not set. Ctrl-C stops it all.
+# are not set. Ctrl-C drains the service, then stops the rest (docs/operations.md, Signals).
 run: install
 	$(PY) -m devstack
 

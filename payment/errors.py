@@ -102,7 +102,7 @@ class PaymentAlreadySettled(Exception):
 class DependencyError(PaymentError):
     """A part the service depends on failed; `part` names it for the client."""
 
-    retry_after_s = 1
+    retry_after_s: int | None = 1
 
     def __init__(self, part: str, message: str) -> None:
         super().__init__(f"Payment processing error: {message}")

@@ -134,7 +134,7 @@ def migrate(conninfo: str, *, directory: Path = MIGRATIONS_DIR, target: int | No
     return Outcome(version=version, applied=applied)
 
 
-def grant_app_role(conn: psycopg.Connection, role: str) -> None:
+def grant_app_role(conn: psycopg.Connection[TupleRow], role: str) -> None:
     """APP_GRANTS to `role`, in one transaction under the migration lock:
     concurrent GRANTs on one object can fail ("tuple concurrently updated")."""
     with conn.transaction():

@@ -241,7 +241,8 @@ class ReadAheadWorker(ThreadWorker):
         client sent, is left out). Anything else is gunicorn's to answer."""
         answer = next((answer[1:] for answer in _MALFORMED_ANSWERS if isinstance(exc, answer[0])), None)
         if answer is None:
-            return super().handle_error(req, client, addr, exc)
+            super().handle_error(req, client, addr, exc)
+            return
         status, reason, kind, message = answer
         request_id = request_id_from(None)
         try:

@@ -202,7 +202,8 @@ def test_the_release_step_migrates_the_same_database_before_the_service_starts()
     assert set(migrate["environment"]) == DOCUMENTED_VARIABLES | {"DB_APP_ROLE"} | set(TOPIC_CREATION_OFF)
     shared = DOCUMENTED_VARIABLES - {"ConnectionStrings__Default_FILE"}
     assert {k: migrate["environment"][k] for k in shared} == {k: payment["environment"][k] for k in shared}
-    owner, app = conninfo_to_dict(config_of("migrate").database_url), conninfo_to_dict(config_of("payment").database_url)
+    owner = conninfo_to_dict(config_of("migrate").database_url)
+    app = conninfo_to_dict(config_of("payment").database_url)
     # The same database, as another role.
     assert {k: v for k, v in owner.items() if k not in ("user", "password")} == \
         {k: v for k, v in app.items() if k not in ("user", "password")}
