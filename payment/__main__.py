@@ -87,7 +87,7 @@ def _run_loop(name: str, *, outbox: bool) -> None:
     core = build_loop(config, outbox=outbox)
     relay = core.relay
     if relay is None:  # build_loop makes one
-        sys.exit(f"payment-service: no {name} was built")
+        fail(f"start-up failed: no {name} was built")
     signal.signal(signal.SIGTERM, lambda *_: relay.stop(timeout=0))
     logging.getLogger("payment." + name.split()[-1]).info("%s running", name)
     try:

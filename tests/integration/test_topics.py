@@ -4,6 +4,7 @@ KAFKA_TOPIC_CREATE=false a start that waits for the platform's topics."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -62,7 +63,10 @@ def test_with_creation_off_start_up_needs_the_platforms_topics(service_env, brok
 
     refused = migrate(service_env, KAFKA_TOPIC_CREATE="false", **names)
     assert refused.returncode != 0
-    assert "the topics do not exist (KAFKA_TOPIC_CREATE is false)" in refused.stderr
+    # The failure is the last line, JSON like the others, on stdout with them.
+    failure = json.loads(refused.stdout.splitlines()[-1])
+    assert failure["level"] == "ERROR" and refused.stderr == ""
+    assert "the topics do not exist (KAFKA_TOPIC_CREATE is false)" in failure["message"]
     assert AdminClient({"bootstrap.servers": broker}).list_topics(timeout=10).topics.keys().isdisjoint(
         {succeeded, failed})
 
