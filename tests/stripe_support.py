@@ -60,8 +60,9 @@ class LocalStripe:
         self.log.close()
 
     def reset(self) -> None:
-        """Forget every object (localstripe's own endpoint)."""
+        """Forget every object (localstripe's own endpoint), offer search again."""
         self.http.delete(f"{self.url}/_config/data", timeout=10).raise_for_status()
+        self.search(True)
 
     def _request(self, method: str, path: str, **kwargs) -> dict:
         answer = self.http.request(method, f"{self.url}{path}", timeout=10, **kwargs)
@@ -93,11 +94,43 @@ class LocalStripe:
     def payment_method(self, card_number: str) -> str:
         """A PaymentMethod for a test card number (localstripe's own card
         behaviours: 4000000000000341 declines at charge, 4000002500003155
-        asks for 3-D Secure)."""
+        asks for 3-D Secure), as Stripe.js makes one in a checkout page."""
         return self._request("POST", "/v1/payment_methods", data={
             "type": "card", "card[number]": card_number, "card[exp_month]": "12",
             "card[exp_year]": "2034", "card[cvc]": "123",
         })["id"]
+
+    def sepa_payment_method(self, iban: str) -> str:
+        """A SEPA Direct Debit PaymentMethod: localstripe settles its charges
+        half a second after the confirm, so its intent is `processing`
+        meanwhile (DE62370400440532013001 then fails; any other IBAN succeeds
+        at once)."""
+        return self._request("POST", "/v1/payment_methods", data={
+            "type": "sepa_debit", "sepa_debit[iban]": iban})["id"]
+
+    def intent_awaiting_capture(self, payment, payment_method: str = "pm_card_visa") -> str:
+        """An intent for the payment made with manual capture and confirmed,
+        as an account or a caller other than the adapter may leave one:
+        `requires_capture`."""
+        intent = self._request("POST", "/v1/payment_intents", data={
+            "amount": "15000", "currency": "usd", "payment_method": payment_method,
+            "capture_method": "manual", "metadata[paymentId]": str(payment.id),
+            "metadata[orderId]": str(payment.order_id)})
+        self.confirm(intent["id"]).raise_for_status()
+        return intent["id"]
+
+    def search(self, enabled: bool) -> None:
+        """Offer the Search API (tests/localstripe_server.py) or not, as localstripe itself does not."""
+        self.http.post(f"{self.url}/_config/search", json={"enabled": enabled}, timeout=10).raise_for_status()
+
+    def register_webhook(self, url: str, secret: str, events: list[str] | None = None,
+                         webhook_id: str = "payments") -> None:
+        """Have localstripe deliver its events to `url`, signed with `secret`
+        (one second after each event, as its own webhooks do)."""
+        data = {"url": url, "secret": secret}
+        if events is not None:
+            data["events"] = events
+        self.http.post(f"{self.url}/_config/webhooks/{webhook_id}", json=data, timeout=10).raise_for_status()
 
 
 def expected_transaction_id(intent_id: str) -> str:
