@@ -13,6 +13,9 @@ again when the test ends.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
 import secrets
 import socket
@@ -20,6 +23,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +91,12 @@ class LocalStripe:
                        if c["payment_intent"] in mine and c["status"] == "succeeded"]
         return intent_id
 
+    def events(self, intent_id: str, event_type: str | None = None) -> list[dict]:
+        """The events localstripe made about the intent (what it delivers to webhooks), oldest first."""
+        params = {"limit": 1000, **({"type": event_type} if event_type else {})}
+        listed = self._request("GET", "/v1/events", params=params)["data"]
+        return sorted((e for e in listed if e["data"]["object"].get("id") == intent_id), key=lambda e: e["created"])
+
     def confirm(self, intent_id: str) -> requests.Response:
         """A confirm sent behind the adapter's back (a late or second one)."""
         return self.http.post(f"{self.url}/v1/payment_intents/{intent_id}/confirm", timeout=10)
@@ -140,6 +150,17 @@ def expected_transaction_id(intent_id: str) -> str:
     letters_and_digits = re.fullmatch(r"pi_([0-9A-Za-z]+)", intent_id)
     assert letters_and_digits, intent_id
     return "txn_" + letters_and_digits.group(1)
+
+
+def signed_delivery(event: dict, secret: str, at: float | None = None) -> tuple[bytes, dict]:
+    """A webhook delivery of `event` as Stripe (and localstripe) makes one:
+    the body, and the Stripe-Signature header of HMAC-SHA256("<t>.<body>")
+    with the endpoint's secret, at `at` (now by default)."""
+    body = json.dumps(event, indent=2, sort_keys=True)
+    timestamp = int(time.time() if at is None else at)
+    signature = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+    return body.encode(), {"Content-Type": "application/json; charset=utf-8",
+                           "Stripe-Signature": f"t={timestamp},v1={signature}"}
 
 
 FORWARD = "forward"        # pass everything through
