@@ -8,13 +8,18 @@ deliver them to a served instance)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
+from jsonschema import Draft202012Validator
 from prometheus_client.parser import text_string_to_metric_families
+
+from payment import schemas
 
 from tests.expected_events import assert_event_of
 from tests.integration.test_stripe_gateway import DECLINING_CARD
@@ -33,6 +38,7 @@ from tests.tokens import HS256_SECRET, bearer, claims, hs256
 # None of this depends on how the service reaches PostgreSQL.
 pytestmark = pytest.mark.route_independent
 
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "whsec_" + uuid.uuid4().hex
 WEBHOOK = "/webhooks/stripe"
 
@@ -207,7 +213,23 @@ def produced(events, topic: str) -> dict:
 
 def deliver(client, event: dict, secret: str = SECRET, at: float | None = None, headers=None):
     body, signed = signed_delivery(event, secret, at)
-    return client.app.post(WEBHOOK, params=body, headers={**signed, **(headers or {})}, expect_errors=True)
+    return documented(client.app.post(WEBHOOK, params=body, headers={**signed, **(headers or {})},
+                                      expect_errors=True))
+
+
+WEBHOOK_ANSWERS = json.loads((ROOT / "openapi.json").read_text())["paths"][WEBHOOK]["post"]["responses"]
+
+
+def documented(answer):
+    """The answer, once its status and body are the ones openapi.json describes."""
+    assert str(answer.status_int) in WEBHOOK_ANSWERS, answer.status_int
+    schema = WEBHOOK_ANSWERS[str(answer.status_int)]["content"]["application/json"]["schema"]
+    if "$ref" in schema:
+        schemas.validator(schema["$ref"].removeprefix("schemas/")).validate(answer.json)
+    else:
+        Draft202012Validator(schema).validate(answer.json)
+    assert answer.headers["X-Request-ID"]
+    return answer
 
 
 def test_a_signed_event_settles_the_pending_payment_once(stripe_client, sandbox, localstripe, stripe_proxy, database,
@@ -259,7 +281,7 @@ def test_a_delivery_not_signed_now_by_the_endpoints_secret_is_a_400_that_changes
         body = b"\xff" + body
         message = "Invalid webhook: body is not UTF-8"
 
-    answer = client.app.post(WEBHOOK, params=body, headers=headers, expect_errors=True)
+    answer = documented(client.app.post(WEBHOOK, params=body, headers=headers, expect_errors=True))
 
     assert (answer.status_int, answer.json) == (400, {"success": False, "errorMessage": message, "payment": None})
     assert database.rows()[0]["status"] == "pending"
