@@ -183,3 +183,23 @@ def test_the_webhook_is_answered_at_once_and_its_body_and_the_token_never_logged
     assert webhook_lines and all(r["status"] == 200 for r in webhook_lines)
     # Answered at once (a lookup and one statement), far inside Stripe's 10 s.
     assert all(r["durationMs"] < ceiling(0.1) * 1000 for r in webhook_lines)
+
+
+def test_a_revoked_key_is_one_error_line_a_minute_a_failing_readiness_and_a_count(
+        serve, service_env, localstripe, sandbox):
+    # localstripe refuses any key but an sk_ one (401), as Stripe a revoked key.
+    revoked = "rk_test_" + uuid.uuid4().hex
+    service = serve(service_env, workers=1, PAYMENT_GATEWAY="stripe", STRIPE_API_KEY=revoked,
+                    STRIPE_API_BASE=localstripe.url, PENDING_TIMEOUT_S=600)
+
+    ready = requests.get(f"{service.url}/health/ready", timeout=5)
+    assert ready.status_code == 503 and ready.json()["checks"]["gateway"] == "unavailable"
+    for _ in range(3):
+        reply = service.post(payment_body(new_order(sandbox), paymentToken="pm_card_visa"))
+        assert (reply.status_code, reply.json()["errorMessage"]) == (502, GATEWAY_UNAVAILABLE)
+
+    alarms = [r for r in service.records() if r["level"] == "ERROR"]
+    assert [(r["logger"], r["gatewayErrorKind"]) for r in alarms] == [("payment.gateways.stripe_health", "auth")]
+    assert revoked[len("rk_test_"):] not in service.log()
+    metrics = requests.get(f"{service.url}/metrics", timeout=5).text
+    assert 'payment_gateway_errors_total{kind="auth"} 4.0' in metrics   # the start-up probe and three creates
