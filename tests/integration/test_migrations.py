@@ -126,8 +126,8 @@ def test_schema_sql_is_what_the_migrations_build(server):
     # Not two empty lists that happen to agree:
     tables = {r["relname"] for r in expected["relations"] if r["relkind"] == "r"}
     assert tables == {"payments", "outbox", "payment_checks", "simulator_charges", "simulator_voids",
-                      "schema_migrations"}
-    assert {"payments_one_live_payment_per_order", "outbox_unsent_by_key"} <= {
+                      "webhook_events", "schema_migrations"}
+    assert {"payments_one_live_payment_per_order", "outbox_unsent_by_key", "webhook_events_by_age"} <= {
         r["indexname"] for r in expected["indexes"]}
     assert ("payments", "gateway_reference") in {(r["relname"], r["attname"]) for r in expected["columns"]}
 
