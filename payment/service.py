@@ -320,6 +320,8 @@ def _publish_committed(event: OutboxEvent, earlier_unsent: bool, deps: Dependenc
     try:
         confirmed = deps.delivery.send([event], timeout=timeout)
         if not confirmed:
+            # Not waited for at all (a webhook's settle): it is marked sent
+            # when its report comes, as a late one is.
             if timeout:
                 log.warning("event not confirmed in time; left to the outbox relay", extra=logs.event_fields(event))
         elif event.event_type == representations.SUCCEEDED:

@@ -157,10 +157,6 @@ class StripeGateway:
             log.warning("Stripe lookup: outcome unknown (%s)", error, extra=_fields(payment))
             return UNKNOWN
 
-    def readiness(self) -> bool:
-        """/health/ready's gateway check: cached, never a call per probe."""
-        return self.health.ready()
-
     # -- the steps --------------------------------------------------------
 
     def _create_params(self, payment: Payment) -> PaymentIntentCreateParams:

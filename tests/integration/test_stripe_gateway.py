@@ -396,7 +396,7 @@ def test_failed_calls_are_counted_by_kind_and_a_refused_key_fails_readiness(stri
                             payment_method=VISA, metrics=counts)
     caplog.set_level(logging.ERROR, logger="payment.gateways.stripe_health")
     revoked.health.start()
-    assert revoked.readiness() is False      # the start-up probe's answer
+    assert revoked.health.ready() is False      # the start-up probe's answer
     with pytest.raises(GatewayUnreachable):
         revoked.prepare(a_payment())
     assert counts.kinds == ["auth", "auth"]
@@ -405,8 +405,8 @@ def test_failed_calls_are_counted_by_kind_and_a_refused_key_fails_readiness(stri
     working = StripeGateway(API_KEY, api_base=stripe_proxy.url, timeout=TIMEOUT_S, payment_method=VISA,
                             metrics=counts)
     working.health.start()
-    assert working.readiness() is True
+    assert working.health.ready() is True
     stripe_proxy.switch(RESET)
     with pytest.raises(GatewayUnreachable):
         working.prepare(a_payment())
-    assert counts.kinds[-1] == "network" and working.readiness() is True   # passing, not a person's job
+    assert counts.kinds[-1] == "network" and working.health.ready() is True   # passing, not a person's job
