@@ -102,9 +102,11 @@ def refusal_code(code: str | None, param: str | None, http_status: int | None) -
         return code
     if code is None and param in REFUSED_PARAMS:
         return REFUSED_PARAMS[param]
-    if code is None and param is None and http_status == 404:
+    if code is None and param is None and http_status in (400, 404):
         # localstripe answers a PaymentMethod it does not know with a bare
-        # 404; Stripe says resource_missing, param payment_method.
+        # 404, and one whose id is not a PaymentMethod's with a bare 400
+        # (the create's other parameters are the service's own, which it
+        # takes); Stripe says resource_missing, param payment_method.
         return "resource_missing"
     return None
 

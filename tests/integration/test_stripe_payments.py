@@ -108,10 +108,11 @@ def test_a_card_declined_at_the_charge_is_a_402_with_the_mapped_code_and_its_eve
                     failure=("CARD_DECLINED", "Card declined", "Stripe declined the charge: card_declined"))
 
 
+@pytest.mark.parametrize("token", ["pm_1NoSuchMethod0000000000", "tok_visa", "card_1NoSuchCard000"])
 def test_a_token_stripe_does_not_know_is_a_402_with_nothing_left_pending(
-        stripe_client, sandbox, localstripe, database, events):
+        stripe_client, sandbox, localstripe, database, events, token):
     client = stripe_client()
-    body = payment_body(new_order(sandbox), paymentToken="pm_" + uuid.uuid4().hex)
+    body = payment_body(new_order(sandbox), paymentToken=token)
 
     reply = client.pay(body)
 

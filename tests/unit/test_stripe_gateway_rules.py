@@ -181,6 +181,7 @@ def test_paypal_is_not_a_stripe_payment_method(token):
     ("payment_method_currency_mismatch", None, 400, "payment_method_currency_mismatch", "CURRENCY_NOT_SUPPORTED"),
     (None, "currency", 400, "currency_not_supported", "CURRENCY_NOT_SUPPORTED"),
     (None, None, 404, "resource_missing", "INVALID_PAYMENT_METHOD"),   # localstripe's bare 404
+    (None, None, 400, "resource_missing", "INVALID_PAYMENT_METHOD"),   # and its bare 400
 ])
 def test_a_create_refused_for_the_payment_itself_is_a_decline(code, param, status, refusal, error_code):
     assert refusal_code(code, param, status) == refusal
@@ -193,7 +194,7 @@ def test_a_create_refused_for_the_payment_itself_is_a_decline(code, param, statu
     ("parameter_unknown", "capture_method", 400),     # the service's own request is wrong
     ("resource_missing", "customer", 400),           # not the payment method
     ("parameter_missing", None, 400),
-    (None, None, 400),
+    (None, None, 500),
     ("idempotency_key_in_use", None, 400),
 ])
 def test_a_create_refused_for_the_services_own_request_is_no_decline(code, param, status):
