@@ -11,6 +11,12 @@ One addition: Stripe's Search API for PaymentIntents by one metadata value,
 localstripe lacks (it answers the path as an intent id: 404). `POST
 /_config/search {"enabled": false}` takes it away again, for the adapter's
 fallback to the list.
+
+And one change, to speak the API version the pinned SDK sends
+(2026-10-28.endive): a PaymentIntent is created with
+`allowed_payment_method_types`, and the older `payment_method_types` is
+refused as Stripe refuses it from 2026-09-30.endive on
+(`payment_method_types_no_longer_supported`).
 """
 
 import argparse
@@ -40,6 +46,16 @@ async def payment_intent_search(request, handler):
                                  "has_more": False, "next_page": None, "total_count": len(found)})
 
 
+_create_intent = resources.PaymentIntent.__init__
+
+
+def create_intent_as_the_current_api(self, *args, allowed_payment_method_types=None, **kwargs):
+    if kwargs.get("payment_method_types") is not None:
+        raise UserError(400, "payment_method_types_no_longer_supported: use allowed_payment_method_types")
+    kwargs["payment_method_types"] = allowed_payment_method_types
+    _create_intent(self, *args, **kwargs)
+
+
 async def configure_search(request):
     _search["enabled"] = bool((await request.json()).get("enabled"))
     return web.Response()
@@ -51,6 +67,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     resources.Store.dump_to_disk = lambda self: None
+    resources.PaymentIntent.__init__ = create_intent_as_the_current_api
     server.app.middlewares.append(payment_intent_search)
     server.app.router.add_post("/_config/search", configure_search)
     web.run_app(server.app, host=args.host, port=args.port, access_log=None, print=None)

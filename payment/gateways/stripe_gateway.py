@@ -170,10 +170,9 @@ class StripeGateway:
             "payment_method": method,
             # Cards only (Stripe's wallets are cards too): with automatic
             # payment methods a confirm would need a return URL for redirects.
-            # The SDK's types no longer list this parameter: its pinned API
-            # version (2026-10-28.endive) takes allowed_payment_method_types
-            # instead, which localstripe, the tests' Stripe, does not know.
-            "payment_method_types": ["card"],  # type: ignore[typeddict-unknown-key]
+            # The SDK's pinned API version (2026-10-28.endive) refuses the
+            # older payment_method_types (payment_method_types_no_longer_supported).
+            "allowed_payment_method_types": ["card"],
             # Stated, not left to the account's default: an intent confirmed
             # here is charged at once, never left waiting for a capture.
             "capture_method": "automatic",
