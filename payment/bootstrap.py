@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import falcon
 import jwt
@@ -27,7 +28,7 @@ from payment.api.auth import TokenVerifier
 from payment.config import MARK_DELAY_S, Config
 from payment.db.pool import Pool, open_pool
 from payment.db.store import PaymentStore
-from payment.gateways.factory import build_gateway
+from payment.gateways.factory import build_gateway, readiness_check
 from payment.gateways.port import PaymentGateway
 from payment.gateways.simulator import SimulatedGateway
 from payment.metrics import Metrics
@@ -38,6 +39,9 @@ from payment.outbox.relay import OutboxRelay
 from payment.reconciler import Reconciler
 from payment.upstream import clients as upstream
 from payment.upstream.httpclient import ConnectionPool
+
+if TYPE_CHECKING:
+    from payment.api.webhooks import StripeWebhookResource
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +123,7 @@ def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int 
     ordering, reservations = upstream_clients(config, session, metrics=metrics)
     publisher = KafkaPublisher(config.kafka_bootstrap_servers, config.kafka_message_timeout, config.kafka_settings)
     delivery = Delivery(store, publisher, SentMarker(store, delay_s=MARK_DELAY_S))
-    gateway = build_gateway(config, simulator=lambda: SimulatedGateway(
+    gateway = build_gateway(config, metrics=metrics, simulator=lambda: SimulatedGateway(
         pool, latency_ms=config.simulator_latency_ms,
         delay_before_charge_ms=config.simulator_delay_before_charge_ms,
         ledger_path=config.simulator_ledger_path))
@@ -172,11 +176,23 @@ def build_web(config: Config, *, start_relay: bool = True) -> Web:
     metrics.overdue_payments = lambda: core.store.count_overdue(config.pending_timeout)
     if start_relay:
         core.make_relay().start()
-    app = create_app(core.deps, max_body_bytes=config.max_body_bytes, metrics=metrics, ready_checks={
-        "database": core.store.ping,
-        "broker": core.publisher.is_reachable,
-    }, verifier=verifier_from(config))
+    ready_checks = {"database": core.store.ping, "broker": core.publisher.is_reachable}
+    gateway_ready = readiness_check(core.gateway)
+    if gateway_ready is not None:
+        ready_checks["gateway"] = gateway_ready
+    app = create_app(core.deps, max_body_bytes=config.max_body_bytes, metrics=metrics, ready_checks=ready_checks,
+                     verifier=verifier_from(config), webhook=stripe_webhook(config, core, metrics))
     return Web(app=app, core=core)
+
+
+def stripe_webhook(config: Config, core: Core, metrics: Metrics) -> StripeWebhookResource | None:
+    """POST /webhooks/stripe's resource when STRIPE_WEBHOOK_SECRET is set, else None (no route)."""
+    if not config.stripe_webhook_secrets:
+        return None
+    # Imported here, as the adapter is: the Stripe SDK only where Stripe is configured.
+    from payment.api.webhooks import StripeWebhookResource
+
+    return StripeWebhookResource(core.deps, secrets=config.stripe_webhook_secrets, metrics=metrics)
 
 
 def build_loop(config: Config, *, outbox: bool = True) -> Core:

@@ -114,7 +114,12 @@ class Config:
     # repr=False: the key never shows when the configuration is printed or logged.
     stripe_api_key: str | None = field(default=None, repr=False)
     stripe_api_base: str = "https://api.stripe.com"
-    stripe_payment_method: str = "pm_card_visa"
+    # Charged when a request brings no paymentToken; test keys only (None:
+    # such a request is refused).
+    stripe_payment_method: str | None = None
+    # The webhook endpoint's signing secrets (several during a rotation);
+    # empty: no POST /webhooks/stripe. Out of repr(), as the key is.
+    stripe_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     gateway_timeout: float = 10.0
     # Authorization, off unless a key is configured (docs/operations.md, "Authorization").
     # The secret stays out of repr(): a logged Config must not carry it.
@@ -212,15 +217,38 @@ def _gateway(env: dict[str, str]) -> dict[str, Any]:
     if key is not None and not re.fullmatch(r"(sk|rk)_(test|live)_[A-Za-z0-9]+", key):
         raise ConfigError("STRIPE_API_KEY must be a Stripe secret or restricted key (sk_... or rk_...)")
     method = env.get("STRIPE_PAYMENT_METHOD") or Config.stripe_payment_method
-    if not re.fullmatch(r"pm_[A-Za-z0-9_]{1,100}", method):
+    if method is not None and not re.fullmatch(r"pm_[A-Za-z0-9_]{1,100}", method):
         raise ConfigError("STRIPE_PAYMENT_METHOD must be a PaymentMethod id (pm_...)")
+    if method is not None and key is not None and "_live_" in key:
+        # One PaymentMethod for every customer is a test fixture; in live
+        # mode it would charge one real card for everyone's orders.
+        raise ConfigError("STRIPE_PAYMENT_METHOD may be set only with a test key (sk_test_... or rk_test_...): "
+                          "with a live key every payment must bring the customer's own paymentToken")
+    secrets = _webhook_secrets(env)
+    if secrets and gateway != "stripe":
+        raise ConfigError("STRIPE_WEBHOOK_SECRET needs PAYMENT_GATEWAY=stripe")
     return {
         "payment_gateway": gateway,
         "stripe_api_key": key,
         "stripe_api_base": _url(env, "STRIPE_API_BASE", default=Config.stripe_api_base),
         "stripe_payment_method": method,
+        "stripe_webhook_secrets": secrets,
         "gateway_timeout": _seconds(env, "GATEWAY_TIMEOUT_S", Config.gateway_timeout, high=120),
     }
+
+
+def _webhook_secrets(env: dict[str, str]) -> tuple[str, ...]:
+    """STRIPE_WEBHOOK_SECRET: the endpoint's signing secret, or several
+    separated by commas while one is rotated out. The message names the
+    rule, never a value."""
+    raw = env.get("STRIPE_WEBHOOK_SECRET") or ""
+    if not raw.strip():
+        return ()
+    secrets = tuple(part.strip() for part in raw.split(","))
+    if not all(secrets) or not all(re.fullmatch(r"[\x21-\x7e]{1,255}", secret) for secret in secrets):
+        raise ConfigError("STRIPE_WEBHOOK_SECRET must be one or more signing secrets (whsec_...) separated by "
+                          "commas, each of printable characters without spaces")
+    return secrets
 
 
 def _database(env: dict[str, str]) -> dict[str, Any]:

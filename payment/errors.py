@@ -155,6 +155,14 @@ class GatewayUnavailable(DependencyError):
         super().__init__("payment gateway", "payment gateway is unavailable")
 
 
+class GatewayProcessing(DependencyError):
+    """The gateway took the charge and has not decided yet: the payment stays
+    pending until its report (a webhook) or the reconciler settles it."""
+
+    def __init__(self) -> None:
+        super().__init__("payment gateway", "payment gateway is still processing the payment")
+
+
 class AuthorizationKeysUnavailable(DependencyError):
     """The JWKS endpoint could not be read: tokens cannot be checked, which
     says nothing about the token, so a 503 rather than a 401."""

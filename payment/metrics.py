@@ -116,6 +116,15 @@ class Metrics:
             "payment_reconciliations", "Overdue pending payments the reconciler asked the gateway about, by "
             "answer: charged, declined, never_charged, or unknown (the payment stays pending).",
             ["result"], registry=r)
+        self.gateway_errors = Counter(
+            "payment_gateway_errors", "Failed calls to the payment gateway, by kind: auth, permission, "
+            "rate_limit, network, server, idempotency, invalid_request, other (payment/gateways/stripe_health.py). "
+            "A decline is not an error.",
+            ["kind"], registry=r)
+        self.webhooks = Counter(
+            "payment_gateway_webhooks", "Webhook deliveries from the payment gateway, by result: settled, "
+            "already_settled, duplicate, ignored, refused (a missing, bad or stale signature).",
+            ["result"], registry=r)
         # Gauges of a worker's own pool; `livesum` adds up the workers alive.
         self.pool_connections = Gauge(
             "payment_db_pool_connections", "Database connections held by the pools, in use or idle.",
@@ -172,6 +181,12 @@ class Metrics:
 
     def reconciled(self, result: str) -> None:
         self.reconciliations.labels(result).inc()
+
+    def gateway_error(self, kind: str) -> None:
+        self.gateway_errors.labels(kind).inc()
+
+    def webhook(self, result: str) -> None:
+        self.webhooks.labels(result).inc()
 
     def sample_pool(self) -> None:
         """Set the pool gauges from the pool as it is now."""

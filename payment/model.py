@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
@@ -19,6 +19,10 @@ class PaymentRequest:
     amount: Decimal
     currency: str
     payment_method: str
+    # The processor's token for the customer's payment method (a Stripe
+    # PaymentMethod id, `pm_...`). Never stored, logged or echoed: out of
+    # repr(), so that no log line of a request or payment can carry it.
+    payment_token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,10 @@ class Payment:
     # The processor's own id for this payment (a Stripe PaymentIntent id),
     # stored before the charge so the charge can be looked up again.
     gateway_reference: str | None = None
+    # The request's paymentToken, carried from the request to the gateway's
+    # `prepare` and nowhere else: not a column (rows read back have None), not
+    # in repr(), not compared.
+    payment_token: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,20 @@ signatures. Nothing here imports an adapter.
 The gateway's rules, which every adapter keeps, because the service relies
 on them to never take money without recording it, and never take it twice:
 
+- `check_request` refuses, with an InvalidRequest, a request the processor
+  could never charge (a payment method it does not take, no token where one
+  is needed). It runs before anything is read, called or written.
 - `prepare` registers the charge with the processor without moving money and
   returns a reference the service stores on the payment *before* `charge`
-  runs (None when the payment id is all the processor needs).
+  runs (None when the payment id is all the processor needs). It may instead
+  return a declined ChargeResult: the processor refused the payment itself
+  (an amount, a currency or a payment method it will not take), nothing was
+  registered, and the service records that decline as the outcome.
 - `charge` sends an idempotency key derived from the payment id: charging the
   same payment again never creates a second charge, it returns the first
   result. A decline is a result; `GatewayUnreachable` means the outcome is
-  unknown (the processor could not be asked, or its answer was lost).
+  unknown (the processor could not be asked, or its answer was lost);
+  `GatewayPending` that the processor has the charge and has not decided.
 - `lookup` says what the processor knows of a payment. It never raises for an
   unreachable processor: it answers UNKNOWN. A NEVER_CHARGED answer is final:
   the adapter first makes sure that a charge still on its way for that
@@ -86,6 +93,13 @@ class PaymentStore(Protocol):
 
     def forget_check(self, payment: Payment) -> None: ...
 
+    def remember_webhook_event(self, event_id: str) -> bool:
+        """Record a gateway's webhook event by its id; False when it was
+        recorded already (a repeated delivery)."""
+        ...
+
+    def forget_webhook_event(self, event_id: str) -> None: ...
+
 
 class SentMarks(Protocol):
     """Marking outbox events sent: the marker's and the delivery's store."""
@@ -103,6 +117,8 @@ class OutboxStore(SentMarks, Protocol):
         ...
 
     def delete_sent(self, retention_s: float, limit: int) -> int: ...
+
+    def delete_old_webhook_events(self, retention_s: float, limit: int) -> int: ...
 
 
 # --- the upstream services ----------------------------------------------------------------
@@ -140,6 +156,11 @@ class GatewayUnreachable(Exception):
     """The processor could not be asked or did not answer: the outcome is unknown."""
 
 
+class GatewayPending(GatewayUnreachable):
+    """The processor has the charge and has not decided yet (a Stripe intent
+    `processing`): the outcome comes later, by webhook or from a lookup."""
+
+
 class Found(enum.Enum):
     CHARGED = "charged"
     DECLINED = "declined"
@@ -167,7 +188,9 @@ class PaymentGateway(Protocol):
     @property
     def is_simulated(self) -> bool: ...
 
-    def prepare(self, payment: Payment) -> str | None: ...
+    def check_request(self, request: PaymentRequest) -> None: ...
+
+    def prepare(self, payment: Payment) -> str | ChargeResult | None: ...
 
     def charge(self, payment: Payment) -> ChargeResult: ...
 

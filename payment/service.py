@@ -26,6 +26,7 @@ from payment.errors import (
     CustomerMismatch,
     DatabaseFault,
     DatabaseUnavailable,
+    GatewayProcessing,
     GatewayUnavailable,
     OrderInvalid,
     OrderNotFound,
@@ -37,6 +38,7 @@ from payment.money import places_of, shorten, shown_amount
 from payment.ports import (
     Delivery,
     Found,
+    GatewayPending,
     GatewayUnreachable,
     OrderingClient,
     PaymentGateway,
@@ -91,6 +93,10 @@ class Outcome:
 def pay(request: PaymentRequest, deps: Dependencies) -> Outcome:
     """Take one payment. Raises a PaymentError for every answer that is not
     an Outcome: a refusal before anything is written, or a fault."""
+    # What the gateway could never charge is refused before anything is
+    # read, called or written.
+    deps.gateway.check_request(request)
+
     existing = deps.store.find_succeeded(request.order_id)
     if existing:
         return _replay(existing, request)
@@ -101,7 +107,8 @@ def pay(request: PaymentRequest, deps: Dependencies) -> Outcome:
     if pending is None:
         return _resolve_conflict(request, deps)
 
-    return Outcome(charge_and_settle(pending, deps))
+    # The token goes to the gateway with the payment, never to the database.
+    return Outcome(charge_and_settle(replace(pending, payment_token=request.payment_token), deps))
 
 
 def _replay(existing: Payment, request: PaymentRequest) -> Outcome:
@@ -195,17 +202,16 @@ def charge_and_settle(pending: Payment, deps: Dependencies) -> Payment:
     # On the request's access line even when the charge's outcome is a 5xx.
     logs.note(**fields)
     try:
-        reference = deps.gateway.prepare(pending)
-        if reference is not None:
-            attached = deps.store.attach_reference(pending, reference)
-            if attached is None:
-                return _as_recorded(pending, deps)
-            pending = attached
-            logs.note(gatewayReference=reference)
-        result = deps.gateway.charge(pending)
+        charged = _charge(pending, deps)
+    except GatewayPending:
+        log.warning("gateway has not decided yet; the payment stays pending", extra=fields)
+        raise GatewayProcessing() from None
     except GatewayUnreachable:
         log.warning("gateway outcome unknown; the payment stays pending for the reconciler", extra=fields)
         raise GatewayUnavailable() from None
+    if charged is None:
+        return _as_recorded(pending, deps)
+    pending, result = charged
     try:
         return settle(pending, result, deps)
     except DatabaseUnavailable:
@@ -214,11 +220,30 @@ def charge_and_settle(pending: Payment, deps: Dependencies) -> Payment:
         raise
 
 
-def settle(payment: Payment, result: ChargeResult, deps: Dependencies) -> Payment:
-    """The one way a payment leaves pending, for the request path and the
-    reconciler alike: the outcome and its event commit together (one
-    statement), then the event is produced. A payment some other path
-    settled first is returned as that path left it."""
+def _charge(pending: Payment, deps: Dependencies) -> tuple[Payment, ChargeResult] | None:
+    """Prepare, keep the reference, charge: the payment as charged and the
+    result, or the decline `prepare` answered; None when another path
+    settled the payment before its reference was kept (nothing charged)."""
+    prepared = deps.gateway.prepare(pending)
+    if isinstance(prepared, ChargeResult):
+        return pending, prepared  # refused before anything was registered
+    if prepared is not None:
+        attached = deps.store.attach_reference(pending, prepared)
+        if attached is None:
+            return None
+        pending = attached
+        logs.note(gatewayReference=prepared)
+    return pending, deps.gateway.charge(pending)
+
+
+def settle(payment: Payment, result: ChargeResult, deps: Dependencies, *, wait_for_delivery: bool = True) -> Payment:
+    """The one way a payment leaves pending, for the request path, the
+    reconciler and the gateway's own reports alike: the outcome and its event
+    commit together (one statement), then the event is produced. A payment
+    some other path settled first is returned as that path left it.
+    `wait_for_delivery=False`: the event is produced without waiting for its
+    report (a confirmed one is marked sent when the report comes, else the
+    relay sends it)."""
     # The service's clock, never before the database's createdAt, however
     # the two clocks differ.
     outcome = settled_with(payment, result, max(datetime.now(timezone.utc), payment.created_at))
@@ -230,7 +255,7 @@ def settle(payment: Payment, result: ChargeResult, deps: Dependencies) -> Paymen
     if recorded is None:
         return _as_recorded(payment, deps)
     settled, earlier_unsent = recorded
-    _publish_committed(event, earlier_unsent, deps)
+    _publish_committed(event, earlier_unsent, deps, deps.delivery_timeout if wait_for_delivery else 0.0)
     return settled
 
 
@@ -244,9 +269,10 @@ def _as_recorded(payment: Payment, deps: Dependencies) -> Payment:
 
 
 def settled_with(payment: Payment, result: ChargeResult, processed_at: datetime) -> Payment:
-    """The pending payment as the gateway's result settles it."""
+    """The pending payment as the gateway's result settles it (its token,
+    the gateway's business alone, left behind)."""
     return replace(
-        payment, status="succeeded" if result.succeeded else "failed",
+        payment, payment_token=None, status="succeeded" if result.succeeded else "failed",
         transaction_id=result.transaction_id, error_code=result.error_code,
         error_message=result.error_message, failure_reason=result.failure_reason,
         simulated_response=result.simulated_response, processed_at=processed_at)
@@ -269,7 +295,23 @@ def reconcile(payment: Payment, deps: Dependencies) -> Payment | None:
     return settle(payment, answer.result or INTERRUPTED, deps)
 
 
-def _publish_committed(event: OutboxEvent, earlier_unsent: bool, deps: Dependencies) -> None:
+def settle_reported(payment_id: uuid.UUID, reference: str, result: ChargeResult, deps: Dependencies) -> str:
+    """The gateway's own report of a charge's outcome (a webhook), acted on:
+    `settled` when it settles a pending payment whose stored reference is
+    that charge's, through `settle`, without waiting for the event's
+    delivery report; `already_settled` when the payment left pending
+    already (nothing changes); `ignored` when no payment of this service has
+    that charge."""
+    payment = deps.store.find(payment_id)
+    if payment is None or payment.gateway_reference != reference:
+        return "ignored"
+    if payment.status != "pending":
+        return "already_settled"
+    settle(payment, result, deps, wait_for_delivery=False)
+    return "settled"
+
+
+def _publish_committed(event: OutboxEvent, earlier_unsent: bool, deps: Dependencies, timeout: float) -> None:
     """Produce the committed event and wait for its delivery report, bounded,
     then have it marked sent. An event not confirmed in time stays in the
     outbox for the relay: the payment is committed either way and is
@@ -279,9 +321,12 @@ def _publish_committed(event: OutboxEvent, earlier_unsent: bool, deps: Dependenc
         # was away): the relay sends both, in commit order.
         return
     try:
-        confirmed = deps.delivery.send([event], timeout=deps.delivery_timeout)
+        confirmed = deps.delivery.send([event], timeout=timeout)
         if not confirmed:
-            log.warning("event not confirmed in time; left to the outbox relay", extra=logs.event_fields(event))
+            # Not waited for at all (a webhook's settle): it is marked sent
+            # when its report comes, as a late one is.
+            if timeout:
+                log.warning("event not confirmed in time; left to the outbox relay", extra=logs.event_fields(event))
         elif event.event_type == representations.SUCCEEDED:
             # A success is its order's last event (the order cannot be paid
             # again), so nothing waits behind it: the mark can go with the

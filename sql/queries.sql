@@ -158,3 +158,23 @@ DELETE FROM bc_payment.payment_checks WHERE payment_id = %(payment_id)s;
 -- name: count_overdue_payments
 SELECT count(*) FROM bc_payment.payments
  WHERE status = 'pending' AND created_at < now() - make_interval(secs => %(older_than_s)s);
+
+-- name: remember_webhook_event
+-- A row back: the event is new, and this call is the one to act on it.
+INSERT INTO bc_payment.webhook_events (event_id) VALUES (%(event_id)s)
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id;
+
+-- name: forget_webhook_event
+-- The event could not be acted on (the database failed midway): its next
+-- delivery is to be acted on.
+DELETE FROM bc_payment.webhook_events WHERE event_id = %(event_id)s;
+
+-- name: delete_old_webhook_events
+-- One bounded batch past retention, oldest first (index webhook_events_by_age).
+DELETE FROM bc_payment.webhook_events
+ WHERE event_id = ANY (ARRAY(SELECT event_id FROM bc_payment.webhook_events
+                              WHERE received_at < now() - make_interval(secs => %(retention_s)s)
+                              ORDER BY received_at
+                              LIMIT %(limit)s
+                                FOR UPDATE SKIP LOCKED));

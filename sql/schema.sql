@@ -110,6 +110,17 @@ CREATE TABLE bc_payment.simulator_voids (
     voided_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- The payment gateway's webhook events already handled, by the gateway's
+-- own event id: a repeated delivery is answered without being acted on
+-- again. Rows past their retention are deleted by the relay. (0003)
+CREATE TABLE bc_payment.webhook_events (
+    event_id    text        PRIMARY KEY,
+    received_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX webhook_events_by_age
+    ON bc_payment.webhook_events (received_at);
+
 -- Kept by `python -m payment migrate` (payment/db/migrations.py): one row per
 -- migration applied, with the SHA-256 of its file as it was applied.
 CREATE TABLE bc_payment.schema_migrations (

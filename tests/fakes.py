@@ -40,6 +40,7 @@ class FakeStore:
         self.log: list[str | tuple[str, float]] = []  # the writes, in order
         self.reads: list[str] = []                    # the reads, in order
         self.checks: dict[uuid.UUID, int] = {}
+        self.webhook_events: set[str] = set()
         self.fail_settlement = False
         self.unavailable = False
 
@@ -122,6 +123,17 @@ class FakeStore:
     def forget_check(self, payment: Payment) -> None:
         self.checks.pop(payment.id, None)
 
+    def remember_webhook_event(self, event_id: str) -> bool:
+        self._reach()
+        if event_id in self.webhook_events:
+            return False
+        self.webhook_events.add(event_id)
+        return True
+
+    def forget_webhook_event(self, event_id: str) -> None:
+        self._reach()
+        self.webhook_events.discard(event_id)
+
 
 class _Identified(Protocol):
     @property
@@ -195,14 +207,25 @@ class FakeGateway:
 
     is_simulated = True
 
-    def __init__(self, fail_with: Exception | None = None, reference: str | None = None) -> None:
+    def __init__(self, fail_with: Exception | None = None, reference: str | None = None,
+                 refuse_with: Exception | None = None, prepared: ChargeResult | None = None) -> None:
         self.charged: dict[uuid.UUID, ChargeResult] = {}
         self.charges = 0
         self.fail_with = fail_with
         self.reference = reference
+        self.refuse_with = refuse_with  # an InvalidRequest check_request raises
+        self.prepared = prepared        # a declined ChargeResult prepare answers
+        self.tokens: list[str | None] = []  # the paymentToken of each payment prepared
         self.unreachable = False
 
-    def prepare(self, payment: Payment) -> str | None:
+    def check_request(self, request: PaymentRequest) -> None:
+        if self.refuse_with is not None:
+            raise self.refuse_with
+
+    def prepare(self, payment: Payment) -> str | ChargeResult | None:
+        self.tokens.append(payment.payment_token)
+        if self.prepared is not None:
+            return self.prepared
         return self.reference
 
     def charge(self, payment: Payment) -> ChargeResult:

@@ -13,6 +13,9 @@ again when the test ends.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
 import secrets
 import socket
@@ -20,6 +23,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,8 +64,9 @@ class LocalStripe:
         self.log.close()
 
     def reset(self) -> None:
-        """Forget every object (localstripe's own endpoint)."""
+        """Forget every object (localstripe's own endpoint), offer search again."""
         self.http.delete(f"{self.url}/_config/data", timeout=10).raise_for_status()
+        self.search(True)
 
     def _request(self, method: str, path: str, **kwargs) -> dict:
         answer = self.http.request(method, f"{self.url}{path}", timeout=10, **kwargs)
@@ -86,6 +91,12 @@ class LocalStripe:
                        if c["payment_intent"] in mine and c["status"] == "succeeded"]
         return intent_id
 
+    def events(self, intent_id: str, event_type: str | None = None) -> list[dict]:
+        """The events localstripe made about the intent (what it delivers to webhooks), oldest first."""
+        params = {"limit": 1000, **({"type": event_type} if event_type else {})}
+        listed = self._request("GET", "/v1/events", params=params)["data"]
+        return sorted((e for e in listed if e["data"]["object"].get("id") == intent_id), key=lambda e: e["created"])
+
     def confirm(self, intent_id: str) -> requests.Response:
         """A confirm sent behind the adapter's back (a late or second one)."""
         return self.http.post(f"{self.url}/v1/payment_intents/{intent_id}/confirm", timeout=10)
@@ -93,11 +104,43 @@ class LocalStripe:
     def payment_method(self, card_number: str) -> str:
         """A PaymentMethod for a test card number (localstripe's own card
         behaviours: 4000000000000341 declines at charge, 4000002500003155
-        asks for 3-D Secure)."""
+        asks for 3-D Secure), as Stripe.js makes one in a checkout page."""
         return self._request("POST", "/v1/payment_methods", data={
             "type": "card", "card[number]": card_number, "card[exp_month]": "12",
             "card[exp_year]": "2034", "card[cvc]": "123",
         })["id"]
+
+    def sepa_payment_method(self, iban: str) -> str:
+        """A SEPA Direct Debit PaymentMethod: localstripe settles its charges
+        half a second after the confirm, so its intent is `processing`
+        meanwhile (DE62370400440532013001 then fails; any other IBAN succeeds
+        at once)."""
+        return self._request("POST", "/v1/payment_methods", data={
+            "type": "sepa_debit", "sepa_debit[iban]": iban})["id"]
+
+    def intent_awaiting_capture(self, payment, payment_method: str = "pm_card_visa") -> str:
+        """An intent for the payment made with manual capture and confirmed,
+        as an account or a caller other than the adapter may leave one:
+        `requires_capture`."""
+        intent = self._request("POST", "/v1/payment_intents", data={
+            "amount": "15000", "currency": "usd", "payment_method": payment_method,
+            "capture_method": "manual", "metadata[paymentId]": str(payment.id),
+            "metadata[orderId]": str(payment.order_id)})
+        self.confirm(intent["id"]).raise_for_status()
+        return intent["id"]
+
+    def search(self, enabled: bool) -> None:
+        """Offer the Search API (tests/localstripe_server.py) or not, as localstripe itself does not."""
+        self.http.post(f"{self.url}/_config/search", json={"enabled": enabled}, timeout=10).raise_for_status()
+
+    def register_webhook(self, url: str, secret: str, events: list[str] | None = None,
+                         webhook_id: str = "payments") -> None:
+        """Have localstripe deliver its events to `url`, signed with `secret`
+        (one second after each event, as its own webhooks do)."""
+        data = {"url": url, "secret": secret}
+        if events is not None:
+            data["events"] = events
+        self.http.post(f"{self.url}/_config/webhooks/{webhook_id}", json=data, timeout=10).raise_for_status()
 
 
 def expected_transaction_id(intent_id: str) -> str:
@@ -107,6 +150,17 @@ def expected_transaction_id(intent_id: str) -> str:
     letters_and_digits = re.fullmatch(r"pi_([0-9A-Za-z]+)", intent_id)
     assert letters_and_digits, intent_id
     return "txn_" + letters_and_digits.group(1)
+
+
+def signed_delivery(event: dict, secret: str, at: float | None = None) -> tuple[bytes, dict]:
+    """A webhook delivery of `event` as Stripe (and localstripe) makes one:
+    the body, and the Stripe-Signature header of HMAC-SHA256("<t>.<body>")
+    with the endpoint's secret, at `at` (now by default)."""
+    body = json.dumps(event, indent=2, sort_keys=True)
+    timestamp = int(time.time() if at is None else at)
+    signature = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+    return body.encode(), {"Content-Type": "application/json; charset=utf-8",
+                           "Stripe-Signature": f"t={timestamp},v1={signature}"}
 
 
 FORWARD = "forward"        # pass everything through

@@ -122,7 +122,7 @@ class Database:
         self.url = url
 
     TABLES = {"payments": "created_at", "outbox": "created_at", "simulator_charges": "charged_at",
-              "simulator_voids": "voided_at", "payment_checks": "payment_id"}
+              "simulator_voids": "voided_at", "payment_checks": "payment_id", "webhook_events": "received_at"}
 
     def rows(self, table: str = "payments", where: str = "TRUE", params=()) -> list[dict]:
         order = self.TABLES[table]
@@ -158,7 +158,7 @@ class Database:
 
     def truncate(self) -> None:
         self.execute("TRUNCATE bc_payment.outbox, bc_payment.payment_checks, bc_payment.payments,"
-                     " bc_payment.simulator_charges, bc_payment.simulator_voids")
+                     " bc_payment.simulator_charges, bc_payment.simulator_voids, bc_payment.webhook_events")
 
 
 class Sandbox:

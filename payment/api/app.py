@@ -19,9 +19,11 @@ from payment.metrics import Metrics
 
 def create_app(deps: service.Dependencies, *, ready_checks: dict[str, Callable[[], bool]] | None = None,
                max_body_bytes: int, metrics: Metrics | None = None,
-               verifier: TokenVerifier | None = None) -> falcon.App[falcon.Request, falcon.Response]:
+               verifier: TokenVerifier | None = None,
+               webhook: object | None = None) -> falcon.App[falcon.Request, falcon.Response]:
     """`verifier`: the bearer-token check of the /payments routes; None, the
-    default, leaves them open as the documented deployment has them."""
+    default, leaves them open as the documented deployment has them.
+    `webhook`: POST /webhooks/stripe's resource (api/webhooks.py); None, no such route."""
     metrics = metrics or Metrics()
     # The request id first: the other middleware's log lines carry it; a
     # refused token is still timed, counted and logged.
@@ -35,4 +37,6 @@ def create_app(deps: service.Dependencies, *, ready_checks: dict[str, Callable[[
     app.add_route("/metrics", MetricsResource(metrics))
     app.add_route("/openapi.json", OpenApiResource())
     app.add_route("/schemas/{file}", SchemaFileResource())
+    if webhook is not None:
+        app.add_route("/webhooks/stripe", webhook)
     return app

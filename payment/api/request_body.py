@@ -49,6 +49,7 @@ def parse_payment_request(body: bytes) -> PaymentRequest:
         amount=amount,
         currency=currency,
         payment_method=data.get("paymentMethod", "credit_card"),
+        payment_token=data.get("paymentToken"),
     )
 
 
@@ -95,6 +96,9 @@ def describe(error: ValidationError) -> str:
         return "amount must be a number"
     if field == "currency":
         return "currency must be a three-letter ISO 4217 code, such as USD, EUR or GBP"
+    if field == "paymentToken":
+        # The rule, never the value: a token is as good as a card to whoever holds it.
+        return "paymentToken must be 1 to 255 letters, digits, underscores or hyphens"
     if field == "paymentMethod":
         return "paymentMethod must be one of " + ", ".join(PAYMENT_METHODS)
     return f"{field} is invalid ({kind})"

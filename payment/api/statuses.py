@@ -18,6 +18,7 @@ STATUS = {
     errors.UnsupportedMediaType: 415,
     errors.UpstreamBadResponse: 502,
     errors.GatewayUnavailable: 502,
+    errors.GatewayProcessing: 502,
     errors.UpstreamUnavailable: 503,
     errors.DatabaseUnavailable: 503,
     errors.AuthorizationKeysUnavailable: 503,

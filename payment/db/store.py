@@ -168,6 +168,22 @@ class PaymentStore:
         with self._statement(tuple_row) as cur:
             return cur.execute(QUERIES["delete_sent_events"], {"retention_s": retention_s, "limit": limit}).rowcount
 
+    def remember_webhook_event(self, event_id: str) -> bool:
+        """Record a gateway's webhook event by its id; False when it was
+        recorded already (a repeated delivery)."""
+        with self._statement(tuple_row) as cur:
+            return cur.execute(QUERIES["remember_webhook_event"], {"event_id": event_id}).fetchone() is not None
+
+    def forget_webhook_event(self, event_id: str) -> None:
+        with self._statement(tuple_row) as cur:
+            cur.execute(QUERIES["forget_webhook_event"], {"event_id": event_id})
+
+    def delete_old_webhook_events(self, retention_s: float, limit: int) -> int:
+        """Delete at most `limit` webhook event ids past retention; how many went."""
+        with self._statement(tuple_row) as cur:
+            return cur.execute(QUERIES["delete_old_webhook_events"],
+                               {"retention_s": retention_s, "limit": limit}).rowcount
+
     def find(self, payment_id: UUID) -> Payment | None:
         return self._one_payment("find_payment", {"id": payment_id})
 

@@ -4,16 +4,17 @@ service's ports, together); `idempotency_key` is the adapters' own.
 
 Adapters: `payment/gateways/simulator.py` (the default, `isSimulated: true`) and
 `payment/gateways/stripe_gateway.py` (Stripe PaymentIntents). A third processor
-implements the three methods of `PaymentGateway`; nothing else in the service
+implements the methods of `PaymentGateway`; nothing else in the service
 changes.
 """
 
 from __future__ import annotations
 
 from payment.model import Payment
-from payment.ports import NEVER_CHARGED, UNKNOWN, Found, GatewayUnreachable, Lookup, PaymentGateway
+from payment.ports import NEVER_CHARGED, UNKNOWN, Found, GatewayPending, GatewayUnreachable, Lookup, PaymentGateway
 
-__all__ = ["NEVER_CHARGED", "UNKNOWN", "Found", "GatewayUnreachable", "Lookup", "PaymentGateway", "idempotency_key"]
+__all__ = ["NEVER_CHARGED", "UNKNOWN", "Found", "GatewayPending", "GatewayUnreachable", "Lookup", "PaymentGateway",
+           "idempotency_key"]
 
 
 def idempotency_key(payment: Payment, step: str = "charge") -> str:

@@ -35,7 +35,7 @@ from payment.db.pool import Pool, one_transaction_cursor
 from payment.db.queries import load_queries
 from payment.files import SQL_DIR
 from payment.gateways.port import NEVER_CHARGED, UNKNOWN, GatewayUnreachable, Lookup
-from payment.model import ChargeResult, Payment
+from payment.model import ChargeResult, Payment, PaymentRequest
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,9 @@ class SimulatedGateway:
         # A file that gets one JSON line per charge taken, beside the table:
         # for an operator (or a test) counting charges across instances.
         self.ledger_path = ledger_path
+
+    def check_request(self, request: PaymentRequest) -> None:
+        """Every request will do: a paymentToken is accepted and ignored."""
 
     def prepare(self, payment: Payment) -> None:
         return None  # the payment id is the simulator's key

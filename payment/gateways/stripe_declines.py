@@ -1,4 +1,5 @@
-"""Stripe's decline codes mapped onto the contract's errorCode, errorMessage
+"""Stripe's decline codes (and the codes of a PaymentIntent create refused
+for the payment itself) mapped onto the contract's errorCode, errorMessage
 and failureReason (the table in docs/gateways.md, "Stripe").
 
 The customer sees errorCode and errorMessage, and failureReason is in the
@@ -12,6 +13,7 @@ from __future__ import annotations
 from payment.model import ChargeResult
 
 CARD_DECLINED = ("CARD_DECLINED", "Card declined")
+INVALID_PAYMENT_METHOD = ("INVALID_PAYMENT_METHOD", "Payment method not usable")
 
 # Stripe code (a decline_code, else the error code) -> (errorCode, errorMessage)
 DECLINES: dict[str, tuple[str, str]] = {
@@ -45,7 +47,30 @@ DECLINES: dict[str, tuple[str, str]] = {
     "amount_too_large": ("AMOUNT_TOO_LARGE", "Amount too large"),
     "amount_too_small": ("AMOUNT_TOO_SMALL", "Amount too small"),
     "invalid_amount": ("INVALID_AMOUNT", "Amount not accepted by the card issuer"),
+    # A PaymentIntent create refused for the payment itself (below).
+    "resource_missing": INVALID_PAYMENT_METHOD,
+    "payment_method_invalid_parameter": INVALID_PAYMENT_METHOD,
+    "payment_method_unexpected_state": INVALID_PAYMENT_METHOD,
+    "payment_method_not_available": INVALID_PAYMENT_METHOD,
+    "payment_method_unactivated": INVALID_PAYMENT_METHOD,
+    "payment_method_provider_decline": CARD_DECLINED,
+    "payment_method_customer_decline": CARD_DECLINED,
+    "payment_method_currency_mismatch": ("CURRENCY_NOT_SUPPORTED", "Card does not support this currency"),
 }
+
+# Stripe's error codes of a PaymentIntent create refused for the payment
+# itself: the amount, the currency or the payment method will not do, and
+# no intent was made. `resource_missing` counts only for the payment method
+# (the one object the create names).
+REFUSAL_CODES = frozenset({
+    "amount_too_small", "amount_too_large", "currency_not_supported", "resource_missing",
+    "payment_method_invalid_parameter", "payment_method_unexpected_state", "payment_method_not_available",
+    "payment_method_unactivated", "payment_method_provider_decline", "payment_method_customer_decline",
+    "payment_method_currency_mismatch",
+})
+# Without a code, the parameter Stripe names says what was refused.
+REFUSED_PARAMS = {"amount": "invalid_amount", "currency": "currency_not_supported",
+                  "payment_method": "payment_method_invalid_parameter"}
 
 # Shown to the customer as a generic decline (Stripe's advice); logged as they came.
 DISGUISED = frozenset({
@@ -54,7 +79,7 @@ DISGUISED = frozenset({
 })
 
 
-def decline(code: str | None) -> ChargeResult:
+def decline(code: str | None, *, reason: str = "Stripe declined the charge") -> ChargeResult:
     """The declined ChargeResult for a Stripe decline code (None: unknown)."""
     code = (code or "card_declined").lower()
     shown = "generic_decline" if code in DISGUISED else code
@@ -65,8 +90,30 @@ def decline(code: str | None) -> ChargeResult:
         simulated_response=None,
         error_code=error_code,
         error_message=message,
-        failure_reason=f"Stripe declined the charge: {shown}",
+        failure_reason=f"{reason}: {shown}",
     )
+
+
+def refusal_code(code: str | None, param: str | None, http_status: int | None) -> str | None:
+    """The Stripe code of a PaymentIntent create refused for the payment
+    itself (an InvalidRequestError's code, param and status), or None when
+    the refusal is about the service's own request, which no customer can mend."""
+    if code in REFUSAL_CODES and (code != "resource_missing" or param in (None, "payment_method")):
+        return code
+    if code is None and param in REFUSED_PARAMS:
+        return REFUSED_PARAMS[param]
+    if code is None and param is None and http_status in (400, 404):
+        # localstripe answers a PaymentMethod it does not know with a bare
+        # 404, and one whose id is not a PaymentMethod's with a bare 400
+        # (the create's other parameters are the service's own, which it
+        # takes); Stripe says resource_missing, param payment_method.
+        return "resource_missing"
+    return None
+
+
+def refused(code: str) -> ChargeResult:
+    """The declined ChargeResult of a create refused for the payment itself."""
+    return decline(code, reason="Stripe refused the payment before charging")
 
 
 def interrupted() -> ChargeResult:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from payment.errors import DatabaseUnavailable
@@ -39,6 +40,9 @@ CLEANUP_EVERY_S = 600.0
 CLEANUP_BATCH = 2000
 CLEANUP_BUDGET_S = 0.5
 CLEANUP_FIRST_BACKOFF_S = 5.0
+# The ids of the gateway's webhook events already handled are kept this
+# long: past Stripe's three days of retries, after which no delivery repeats.
+WEBHOOK_EVENT_RETENTION_S = 7 * 24 * 3600.0
 
 
 class Pass(Protocol):
@@ -115,17 +119,15 @@ class OutboxRelay:
         deadline = time.monotonic() + self.cleanup_budget_s
         deleted = 0
         try:
-            while True:
-                batch = self.store.delete_sent(self.retention_s, self.cleanup_batch)
-                deleted += batch
-                if batch < self.cleanup_batch:
-                    # Nothing more past retention (or another relay holds it).
-                    self._schedule_cleanup(CLEANUP_EVERY_S, failed=False)
-                    break
-                if time.monotonic() >= deadline or self._stopping.is_set():
-                    # More is left: go on at the next pass, after its sending.
-                    self._schedule_cleanup(0.0, failed=False)
-                    break
+            done = True
+            for delete in (lambda: self.store.delete_sent(self.retention_s, self.cleanup_batch),
+                           lambda: self.store.delete_old_webhook_events(WEBHOOK_EVENT_RETENTION_S,
+                                                                        self.cleanup_batch)):
+                more, count = self._delete_batches(delete, deadline)
+                deleted += count
+                done = done and not more
+            # More left: go on at the next pass, after its sending.
+            self._schedule_cleanup(CLEANUP_EVERY_S if done else 0.0, failed=False)
         except Exception as exc:
             self._cleanup_backoff = min(max(self._cleanup_backoff * 2, CLEANUP_FIRST_BACKOFF_S), CLEANUP_EVERY_S)
             self._schedule_cleanup(self._cleanup_backoff, failed=True)
@@ -133,6 +135,17 @@ class OutboxRelay:
         if deleted:
             log.info("outbox relay deleted %d sent events past retention", deleted)
         return deleted
+
+    def _delete_batches(self, delete: Callable[[], int], deadline: float) -> tuple[bool, int]:
+        """Batches of one kind of row past retention until none is left or
+        the budget is spent: (whether more is left, how many went)."""
+        deleted = 0
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            batch = delete()
+            deleted += batch
+            if batch < self.cleanup_batch:
+                return False, deleted  # nothing more past retention (or another relay holds it)
+        return True, deleted
 
     def _schedule_cleanup(self, after_s: float, *, failed: bool) -> None:
         if not failed:

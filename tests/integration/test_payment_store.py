@@ -1,7 +1,8 @@
 """PaymentStore against real PostgreSQL (directly and through PgBouncer):
 the uniqueness guard of insert_pending, the processor's reference, reads by
 id and by order, relays claiming the outbox at the same moment, and the
-pending payments a fault stranded, found by claim_overdue under leases.
+pending payments a fault stranded, found by claim_overdue under leases; the
+gateway's webhook event ids, each acted on once and deleted past retention.
 
 The settle statement (both rows or neither) and the batched sent marks are
 tested in test_settle_and_marks.py; the claim's order-key rules and the
@@ -275,3 +276,44 @@ def test_a_claim_past_the_limit_takes_the_oldest_first(store, database):
     age(database, older.id, "20 minutes")
     [(payment, _)] = store.claim_overdue(older_than_s=120, lease_s=60, limit=1)
     assert payment.id == older.id
+
+
+# --- the gateway's webhook events: each acted on once, kept for a while -------------
+
+def test_a_webhook_event_is_remembered_once_and_can_be_forgotten(store, database):
+    assert store.remember_webhook_event("evt_1") is True
+    assert store.remember_webhook_event("evt_1") is False
+    assert store.remember_webhook_event("evt_2") is True
+    store.forget_webhook_event("evt_1")
+    assert [r["event_id"] for r in database.rows("webhook_events")] == ["evt_2"]
+    assert store.remember_webhook_event("evt_1") is True
+
+
+def test_of_deliveries_at_the_same_moment_one_acts_on_the_event(store, database):
+    barrier = threading.Barrier(4)
+    results = []
+
+    def deliver():
+        barrier.wait()
+        results.append(store.remember_webhook_event("evt_race"))
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False, False, False, True]
+
+
+def test_webhook_events_past_their_retention_are_deleted_oldest_first_in_batches(store, database):
+    for name, interval in (("evt_old1", "10 days"), ("evt_old2", "9 days"), ("evt_old3", "8 days"),
+                           ("evt_new", "1 day")):
+        store.remember_webhook_event(name)
+        database.execute("UPDATE bc_payment.webhook_events SET received_at = now() - %s::interval"
+                         " WHERE event_id = %s", (interval, name))
+    week = 7 * 24 * 3600
+    assert store.delete_old_webhook_events(week, limit=2) == 2
+    assert {r["event_id"] for r in database.rows("webhook_events")} == {"evt_old3", "evt_new"}
+    assert store.delete_old_webhook_events(week, limit=2) == 1
+    assert store.delete_old_webhook_events(week, limit=2) == 0
+    assert [r["event_id"] for r in database.rows("webhook_events")] == ["evt_new"]

@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 
 from payment.config import Config
-from payment.gateways.port import Found, GatewayUnreachable, idempotency_key
+from payment.gateways.port import Found, GatewayPending, GatewayUnreachable, idempotency_key
 from payment.gateways.stripe_gateway import StripeGateway
 from payment.model import Payment
 from tests.stripe_support import (  # noqa: F401  (fixtures)
@@ -32,8 +32,8 @@ from tests.timing import ceiling
 DECLINING_CARD = "4000000000000341"   # attaches, then declined at charge: card_declined
 THREE_D_SECURE_CARD = "4000002500003155"
 TIMEOUT_S = 2.0
-# The PaymentMethod a deployment charges unless STRIPE_PAYMENT_METHOD names another.
-VISA = Config.stripe_payment_method
+# Stripe's test PaymentMethod, as STRIPE_PAYMENT_METHOD names it in the tests.
+VISA = "pm_card_visa"
 
 
 def a_payment(amount: str = "150.00", currency: str = "USD") -> Payment:
@@ -141,18 +141,35 @@ def test_lookup_of_an_unconfirmed_intent_cancels_it_so_no_later_confirm_can_char
     assert gateway.lookup(payment).found is Found.NEVER_CHARGED
 
 
-def test_lookup_without_a_reference_is_never_charged_and_cancels_what_create_answers(gateway, localstripe):
+@pytest.mark.parametrize("search", [True, False], ids=["search", "list"])
+def test_lookup_without_a_reference_finds_the_intent_by_its_metadata_and_cancels_it(
+        gateway, localstripe, stripe_proxy, search):
+    localstripe.search(search)
+    other = prepared(gateway, a_payment())
     payment = a_payment()
-    gateway.prepare(payment)   # created, but the id was never stored
+    orphan = gateway.prepare(payment)   # created, but the id was never stored
 
     assert gateway.lookup(payment).found is Found.NEVER_CHARGED
 
-    # The adapter repeats the create call with the same idempotency key and
-    # cancels what it answers: on Stripe the first intent; localstripe, which
-    # ignores the keys, makes a second one, and that one is cancelled.
-    mine = [i for i in localstripe.intents() if i["metadata"].get("paymentId") == str(payment.id)]
-    assert "canceled" in {i["status"] for i in mine}
-    assert not [c for i in mine for c in localstripe.charges(i["id"])]
+    assert localstripe.intent(orphan)["status"] == "canceled"
+    assert localstripe.intent(other.gateway_reference)["status"] == "requires_confirmation"
+    assert localstripe.charges(orphan) == []
+    searched = any(s.path.startswith("/v1/payment_intents/search") for s in stripe_proxy.seen)
+    listed = any(s.path.startswith("/v1/payment_intents?") for s in stripe_proxy.seen)
+    assert (searched, listed) == (True, not search)   # the list only where search is not offered
+
+
+def test_lookup_without_a_reference_and_no_intent_at_all_is_never_charged(gateway, localstripe):
+    assert gateway.lookup(a_payment()).found is Found.NEVER_CHARGED
+
+
+def test_lookup_without_a_reference_is_unknown_while_stripe_cannot_be_asked(gateway, localstripe, stripe_proxy):
+    payment = a_payment()
+    orphan = gateway.prepare(payment)
+    stripe_proxy.switch(RESET, "/v1/payment_intents")
+    assert gateway.lookup(payment).found is Found.UNKNOWN
+    stripe_proxy.switch(FORWARD)
+    assert localstripe.intent(orphan)["status"] == "requires_confirmation"
 
 
 def test_three_d_secure_is_declined_and_the_intent_cancelled(stripe_proxy, localstripe):
@@ -271,3 +288,125 @@ def test_the_api_key_never_shows_in_logs_messages_or_reprs(stripe_proxy, localst
         secret = key[len("sk_test_"):]
         pieces = {secret[i:i + 8] for i in range(len(secret) - 7)}
         assert not [text for text in texts if any(piece in text for piece in pieces)]
+
+
+# --- the customer's own PaymentMethod; every state an intent can be in ---------
+
+FAILING_IBAN = "DE62370400440532013001"
+
+
+def test_the_payment_token_is_what_is_charged_with_automatic_capture(gateway, localstripe):
+    own = localstripe.payment_method("4242424242424242")
+    payment = prepared(gateway, dataclasses.replace(a_payment(), payment_token=own))
+    intent = localstripe.intent(payment.gateway_reference)
+    assert (intent["payment_method"], intent["capture_method"]) == (own, "automatic")
+
+    assert gateway.charge(payment).succeeded
+    [charge] = localstripe.charges(payment.gateway_reference)
+    assert (charge["payment_method"], charge["captured"]) == (own, True)
+
+
+def test_without_a_token_the_configured_payment_method_is_charged(gateway, localstripe):
+    payment = prepared(gateway, a_payment())
+    assert localstripe.intent(payment.gateway_reference)["payment_method"].startswith("pm_")
+    assert gateway.charge(payment).succeeded
+
+
+def test_a_token_stripe_does_not_know_is_declined_at_prepare_with_nothing_made(gateway, localstripe):
+    before = len(localstripe.intents())
+    result = gateway.prepare(dataclasses.replace(a_payment(), payment_token="pm_" + uuid.uuid4().hex))
+    assert not result.succeeded and result.transaction_id is None
+    assert (result.error_code, result.error_message, result.failure_reason) == (
+        "INVALID_PAYMENT_METHOD", "Payment method not usable",
+        "Stripe refused the payment before charging: resource_missing")
+    assert len(localstripe.intents()) == before
+
+
+def test_a_card_that_attaches_then_fails_is_declined_at_confirm(gateway, localstripe):
+    payment = prepared(gateway, dataclasses.replace(a_payment(), payment_token=localstripe.payment_method(
+        DECLINING_CARD)))
+    result = gateway.charge(payment)
+    assert not result.succeeded and result.error_code == "CARD_DECLINED"
+    assert [c["status"] for c in localstripe.charges(payment.gateway_reference)] == ["failed"]
+
+
+@pytest.mark.parametrize("step", ["charge", "lookup"])
+def test_an_intent_awaiting_capture_is_captured(gateway, localstripe, stripe_proxy, step):
+    payment = a_payment()
+    intent_id = localstripe.intent_awaiting_capture(payment)
+    assert localstripe.intent(intent_id)["status"] == "requires_capture"
+    payment = dataclasses.replace(payment, gateway_reference=intent_id)
+
+    found = gateway.charge(payment) if step == "charge" else gateway.lookup(payment).result
+
+    assert found.succeeded and found.transaction_id == expected_transaction_id(intent_id)
+    assert localstripe.intent(intent_id)["status"] == "succeeded"
+    assert [c["captured"] for c in localstripe.charges(intent_id)] == [True]
+    assert [s.path for s in stripe_proxy.seen if s.path.endswith("/capture")] == [
+        f"/v1/payment_intents/{intent_id}/capture"]
+    # Settled now: asked again, nothing is captured twice.
+    assert gateway.charge(payment) == found and gateway.lookup(payment).result == found
+    assert len([s for s in stripe_proxy.seen if s.path.endswith("/capture")]) == 1
+
+
+def test_a_processing_intent_stays_pending_until_stripe_decides(gateway, localstripe):
+    # localstripe's one way to `processing`: a SEPA debit, which it settles
+    # half a second after the confirm (this IBAN: failed).
+    payment = prepared(gateway, dataclasses.replace(
+        a_payment(), payment_token=localstripe.sepa_payment_method(FAILING_IBAN)))
+
+    with pytest.raises(GatewayPending):
+        gateway.charge(payment)
+    assert localstripe.intent(payment.gateway_reference)["status"] == "processing"
+    assert gateway.lookup(payment).found is Found.UNKNOWN   # not cancelled, not guessed
+    assert localstripe.intent(payment.gateway_reference)["status"] == "processing"
+
+    deadline = time.monotonic() + ceiling(5)
+    while (found := gateway.lookup(payment)).found is Found.UNKNOWN and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert found.found is Found.DECLINED and found.result.error_code == "CARD_DECLINED"
+
+
+def test_a_stored_intent_id_stripe_does_not_know_is_never_charged(gateway, localstripe):
+    payment = dataclasses.replace(a_payment(), gateway_reference="pi_" + uuid.uuid4().hex[:24])
+    assert gateway.lookup(payment).found is Found.NEVER_CHARGED
+
+
+def test_a_stored_intent_id_is_unknown_while_stripe_cannot_say(gateway, stripe_proxy, localstripe):
+    payment = prepared(gateway, a_payment())
+    for mode in (RESET, BLACKHOLE):
+        stripe_proxy.switch(mode)
+        assert gateway.lookup(payment).found is Found.UNKNOWN
+    stripe_proxy.switch(FORWARD)
+    assert localstripe.intent(payment.gateway_reference)["status"] == "requires_confirmation"
+
+
+class Counts:
+    def __init__(self):
+        self.kinds: list[str] = []
+
+    def gateway_error(self, kind: str) -> None:
+        self.kinds.append(kind)
+
+
+def test_failed_calls_are_counted_by_kind_and_a_refused_key_fails_readiness(stripe_proxy, localstripe, caplog):
+    counts = Counts()
+    # localstripe refuses any key but an sk_ one (401): a revoked key.
+    revoked = StripeGateway("rk_test_" + uuid.uuid4().hex, api_base=stripe_proxy.url, timeout=TIMEOUT_S,
+                            payment_method=VISA, metrics=counts)
+    caplog.set_level(logging.ERROR, logger="payment.gateways.stripe_health")
+    revoked.health.start()
+    assert revoked.health.ready() is False      # the start-up probe's answer
+    with pytest.raises(GatewayUnreachable):
+        revoked.prepare(a_payment())
+    assert counts.kinds == ["auth", "auth"]
+    assert [r.gatewayErrorKind for r in caplog.records] == ["auth"]   # once a minute at most
+
+    working = StripeGateway(API_KEY, api_base=stripe_proxy.url, timeout=TIMEOUT_S, payment_method=VISA,
+                            metrics=counts)
+    working.health.start()
+    assert working.health.ready() is True
+    stripe_proxy.switch(RESET)
+    with pytest.raises(GatewayUnreachable):
+        working.prepare(a_payment())
+    assert counts.kinds[-1] == "network" and working.health.ready() is True   # passing, not a person's job

@@ -37,8 +37,10 @@ def stripe_service(serve, service_env, stripe_proxy, localstripe):
     localstripe.reset()
 
     def start(**extra):
+        # A test PaymentMethod for requests without a paymentToken, as a test deployment may name one.
         return serve(service_env, workers=1, PAYMENT_GATEWAY="stripe", STRIPE_API_KEY=API_KEY,
-                     STRIPE_API_BASE=stripe_proxy.url, GATEWAY_TIMEOUT_S=2, **{**FAST_RECONCILER, **extra})
+                     STRIPE_API_BASE=stripe_proxy.url, GATEWAY_TIMEOUT_S=2,
+                     **{**FAST_RECONCILER, "STRIPE_PAYMENT_METHOD": "pm_card_visa", **extra})
     return start
 
 

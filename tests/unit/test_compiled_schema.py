@@ -125,9 +125,19 @@ near_date_times = st.builds(
     st.sampled_from(["", ".5", ".000001", ".123456789123"]),
 )
 
+token_characters = string.ascii_letters + string.digits + "_-"
+# Tokens the pattern takes, and just past it: a character outside the set,
+# a final newline (which Python's `$` alone would let through), one too long.
+tokens = st.one_of(
+    st.text(token_characters, min_size=1, max_size=255),
+    st.text(token_characters, min_size=1, max_size=20).flatmap(lambda token: st.sampled_from([
+        token + "\n", "\n" + token, token + " ", token + "é", token + ".", "", token * 300])),
+    st.text(max_size=12),
+)
+
 FIELD_JUNK = {
     "orderId": near_guids(), "customerId": near_guids(), "reservationId": near_guids() | st.none(),
-    "amount": amounts, "currency": currencies, "paymentMethod": methods,
+    "amount": amounts, "currency": currencies, "paymentMethod": methods, "paymentToken": tokens,
 }
 
 
@@ -140,6 +150,14 @@ valid_requests = from_schema(REQUEST_SCHEMA).map(parsed)
 @given(body=valid_requests)
 def test_both_accept_bodies_drawn_from_the_request_schema(body):
     assert agree(REQUEST, body)
+
+
+@pytest.mark.parametrize("token, valid", [
+    ("pm_1Pq2Rs3Tu", True), ("a" * 255, True), ("pm_1\n", False), ("\npm_1", False), ("pm 1", False),
+    ("pm_é", False), ("", False), ("a" * 256, False), ("pm_1\r", False),
+])
+def test_both_judge_payment_tokens_alike(token, valid):
+    assert agree(REQUEST, {"orderId": GUID, "customerId": GUID, "amount": 1, "paymentToken": token}) is valid
 
 
 def damaged(body, kind, field, junk):

@@ -14,13 +14,22 @@ from tests.timing import ceiling, eventually
 
 
 class SentRows:
-    """A store holding `left` sent rows past retention; optionally failing."""
+    """A store holding `left` sent rows past retention, and `webhook_ids`
+    webhook event ids past theirs; optionally failing."""
 
-    def __init__(self, left: int, *, fail: bool = False, batch_s: float = 0.0):
+    def __init__(self, left: int, *, fail: bool = False, batch_s: float = 0.0, webhook_ids: int = 0):
         self.left = left
         self.fail = fail
         self.batch_s = batch_s
         self.calls: list[int] = []
+        self.webhook_ids = webhook_ids
+        self.webhook_calls: list[tuple[float, int]] = []
+
+    def delete_old_webhook_events(self, retention_s: float, limit: int) -> int:
+        self.webhook_calls.append((retention_s, limit))
+        deleted = min(limit, self.webhook_ids)
+        self.webhook_ids -= deleted
+        return deleted
 
     def delete_sent(self, retention_s: float, limit: int) -> int:
         self.calls.append(limit)
@@ -60,6 +69,24 @@ def test_a_large_backlog_is_worked_off_over_passes_each_bounded_in_time():
     assert 0 < deleted < 1_000_000 and store.left == 1_000_000 - deleted
     # More is left: due again at once, at the next pass.
     assert cleaner.next_cleanup <= time.monotonic()
+
+
+def test_webhook_event_ids_past_their_retention_go_in_the_same_pass():
+    store = SentRows(3, webhook_ids=12)
+    cleaner = relay_on(store, cleanup_batch=5)
+    assert cleaner.clean_up() == 15
+    assert (store.left, store.webhook_ids) == (0, 0)
+    assert store.webhook_calls == [(relay.WEBHOOK_EVENT_RETENTION_S, 5)] * 3
+    # Past Stripe's three days of retries.
+    assert relay.WEBHOOK_EVENT_RETENTION_S > 3 * 24 * 3600
+    assert cleaner.next_cleanup - time.monotonic() > relay.CLEANUP_EVERY_S - 5
+
+
+def test_webhook_event_ids_wait_for_the_next_pass_when_the_outbox_spent_the_budget():
+    store = SentRows(1_000_000, batch_s=0.01, webhook_ids=5)
+    cleaner = relay_on(store, cleanup_batch=1000, cleanup_budget_s=0.05)
+    cleaner.clean_up()
+    assert store.webhook_calls == [] and cleaner.next_cleanup <= time.monotonic()
 
 
 def test_a_failed_cleanup_backs_off_and_doubles_and_a_success_resets_it():

@@ -14,9 +14,9 @@ import pytest
 
 from payment import errors, representations, service
 from payment.config import MARK_DELAY_S, Config
-from payment.gateways.port import Found, GatewayUnreachable
+from payment.gateways.port import Found, GatewayPending, GatewayUnreachable
 from payment.gateways.simulator import decide, decline_for
-from payment.model import Order, PaymentRequest, Reservation
+from payment.model import ChargeResult, Order, PaymentRequest, Reservation
 from payment.outbox.delivery import Delivery
 from payment.outbox.marker import SentMarker
 from payment.reconciler import Reconciler, backoff
@@ -110,6 +110,81 @@ def test_gateway_exception_leaves_payment_pending_and_nothing_published():
     [payment] = deps.store.payments.values()
     assert payment.status == "pending"
     assert deps.store.outbox == [] and deps.delivery.publisher.published == []
+
+
+def test_a_request_the_gateway_could_never_charge_is_refused_before_anything_is_read_or_written():
+    refusal = errors.InvalidRequest("Invalid request: paymentToken is required")
+    request, deps = make(gateway=FakeGateway(refuse_with=refusal))
+    with pytest.raises(errors.InvalidRequest) as refused:
+        service.pay(request, deps)
+    assert refused.value is refusal
+    assert deps.store.reads == [] and deps.store.log == [] and deps.ordering.calls == []
+    assert deps.gateway.charges == 0 and deps.gateway.tokens == []
+
+
+def test_the_token_goes_to_the_gateway_with_the_payment_and_nowhere_else():
+    request, deps = make()
+    request = replace(request, payment_token="pm_1Pq2Rs3Tu")
+    outcome = service.pay(request, deps)
+    assert deps.gateway.tokens == ["pm_1Pq2Rs3Tu"]
+    assert outcome.payment.payment_token is None
+    assert all(p.payment_token is None for p in deps.store.payments.values())
+    assert "pm_1Pq2Rs3Tu" not in repr(request) + repr(outcome) + "".join(e.payload for e in deps.store.outbox)
+
+
+def test_a_decline_at_prepare_is_recorded_failed_with_its_event_and_nothing_charged():
+    refused = ChargeResult(succeeded=False, transaction_id=None, simulated_response=None,
+                           error_code="AMOUNT_TOO_SMALL", error_message="Amount too small",
+                           failure_reason="Stripe refused the payment before charging: amount_too_small")
+    request, deps = make(gateway=FakeGateway(prepared=refused, reference="pi_never"))
+    outcome = service.pay(request, deps)
+    assert outcome.declined and outcome.payment.status == "failed"
+    assert (outcome.payment.error_code, outcome.payment.failure_reason) == (
+        "AMOUNT_TOO_SMALL", "Stripe refused the payment before charging: amount_too_small")
+    assert outcome.payment.gateway_reference is None and deps.gateway.charges == 0
+    assert deps.store.log == ["insert_pending", "commit_outcome", "publish"]
+    [event] = deps.store.outbox
+    assert event.event_type == "payment-failed" and json.loads(event.payload)["errorCode"] == "AMOUNT_TOO_SMALL"
+
+
+def test_a_charge_the_gateway_is_still_processing_leaves_the_payment_pending():
+    request, deps = make(gateway=FakeGateway(fail_with=GatewayPending("the PaymentIntent is processing")))
+    with pytest.raises(errors.GatewayProcessing) as raised:
+        service.pay(request, deps)
+    assert raised.value.message == "Payment processing error: payment gateway is still processing the payment"
+    assert raised.value.retry_after_s == 1
+    [payment] = deps.store.payments.values()
+    assert payment.status == "pending" and deps.store.outbox == []
+
+
+def reported(deps, *, reference="pi_3Abc"):
+    """A pending payment whose charge is the intent `reference`."""
+    request, _ = make()
+    pending = deps.store.insert_pending(request, uuid.uuid4(), is_simulated=False)
+    return deps.store.attach_reference(pending, reference)
+
+
+def test_a_gateways_report_settles_the_pending_payment_once_with_its_event():
+    _, deps = make()
+    payment = reported(deps)
+    charged = ChargeResult(succeeded=True, transaction_id="txn_3Abc", simulated_response=None)
+    assert service.settle_reported(payment.id, "pi_3Abc", charged, deps) == "settled"
+    settled = deps.store.payments[payment.id]
+    assert (settled.status, settled.transaction_id) == ("succeeded", "txn_3Abc")
+    [event] = deps.store.outbox
+    assert event.event_type == "payment-succeeded"
+    declined = decline_for(Decimal("1.13"))
+    assert service.settle_reported(payment.id, "pi_3Abc", declined, deps) == "already_settled"
+    assert deps.store.payments[payment.id] == settled and deps.store.outbox == [event]
+
+
+def test_a_report_about_another_charge_or_payment_is_ignored():
+    _, deps = make()
+    payment = reported(deps)
+    charged = ChargeResult(succeeded=True, transaction_id="txn_9", simulated_response=None)
+    assert service.settle_reported(payment.id, "pi_other", charged, deps) == "ignored"
+    assert service.settle_reported(uuid.uuid4(), "pi_3Abc", charged, deps) == "ignored"
+    assert deps.store.payments[payment.id].status == "pending" and deps.store.outbox == []
 
 
 @pytest.mark.parametrize("status", ["cancelled", "expired", "refunded"])
