@@ -23,8 +23,9 @@ class PaymentError(Exception):
 
 
 # The kinds of an invalid request: a body that is not acceptable JSON, one
-# whose values break the request's rules, an id in the path or query.
-JSON, SCHEMA, PARAMETER = "json", "schema", "parameter"
+# whose values break the request's rules, an id in the path or query, a
+# webhook delivery whose signature does not hold.
+JSON, SCHEMA, PARAMETER, WEBHOOK_SIGNATURE = "json", "schema", "parameter", "webhook_signature"
 
 
 class InvalidRequest(PaymentError):

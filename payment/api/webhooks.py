@@ -26,7 +26,7 @@ import falcon
 
 from payment import service
 from payment.api.responses import write
-from payment.errors import BodyTooLarge, InvalidRequest, PaymentError
+from payment.errors import WEBHOOK_SIGNATURE, BodyTooLarge, InvalidRequest, PaymentError
 from payment.gateways import stripe_webhook
 from payment.metrics import Metrics
 
@@ -73,7 +73,7 @@ class StripeWebhookResource:
     def _refuse(self, why: str) -> NoReturn:
         self.metrics.webhook("refused")
         log.warning("webhook refused: %s", why)
-        raise InvalidRequest(f"Invalid webhook: {why}")
+        raise InvalidRequest(f"Invalid webhook: {why}", WEBHOOK_SIGNATURE)
 
     def _act_on(self, event: object) -> str:
         report = stripe_webhook.report_of(event)

@@ -287,7 +287,10 @@ def test_a_delivery_not_signed_now_by_the_endpoints_secret_is_a_400_that_changes
     assert (answer.status_int, answer.json) == (400, {"success": False, "errorMessage": message, "payment": None})
     assert database.rows()[0]["status"] == "pending"
     assert database.rows("webhook_events") == [] and database.rows("outbox") == []
-    assert scrape(client)[("payment_gateway_webhooks_total", frozenset({("result", "refused")}))] == 1
+    samples = scrape(client)
+    assert samples[("payment_gateway_webhooks_total", frozenset({("result", "refused")}))] == 1
+    assert samples[("payment_http_refusals_total",
+                    frozenset({("route", "/webhooks/stripe"), ("kind", "webhook_signature")}))] == 1
     # The genuine delivery still settles it: nothing was spent on the refused one.
     assert deliver(client, event).json["result"] == "settled"
 
@@ -382,7 +385,8 @@ def test_the_route_exists_only_with_a_webhook_secret(stripe_client, localstripe)
     client = stripe_client(stripe_webhook_secrets=())
     answer = client.app.post(WEBHOOK, params=b"{}", headers={"Stripe-Signature": "t=1,v1=00"}, expect_errors=True)
     assert answer.status_int == 404
-    assert answer.json == {"success": False, "errorMessage": "404 Not Found", "payment": None}
+    assert answer.json == {"success": False, "payment": None,
+                           "errorMessage": "Not found: no such resource (GET /openapi.json lists the service's endpoints)"}
     assert stripe_client().app.post(WEBHOOK, params=b"{}", expect_errors=True).status_int == 400
 
 

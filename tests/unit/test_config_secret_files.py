@@ -55,10 +55,11 @@ def test_each_secret_setting_may_come_from_a_file(secret, variable, value, env, 
 
 
 def test_the_stripe_webhook_secret_may_come_from_a_file(secret):
-    # No setting reads it yet; its file form is accepted and resolved already.
     env = resolve({**BASE, "STRIPE_WEBHOOK_SECRET_FILE": secret("whsec_abc123\n")})
     assert env["STRIPE_WEBHOOK_SECRET"] == "whsec_abc123" and "STRIPE_WEBHOOK_SECRET_FILE" not in env
-    Config.from_env({**BASE, "STRIPE_WEBHOOK_SECRET_FILE": secret("whsec_abc123\n")})
+    stripe = {**BASE, "PAYMENT_GATEWAY": "stripe", "STRIPE_API_KEY": "sk_test_abc"}
+    config = Config.from_env({**stripe, "STRIPE_WEBHOOK_SECRET_FILE": secret("whsec_old,whsec_new\n")})
+    assert config.stripe_webhook_secrets == ("whsec_old", "whsec_new")
 
 
 def test_the_declared_secret_settings():

@@ -137,6 +137,9 @@ def documented_kinds() -> dict[str, set[int]]:
 def test_the_error_table_names_every_kind_a_4xx_is_counted_by():
     counted = {(kind, status) for _, status, _, kind in CASES}
     counted |= {("conflict", 409), ("auth_missing", 401), ("auth_expired", 401), ("auth_invalid", 401)}
+    # A Stripe webhook's refused signature: counted by kind in
+    # tests/integration/test_stripe_payments.py, against the Stripe gateway.
+    counted |= {("webhook_signature", 400)}
     counted |= {(kind, status) for status, kind in WORKER_KINDS.items()}
     counted |= {(kind, status) for _, status, _, kind, _ in _MALFORMED_ANSWERS}
     documented = {(kind, status) for kind, statuses in documented_kinds().items() for status in statuses
