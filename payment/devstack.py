@@ -282,30 +282,58 @@ def run_dev(data_dir: str = ".devstack") -> None:
 
 # PgBouncer refuses to run as root: as root it runs as this user.
 PGBOUNCER_USER = "nobody"
+PGBOUNCER_PACKAGE = "pgbouncer"
+# Where the Debian package installs it, should PATH (a non-root user's) lack sbin.
+PGBOUNCER_DIRS = "/usr/sbin:/usr/bin"
 
 
-def pgbouncer_binary() -> str:
-    """PgBouncer from the Debian package `pgbouncer`, installed when missing
-    (as root, like wrk for `make bench`)."""
-    import os
+class PgBouncerMissing(RuntimeError):
+    """PgBouncer is not installed, and this process cannot install it."""
+
+
+def pgbouncer_binary(*, search_path: str | None = None, euid: int | None = None) -> str:
+    """PgBouncer, from PATH or where the Debian package `pgbouncer` puts
+    it; installed with apt-get when missing and this process is root (like
+    wrk for `make bench`). A process that cannot install it gets
+    PgBouncerMissing at once, naming the package. `search_path` and `euid`
+    stand for PATH with the package's directories and this process's
+    effective user id."""
     import shutil
 
-    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
+    if search_path is None:
+        search_path = f"{os.environ.get('PATH', os.defpath)}:{PGBOUNCER_DIRS}"
+    euid = os.geteuid() if euid is None else euid
+    found = shutil.which("pgbouncer", path=search_path)
     if found:
         return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-qq", "pgbouncer"], check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if subprocess.run(["sh", "-c", "command -v pgbouncer || test -x /usr/sbin/pgbouncer"],
-                          stdout=subprocess.DEVNULL).returncode != 0:
-            subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL)
-            subprocess.run(["apt-get", "install", "-y", "-qq", "pgbouncer"], check=False,
-                           stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
+    if euid != 0 or not shutil.which("apt-get", path=search_path):
+        raise PgBouncerMissing(
+            f"PgBouncer is not installed: install the Debian package `{PGBOUNCER_PACKAGE}`"
+            f" (sudo apt-get install {PGBOUNCER_PACKAGE}) and run again (only as root is it installed"
+            f" for you, with apt-get).")
+    said = _apt_install(PGBOUNCER_PACKAGE)
+    found = shutil.which("pgbouncer", path=search_path)
     if not found:
-        raise RuntimeError("PgBouncer is needed: apt-get install -y pgbouncer")
+        raise RuntimeError(f"PgBouncer is needed, and `apt-get install {PGBOUNCER_PACKAGE}` did not install it:\n{said}")
     return found
+
+
+def _apt_install(package: str) -> str:
+    """`apt-get install package`, after `apt-get update` when the package
+    lists do not have it; one process at a time (the test processes start
+    together), the others waiting their turn. Returns what apt-get said."""
+    import fcntl
+    import tempfile
+
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-qq", "-o", "DPkg::Lock::Timeout=120", package]
+    with open(Path(tempfile.gettempdir()) / "payment-apt-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = subprocess.run(install, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, env=env)
+            result = subprocess.run(install, capture_output=True, text=True, env=env)
+    return (result.stdout + result.stderr)[-2000:]
 
 
 def check_socket_reachable(server_url: str, user: str | None) -> None:

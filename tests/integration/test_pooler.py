@@ -30,7 +30,7 @@ SETTINGS = "SELECT current_setting('statement_timeout'), current_setting('lock_t
 
 
 @pytest.fixture(scope="module")
-def small_pgbouncer(server_url):
+def small_pgbouncer(pgbouncer_installed, server_url):
     """Two server connections for the whole test: a client's consecutive
     transactions land on different ones whenever another client is busy."""
     bouncer = devstack.start_pgbouncer(server_url, pool_size=2)
