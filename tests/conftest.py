@@ -15,8 +15,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
+import tempfile
 import threading
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import webtest
@@ -44,20 +47,33 @@ from tests.support import (
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory) -> str:
+def server_url() -> str:
     """This run's own database, reached directly, for the tests' own reads
     and writes: created on TEST_DATABASE_URL's server (else an embedded
     one), built by the migrations, dropped at the end (tests/run_database.py)."""
     given = os.environ.get("TEST_DATABASE_URL")
+    embedded = None
     if not given:
-        given = devstack.start_postgres(tmp_path_factory.mktemp("pgdata"))
-    run = RunDatabase(given)
-    url = run.create()
+        # Outside pytest's temporary directories: as root the server runs as
+        # another user, and every pytest session that starts (`make unit`
+        # beside `make test`) closes /tmp/pytest-of-root to all but root
+        # again; the server, no longer able to reach its own files, stops at
+        # its next checkpoint.
+        embedded = Path(tempfile.mkdtemp(prefix="payment-test-pgdata-"))
+        embedded.chmod(0o755)
+        given = devstack.start_postgres(embedded / "pgdata")
     try:
-        migrations.migrate(url)
-        yield url
+        run = RunDatabase(given)
+        url = run.create()
+        try:
+            migrations.migrate(url)
+            yield url
+        finally:
+            run.drop()
     finally:
-        run.drop()
+        if embedded is not None:
+            devstack.stop_postgres(embedded / "pgdata")
+            shutil.rmtree(embedded, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -71,8 +87,50 @@ def db_route(request) -> str:
 PGBOUNCER_SERVER_CONNECTIONS = 4
 
 
+_pgbouncer_lookup: list = []
+
+
+def pgbouncer_lookup() -> str | Exception:
+    """The PgBouncer binary, or why there is none, looked for once per test
+    process (installed when missing, as root: devstack.pgbouncer_binary)."""
+    if not _pgbouncer_lookup:
+        try:
+            _pgbouncer_lookup.append(devstack.pgbouncer_binary())
+        except RuntimeError as missing:
+            _pgbouncer_lookup.append(missing)
+    return _pgbouncer_lookup[0]
+
+
+def pytest_runtest_setup(item):
+    """A test through PgBouncer (the pgbouncer route, or a PgBouncer of its
+    own) on a machine where it is missing and this user cannot install it
+    is skipped from here, before any fixture starts: one line of the summary
+    for them all, naming the package, instead of one error each. A failed
+    installation (as root) is an error of each such test."""
+    callspec = getattr(item, "callspec", None)
+    through_pgbouncer = "pgbouncer_installed" in item.fixturenames or (
+        callspec is not None and callspec.params.get("db_route") == "pgbouncer")
+    if not through_pgbouncer:
+        return
+    found = pgbouncer_lookup()
+    if isinstance(found, devstack.PgBouncerMissing):
+        pytest.skip(str(found))
+    if isinstance(found, Exception):
+        raise RuntimeError(str(found))
+
+
 @pytest.fixture(scope="session")
-def pgbouncer(server_url):
+def pgbouncer_installed() -> str:
+    """The PgBouncer binary. A fixture that starts one depends on this, so
+    that its tests are known to need it (pytest_runtest_setup)."""
+    found = pgbouncer_lookup()
+    if isinstance(found, Exception):
+        raise RuntimeError(str(found))
+    return found
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pgbouncer_installed, server_url):
     """PgBouncer as an operator runs it in front of many instances:
     pool_mode = transaction, extra_float_digits the only ignored startup
     parameter, and fewer server connections than the service's pools hold,

@@ -9,6 +9,7 @@ import time
 import uuid
 
 import psycopg
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from payment.bootstrap import build_web
@@ -49,6 +50,7 @@ def never_counted(samples, name, **labels) -> bool:
     return samples.get((name, frozenset(labels.items())), 0) == 0
 
 
+@pytest.mark.route_independent
 def test_requests_are_counted_by_route_method_and_status(client, sandbox):
     for _ in range(3):
         client.app.get(f"/payments/{uuid.uuid4()}", expect_errors=True)
@@ -84,6 +86,7 @@ def test_payments_are_counted_by_outcome_and_error_code(client, sandbox):
     assert value(samples, "payment_payments_total", outcome="error", error_code="UPSTREAM_BAD_RESPONSE") == 1
 
 
+@pytest.mark.route_independent
 def test_upstream_calls_are_timed_and_failures_counted_by_kind(client, sandbox):
     client.pay(payment_body(new_order(sandbox), reservationId="f47ac10b-58cc-4372-a567-0e02b2c3d479"))
     broken = new_order(sandbox)

@@ -33,7 +33,7 @@ SETTINGS = "SELECT current_setting('statement_timeout'), current_setting('lock_t
 
 
 @pytest.fixture(scope="module")
-def small_pgbouncer(server_url):
+def small_pgbouncer(pgbouncer_installed, server_url):
     """Two server connections for the whole test: a client's consecutive
     transactions land on different ones whenever another client is busy."""
     bouncer = devstack.start_pgbouncer(server_url, pool_size=2)
@@ -44,6 +44,14 @@ def small_pgbouncer(server_url):
 def with_options(url: str, options: str) -> str:
     params = psycopg.conninfo.conninfo_to_dict(url)
     return psycopg.conninfo.make_conninfo(**params, options=options)
+
+
+def test_the_pooler_reaches_the_run_database(pgbouncer, server_url):
+    # Whichever server the run uses: the embedded one the suite starts, or
+    # TEST_DATABASE_URL's, over TCP or a Unix socket. A PgBouncer that cannot
+    # reach it holds every query for its query_wait_timeout, then refuses it.
+    with psycopg.connect(pgbouncer.url_for(server_url), autocommit=True, connect_timeout=10) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == (conninfo_to_dict(server_url)["dbname"],)
 
 
 def test_the_pooler_refuses_startup_options(pgbouncer, server_url):

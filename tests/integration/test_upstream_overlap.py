@@ -19,6 +19,9 @@ from tests.support import new_order, payment_body
 # loaded machine, and the ceiling leaves the payment half a D plus 150 ms.
 LATENCY_S = 0.5
 CEILING_S = 1.5 * LATENCY_S + 0.15
+# The upstream calls' overlap and their order of judgement come before the
+# database; the payment's own writes are those of test_pay.py, on both routes.
+pytestmark = pytest.mark.route_independent
 
 
 def test_both_upstreams_late_cost_one_latency_not_two(client, sandbox, database):
