@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 import falcon
 import jwt
 
-from payment import service
+from payment import refunds, service
 from payment.api.app import create_app
 from payment.api.auth import TokenVerifier
 from payment.config import MARK_DELAY_S, Config
 from payment.db.pool import Pool, open_pool
-from payment.db.store import PaymentStore
+from payment.db.refund_store import RefundStore
 from payment.gateways.factory import build_gateway, readiness_check
 from payment.gateways.port import PaymentGateway
 from payment.gateways.simulator import SimulatedGateway
@@ -59,19 +59,21 @@ class Core:
 
     config: Config
     pool: Pool
-    store: PaymentStore
+    store: RefundStore
     publisher: KafkaPublisher
     delivery: Delivery
     upstream_session: ConnectionPool
     gateway: PaymentGateway
     deps: service.Dependencies
+    refund_deps: refunds.RefundDependencies
     metrics: Metrics | None = None
     relay: OutboxRelay | None = None
 
     def make_reconciler(self) -> Reconciler:
         config = self.config
-        return Reconciler(self.deps, older_than_s=config.pending_timeout, base_backoff_s=config.relay_interval,
-                          max_backoff_s=config.reconcile_max_backoff, metrics=self.metrics)
+        return Reconciler(self.deps, refund_deps=self.refund_deps, older_than_s=config.pending_timeout,
+                          base_backoff_s=config.relay_interval, max_backoff_s=config.reconcile_max_backoff,
+                          metrics=self.metrics)
 
     def make_relay(self, *, outbox: bool = True) -> OutboxRelay:
         """The relay loop with the reconciler in it (`outbox=False`: the
@@ -116,7 +118,8 @@ def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int 
     pool_max = pool_max or config.db_pool_max
     pool = open_pool(config.database_url, min_size=min(config.db_pool_min, pool_max), max_size=pool_max,
                         timeout=config.db_timeout, search_path=config.db_search_path)
-    store = PaymentStore(pool)
+    # The payment store with the refunds' statements: one store, one pool.
+    store = RefundStore(pool)
     # Each of a worker's threads holds at most one call to an upstream at a
     # time: as many connections per host stay open for the next calls.
     session = upstream.new_session(pool_size=config.worker_threads)
@@ -138,8 +141,18 @@ def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int 
         delivery_timeout=config.kafka_delivery_timeout,
         pending_timeout=config.pending_timeout,
     )
+    refund_deps = refunds.RefundDependencies(
+        store=store,
+        gateway=gateway,
+        delivery=delivery,
+        topic_refunded=config.topic_refunded,
+        topic_refund_failed=config.topic_refund_failed,
+        delivery_timeout=config.kafka_delivery_timeout,
+        pending_timeout=config.pending_timeout,
+        mark_delay=MARK_DELAY_S,
+    )
     return Core(config=config, pool=pool, store=store, publisher=publisher, delivery=delivery,
-                upstream_session=session, gateway=gateway, deps=deps, metrics=metrics)
+                upstream_session=session, gateway=gateway, deps=deps, refund_deps=refund_deps, metrics=metrics)
 
 
 def upstream_clients(config: Config, session: ConnectionPool, *, metrics: Metrics | None = None
@@ -174,14 +187,16 @@ def build_web(config: Config, *, start_relay: bool = True) -> Web:
     metrics.pool_stats = core.pool.get_stats
     metrics.outbox_backlog = core.store.outbox_backlog
     metrics.overdue_payments = lambda: core.store.count_overdue(config.pending_timeout)
+    metrics.overdue_refunds = lambda: core.store.count_overdue_refunds(config.pending_timeout)
     if start_relay:
         core.make_relay().start()
     ready_checks = {"database": core.store.ping, "broker": core.publisher.is_reachable}
     gateway_ready = readiness_check(core.gateway)
     if gateway_ready is not None:
         ready_checks["gateway"] = gateway_ready
-    app = create_app(core.deps, max_body_bytes=config.max_body_bytes, metrics=metrics, ready_checks=ready_checks,
-                     verifier=verifier_from(config), webhook=stripe_webhook(config, core, metrics))
+    app = create_app(core.deps, refund_deps=core.refund_deps, max_body_bytes=config.max_body_bytes, metrics=metrics,
+                     ready_checks=ready_checks, verifier=verifier_from(config),
+                     refund_scope=config.auth_refund_scope, webhook=stripe_webhook(config, core, metrics))
     return Web(app=app, core=core)
 
 
@@ -219,5 +234,5 @@ def verifier_from(config: Config) -> TokenVerifier | None:
     return TokenVerifier(
         hs256_secret=config.auth_hs256_secret, jwks_client=jwks,
         audience=config.auth_audience, issuer=config.auth_issuer,
-        service_scope=config.auth_service_scope, leeway=config.auth_leeway,
+        service_scope=config.auth_service_scope, refund_scope=config.auth_refund_scope, leeway=config.auth_leeway,
     )

@@ -94,6 +94,8 @@ class Config:
     kafka_message_timeout: float = 10.0
     topic_succeeded: str = "payment-succeeded"
     topic_failed: str = "payment-failed"
+    topic_refunded: str = "payment-refunded"
+    topic_refund_failed: str = "payment-refund-failed"
     simulator_latency_ms: int = 0
     simulator_delay_before_charge_ms: int = 0
     simulator_ledger_path: str | None = None
@@ -128,6 +130,8 @@ class Config:
     auth_audience: str | None = None
     auth_issuer: str | None = None
     auth_service_scope: str = "payments:read-all"
+    # The scope a token needs to refund (POST /payments/{paymentId}/refunds).
+    auth_refund_scope: str = "payments:refund"
     auth_leeway: float = 0.0
     auth_jwks_timeout: float = 2.0
     auth_jwks_cache: float = 300.0
@@ -147,6 +151,11 @@ class Config:
         if self.relay_grace is not None:
             return self.relay_grace
         return self.kafka_message_timeout + RELAY_GRACE_PAST_MESSAGE_TIMEOUT_S
+
+    @property
+    def topics(self) -> list[str]:
+        """Every topic the service produces to."""
+        return [self.topic_succeeded, self.topic_failed, self.topic_refunded, self.topic_refund_failed]
 
     @property
     def auth_enabled(self) -> bool:
@@ -179,6 +188,8 @@ class Config:
             kafka_message_timeout=_seconds(env, "KAFKA_MESSAGE_TIMEOUT_S", cls.kafka_message_timeout),
             topic_succeeded=_topic(env, "KAFKA_TOPIC_PAYMENT_SUCCEEDED", cls.topic_succeeded),
             topic_failed=_topic(env, "KAFKA_TOPIC_PAYMENT_FAILED", cls.topic_failed),
+            topic_refunded=_topic(env, "KAFKA_TOPIC_PAYMENT_REFUNDED", cls.topic_refunded),
+            topic_refund_failed=_topic(env, "KAFKA_TOPIC_PAYMENT_REFUND_FAILED", cls.topic_refund_failed),
             simulator_latency_ms=_int(env, "SIMULATOR_LATENCY_MS", cls.simulator_latency_ms, low=0),
             simulator_delay_before_charge_ms=_int(env, "SIMULATOR_DELAY_BEFORE_CHARGE_MS",
                                                   cls.simulator_delay_before_charge_ms, low=0),
@@ -430,6 +441,7 @@ def _auth(env: dict[str, str]) -> dict[str, Any]:
         "auth_audience": _claim_value(env, "AUTH_AUDIENCE"),
         "auth_issuer": _claim_value(env, "AUTH_ISSUER"),
         "auth_service_scope": _scope(env, "AUTH_SERVICE_SCOPE", Config.auth_service_scope),
+        "auth_refund_scope": _scope(env, "AUTH_REFUND_SCOPE", Config.auth_refund_scope),
         "auth_leeway": _leeway(env, "AUTH_LEEWAY_S"),
         "auth_jwks_timeout": _seconds(env, "AUTH_JWKS_TIMEOUT_S", Config.auth_jwks_timeout, high=30),
         "auth_jwks_cache": _seconds(env, "AUTH_JWKS_CACHE_S", Config.auth_jwks_cache, high=24 * 3600),

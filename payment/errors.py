@@ -170,3 +170,51 @@ class AuthorizationKeysUnavailable(DependencyError):
 
     def __init__(self) -> None:
         super().__init__("authorization keys", "authorization keys are unavailable")
+
+
+# --- refunds -----------------------------------------------------------------
+
+
+class Forbidden(PaymentError):
+    """The token is good but does not carry the scope the operation needs."""
+
+    kind = "forbidden"
+
+    def __init__(self, scope: str):
+        super().__init__(f"Forbidden: refunding needs a token with the {scope} scope")
+
+
+class RefundInvalid(InvalidRequest):
+    """A refund the payment cannot take as asked (an amount past what is left)."""
+
+    def __init__(self, why: str):
+        super().__init__(f"Refund validation failed: {why}")
+
+
+class PaymentNotRefundable(PaymentError):
+    kind = "not_refundable"
+
+    def __init__(self, status: str):
+        super().__init__(f"Refund not possible: the payment is {status}")
+
+
+class RefundNotFound(PaymentError):
+    kind = "not_found"
+
+    def __init__(self) -> None:
+        super().__init__("Refund not found")
+
+
+class RefundInProgress(PaymentError):
+    kind = "conflict"
+
+    def __init__(self, retry_after_s: int = 1):
+        super().__init__("A refund with this Idempotency-Key is already in progress")
+        self.retry_after_s = retry_after_s
+
+
+class IdempotencyKeyReused(PaymentError):
+    kind = "idempotency_key_reused"
+
+    def __init__(self) -> None:
+        super().__init__("Idempotency-Key was already used with another body or for another payment")

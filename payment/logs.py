@@ -17,7 +17,7 @@ from contextvars import ContextVar, Token
 from itertools import islice
 from typing import IO, Any
 
-from payment.model import OutboxEvent, Payment
+from payment.model import OutboxEvent, Payment, Refund
 
 # Field values are whatever a line should show: JSON types, or anything str() can write.
 Fields = dict[str, Any]
@@ -74,6 +74,11 @@ def request_id() -> str | None:
 def payment_fields(payment: Payment) -> Fields:
     """The ids a line about a payment carries."""
     return {"paymentId": str(payment.id), "orderId": str(payment.order_id)}
+
+
+def refund_fields(refund: Refund) -> Fields:
+    """The ids a line about a refund carries."""
+    return {"refundId": str(refund.id), "paymentId": str(refund.payment_id), "orderId": str(refund.order_id)}
 
 
 def event_fields(event: OutboxEvent) -> Fields:

@@ -33,7 +33,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from payment.errors import PaymentError
-from payment.model import Payment
+from payment.model import Payment, Refund
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,12 @@ class Metrics:
     def __init__(self, *, pool_stats: Callable[[], dict[str, int]] | None = None,
                  outbox_backlog: Callable[[], tuple[int, float | None]] | None = None,
                  overdue_payments: Callable[[], int] | None = None,
+                 overdue_refunds: Callable[[], int] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.pool_stats = pool_stats
         self.outbox_backlog = outbox_backlog
         self.overdue_payments = overdue_payments
+        self.overdue_refunds = overdue_refunds
         self.clock = clock
         self._pool_sample_due = float("-inf")
         self.registry = CollectorRegistry()
@@ -125,6 +127,14 @@ class Metrics:
             "payment_gateway_webhooks", "Webhook deliveries from the payment gateway, by result: settled, "
             "already_settled, duplicate, ignored, refused (a missing, bad or stale signature).",
             ["result"], registry=r)
+        self.refunds = Counter(
+            "payment_refunds", "POST /payments/{paymentId}/refunds outcomes: succeeded, failed (refused by "
+            "the gateway), replayed, rejected (4xx) or error (5xx), with the errorCode or the kind of error.",
+            ["outcome", "error_code"], registry=r)
+        self.refund_reconciliations = Counter(
+            "payment_refund_reconciliations", "Overdue pending refunds the reconciler asked the gateway about, "
+            "by answer: refunded, refused, never_refunded, or unknown (the refund stays pending).",
+            ["result"], registry=r)
         # Gauges of a worker's own pool; `livesum` adds up the workers alive.
         self.pool_connections = Gauge(
             "payment_db_pool_connections", "Database connections held by the pools, in use or idle.",
@@ -141,6 +151,7 @@ class Metrics:
         self._payments = _Children(self.payments)
         self._upstream_duration = _Children(self.upstream_duration)
         self._upstream_errors = _Children(self.upstream_errors)
+        self._refunds = _Children(self.refunds)
 
     # --- recording -----------------------------------------------------------
 
@@ -173,6 +184,19 @@ class Metrics:
     def payment_refused(self, code: str, status: int) -> None:
         """A POST /payments answered with an error, whatever refused it."""
         self._payments["error" if status >= 500 else "rejected", code].inc()
+
+    def refund_settled(self, refund: Refund, replayed: bool = False) -> None:
+        if replayed:
+            self._refunds["replayed", ""].inc()
+        else:
+            self._refunds[refund.status, refund.error_code or ""].inc()
+
+    def refund_refused(self, code: str, status: int) -> None:
+        """A POST /payments/{paymentId}/refunds answered with an error, whatever refused it."""
+        self._refunds["error" if status >= 500 else "rejected", code].inc()
+
+    def refund_reconciled(self, result: str) -> None:
+        self.refund_reconciliations.labels(result).inc()
 
     def upstream_call(self, service: str, seconds: float, error_kind: str | None = None) -> None:
         self._upstream_duration[(service,)].observe(seconds)
@@ -212,7 +236,8 @@ class Metrics:
             registry = CollectorRegistry()
             registry.register(_Own(self.registry))
         registry.register(_OutboxCollector(self.outbox_backlog))
-        registry.register(_OverdueCollector(self.overdue_payments))
+        registry.register(_OverdueCollector(self.overdue_payments, OVERDUE_PAYMENTS))
+        registry.register(_OverdueCollector(self.overdue_refunds, OVERDUE_REFUNDS))
         return generate_latest(registry)
 
 
@@ -245,9 +270,19 @@ class _OutboxCollector:
                                 value=oldest_age or 0.0)
 
 
+# (name, help, what) of the gauges of what is still pending past PENDING_TIMEOUT_S.
+OVERDUE_PAYMENTS = ("payment_pending_overdue_payments",
+                    "Payments still pending past PENDING_TIMEOUT_S: the reconciler is asking the gateway "
+                    "about them; above 0 for long, the gateway cannot say.", "payments")
+OVERDUE_REFUNDS = ("payment_pending_overdue_refunds",
+                   "Refunds still pending past PENDING_TIMEOUT_S: the reconciler is asking the gateway "
+                   "about them; above 0 for long, the gateway cannot say.", "refunds")
+
+
 class _OverdueCollector:
-    def __init__(self, overdue: Callable[[], int] | None) -> None:
+    def __init__(self, overdue: Callable[[], int] | None, gauge: tuple[str, str, str]) -> None:
         self.overdue = overdue
+        self.name, self.help, self.what = gauge
 
     def collect(self) -> Iterable[Metric]:
         if self.overdue is None:
@@ -255,9 +290,6 @@ class _OverdueCollector:
         try:
             count = self.overdue()
         except PaymentError:
-            log.warning("overdue payments not available for metrics")
+            log.warning("overdue %s not available for metrics", self.what)
             return
-        yield GaugeMetricFamily("payment_pending_overdue_payments",
-                                "Payments still pending past PENDING_TIMEOUT_S: the reconciler is asking "
-                                "the gateway about them; above 0 for long, the gateway cannot say.",
-                                value=count)
+        yield GaugeMetricFamily(self.name, self.help, value=count)

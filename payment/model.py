@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
 from uuid import UUID
 
 PAYMENT_METHODS = ("credit_card", "debit_card", "paypal", "apple_pay", "google_pay")
@@ -81,6 +82,16 @@ class Payment:
     payment_token: str | None = field(default=None, repr=False, compare=False)
 
 
+class InFlight(Protocol):
+    """A payment or a refund, as far as telling when it may be settled goes."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
 @dataclass(frozen=True)
 class OutboxEvent:
     event_id: UUID
@@ -89,3 +100,50 @@ class OutboxEvent:
     key: str
     event_type: str
     payload: str
+
+
+REFUND_REASONS = ("requested_by_customer", "event_cancelled", "duplicate", "fraudulent")
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    """What POST /payments/{paymentId}/refunds asks for. `amount` None: all
+    that is still refundable."""
+
+    payment_id: UUID
+    amount: Decimal | None
+    reason: str
+    idempotency_key: str
+    # The hash of the payment id and the body as understood (payment/refunds.py):
+    # the same key with another body, or for another payment, differs.
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    """What the gateway answered a refund. A refusal is a result, not an exception."""
+
+    succeeded: bool
+    transaction_id: str | None  # the processor's id for the refund
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class Refund:
+    id: UUID
+    payment_id: UUID
+    order_id: UUID
+    customer_id: UUID
+    amount: Decimal
+    currency: str
+    reason: str
+    status: str
+    error_code: str | None
+    error_message: str | None
+    transaction_id: str | None
+    created_at: datetime
+    processed_at: datetime | None
+    is_simulated: bool
+    idempotency_key: str
+    request_fingerprint: str

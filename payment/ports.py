@@ -2,6 +2,7 @@
 the outbox ask of the parts they use, each a Protocol.
 
     PaymentStore         payment/db/store.py          the payments and their events
+    RefundStore          payment/db/refund_store.py   the refunds, with the payments they give back
     OrderingClient       payment/upstream/clients.py  GET /orders/{id}
     ReservationClient    payment/upstream/clients.py  GET /reservations/{id}, sent then read
     PaymentGateway       payment/gateways/            the payment processor (rules below)
@@ -35,20 +36,42 @@ on them to never take money without recording it, and never take it twice:
   the adapter first makes sure that a charge still on its way for that
   payment can no longer succeed (the simulator voids the payment id, Stripe
   cancels the intent).
+- `refund` gives back part or all of a charged payment, with an idempotency
+  key derived from the refund id: the same refund sent again is never
+  refunded twice. A refusal is a result; `GatewayUnreachable` means the
+  outcome is unknown. The service has already made sure, in its database,
+  that the payment's refunds stay within what it took.
+- `lookup_refund` says what the processor knows of a refund, by the refund
+  id, and answers UNKNOWN rather than raising. NEVER_REFUNDED is final: the
+  simulator voids the refund id so that a refund still on its way is
+  refused; Stripe has no such call, and the reconciler asks only about
+  refunds older than PENDING_TIMEOUT_S, far past the adapter's
+  GATEWAY_TIMEOUT_S.
 """
 
 from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Protocol, TypeVar
 from uuid import UUID
 
-from payment.model import ChargeResult, Order, OutboxEvent, Payment, PaymentRequest, Reservation
+from payment.model import (
+    ChargeResult,
+    Order,
+    OutboxEvent,
+    Payment,
+    PaymentRequest,
+    Refund,
+    RefundRequest,
+    RefundResult,
+    Reservation,
+)
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -99,6 +122,70 @@ class PaymentStore(Protocol):
         ...
 
     def forget_webhook_event(self, event_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class RefundReservation:
+    """What inserting a pending refund found: the refund when it was inserted;
+    else the payment's status and what it had left to refund (None for both:
+    no such payment)."""
+
+    refund: Refund | None
+    payment_status: str | None
+    refundable: Decimal | None
+
+
+@dataclass(frozen=True)
+class SettledRefund:
+    refund: Refund
+    event: OutboxEvent
+    # An older event of the same order is still unsent: this one waits its turn.
+    earlier_unsent: bool
+
+
+# The event of a refund as settled, given the payment's total refunded with it.
+RefundEventFor = Callable[[Refund, Decimal], OutboxEvent]
+
+
+class RefundStore(PaymentStore, Protocol):
+    """The refunds table, with the payments they give back, as the refund
+    flow, its reconciler and the refund routes use it. The same errors as
+    the payment store's."""
+
+    def find_refund(self, refund_id: UUID) -> Refund | None: ...
+
+    def find_refund_by_key(self, idempotency_key: str) -> Refund | None: ...
+
+    def list_refunds(self, payment_id: UUID) -> list[Refund]:
+        """The payment's refunds, newest first."""
+        ...
+
+    def insert_pending_refund(self, request: RefundRequest, refund_id: UUID, *,
+                              is_simulated: bool) -> RefundReservation:
+        """The pending refund, inserted only if the payment has succeeded, the
+        amount (all that is left when None) is within what its succeeded and
+        pending refunds leave, and the key is new: the over-refund guard,
+        enforced by the database whatever the concurrency."""
+        ...
+
+    def settle_refund(self, settled: Refund, event_for: RefundEventFor) -> SettledRefund | None:
+        """The outcome and its event, both or neither, the event built with the
+        payment's total refunded as it stands with this refund; None if the
+        refund was no longer pending, and nothing was written."""
+        ...
+
+    def earlier_unsent(self, event: OutboxEvent) -> bool:
+        """Whether an event of the same order committed before `event` is still unsent."""
+        ...
+
+    def claim_overdue_refunds(self, *, older_than_s: float, lease_s: float,
+                              limit: int) -> list[tuple[Refund, int]]:
+        """Overdue pending refunds, each leased, with its attempt number."""
+        ...
+
+    def postpone_refund_check(self, refund: Refund, after_s: float) -> None: ...
+
+    def forget_refund_check(self, refund: Refund) -> None: ...
 
 
 class SentMarks(Protocol):
@@ -182,6 +269,27 @@ NEVER_CHARGED = Lookup(Found.NEVER_CHARGED)
 UNKNOWN = Lookup(Found.UNKNOWN)
 
 
+class RefundFound(enum.Enum):
+    REFUNDED = "refunded"
+    REFUSED = "refused"
+    NEVER_REFUNDED = "never_refunded"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class RefundLookup:
+    found: RefundFound
+    result: RefundResult | None = None  # set for REFUNDED and REFUSED
+
+    @classmethod
+    def of(cls, result: RefundResult) -> RefundLookup:
+        return cls(RefundFound.REFUNDED if result.succeeded else RefundFound.REFUSED, result)
+
+
+NEVER_REFUNDED = RefundLookup(RefundFound.NEVER_REFUNDED)
+REFUND_UNKNOWN = RefundLookup(RefundFound.UNKNOWN)
+
+
 class PaymentGateway(Protocol):
     """A payment processor; the rules its adapters keep are in this module's docstring."""
 
@@ -195,6 +303,10 @@ class PaymentGateway(Protocol):
     def charge(self, payment: Payment) -> ChargeResult: ...
 
     def lookup(self, payment: Payment) -> Lookup: ...
+
+    def refund(self, payment: Payment, refund: Refund) -> RefundResult: ...
+
+    def lookup_refund(self, payment: Payment, refund: Refund) -> RefundLookup: ...
 
 
 # --- the events ---------------------------------------------------------------------------

@@ -25,7 +25,7 @@ def prepare(config: Config, wait_s: float = 30.0) -> migrations.Outcome:
     once, since waiting cannot mend it."""
     outcome = _retry(lambda: migrations.migrate(config.database_url, app_role=config.db_app_role), wait_s,
                      "payment database is unreachable")
-    topics = [config.topic_succeeded, config.topic_failed]
+    topics = config.topics
     if config.kafka_topic_create:
         _retry(lambda: ensure_topics(config.kafka_bootstrap_servers, topics,
                                      partitions=config.kafka_topic_partitions,

@@ -1,6 +1,7 @@
 """How a payment is shown: the payment object of every answer, and the
 payloads of its events (`payment-succeeded`, `payment-failed`) as the outbox
-holds them.
+holds them; and likewise a refund, with `payment-refunded` and
+`payment-refund-failed`.
 
 Field names and order follow the contract (schemas/*.schema.json). Amounts
 carry their currency's decimals; times are UTC ISO 8601 with a `Z`.
@@ -11,13 +12,16 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
+from typing import Any
 
 from payment import jsonio
 from payment.currencies import MINOR_UNITS
-from payment.model import OutboxEvent, Payment
+from payment.model import OutboxEvent, Payment, Refund
 
 SUCCEEDED = "payment-succeeded"
 FAILED = "payment-failed"
+REFUNDED = "payment-refunded"
+REFUND_FAILED = "payment-refund-failed"
 
 
 def utc_timestamp(moment: datetime | None) -> str | None:
@@ -97,4 +101,72 @@ def outbox_event(payment: Payment, *, topic_succeeded: str, topic_failed: str) -
     return OutboxEvent(
         event_id=uuid.uuid4(), payment_id=payment.id, topic=topic,
         key=str(payment.order_id), event_type=event_type, payload=jsonio.dumps(body),
+    )
+
+
+def in_currency(amount: Decimal, currency: str) -> Decimal:
+    """The amount at its currency's decimals (the database keeps four)."""
+    return amount.quantize(Decimal(1).scaleb(-MINOR_UNITS[currency]))
+
+
+def _refund_common(refund: Refund) -> dict[str, Any]:
+    """What the refund object and both refund events carry alike, after the refund's id."""
+    return {
+        "paymentId": str(refund.payment_id),
+        "orderId": str(refund.order_id),
+        "customerId": str(refund.customer_id),
+        "amount": in_currency(refund.amount, refund.currency),
+        "currency": refund.currency,
+        "reason": refund.reason,
+    }
+
+
+def refund_document(refund: Refund) -> dict[str, Any]:
+    return {
+        "id": str(refund.id),
+        **_refund_common(refund),
+        "status": refund.status,
+        "errorCode": refund.error_code,
+        "errorMessage": refund.error_message,
+        "transactionId": refund.transaction_id,
+        "createdAt": utc_timestamp(refund.created_at),
+        "processedAt": utc_timestamp(refund.processed_at),
+        "isSimulated": refund.is_simulated,
+    }
+
+
+def refunded_event(refund: Refund, amount_refunded: Decimal) -> dict[str, Any]:
+    """`amount_refunded`: the payment's total refunded, this refund included."""
+    return {
+        "refundId": str(refund.id),
+        **_refund_common(refund),
+        "transactionId": refund.transaction_id,
+        "amountRefunded": in_currency(amount_refunded, refund.currency),
+        "refundedAt": utc_timestamp(refund.processed_at),
+        "status": "refunded",
+    }
+
+
+def refund_failed_event(refund: Refund) -> dict[str, Any]:
+    return {
+        "refundId": str(refund.id),
+        **_refund_common(refund),
+        "errorCode": refund.error_code,
+        "errorMessage": refund.error_message,
+        "attemptedAt": utc_timestamp(refund.processed_at),
+        "status": "failed",
+    }
+
+
+def refund_outbox_event(refund: Refund, amount_refunded: Decimal, *, topic_refunded: str,
+                        topic_refund_failed: str) -> OutboxEvent:
+    """The event for a settled refund, ready for the outbox: keyed by the
+    order like the payment's own, so that it follows them on their partition."""
+    if refund.status == "succeeded":
+        event_type, topic, body = REFUNDED, topic_refunded, refunded_event(refund, amount_refunded)
+    else:
+        event_type, topic, body = REFUND_FAILED, topic_refund_failed, refund_failed_event(refund)
+    return OutboxEvent(
+        event_id=uuid.uuid4(), payment_id=refund.payment_id, topic=topic,
+        key=str(refund.order_id), event_type=event_type, payload=jsonio.dumps(body),
     )

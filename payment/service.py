@@ -33,8 +33,18 @@ from payment.errors import (
     PaymentInProgress,
     ReservationInvalid,
 )
-from payment.model import CLOSED_ORDER_STATUSES, ChargeResult, Order, OutboxEvent, Payment, PaymentRequest, Reservation
+from payment.model import (
+    CLOSED_ORDER_STATUSES,
+    ChargeResult,
+    InFlight,
+    Order,
+    OutboxEvent,
+    Payment,
+    PaymentRequest,
+    Reservation,
+)
 from payment.money import places_of, shorten, shown_amount
+from payment.publishing import publish_committed
 from payment.ports import (
     Delivery,
     Found,
@@ -131,8 +141,8 @@ def _resolve_conflict(request: PaymentRequest, deps: Dependencies) -> Outcome:
 IN_FLIGHT_S = 10
 
 
-def retry_after(live: Payment | None, pending_timeout: float, now: datetime | None = None) -> int:
-    """Seconds until a retry may find the payment settled: soon while its
+def retry_after(live: InFlight | None, pending_timeout: float, now: datetime | None = None) -> int:
+    """Seconds until a retry may find the payment (or refund) settled: soon while its
     charge is in flight; else when the reconciler will have asked the gateway."""
     if live is None or live.status != "pending":
         return 1
@@ -312,31 +322,6 @@ def settle_reported(payment_id: uuid.UUID, reference: str, result: ChargeResult,
 
 
 def _publish_committed(event: OutboxEvent, earlier_unsent: bool, deps: Dependencies, timeout: float) -> None:
-    """Produce the committed event and wait for its delivery report, bounded,
-    then have it marked sent. An event not confirmed in time stays in the
-    outbox for the relay: the payment is committed either way and is
-    answered as such."""
-    if earlier_unsent:
-        # An older event of this order still waits in the outbox (the broker
-        # was away): the relay sends both, in commit order.
-        return
-    try:
-        confirmed = deps.delivery.send([event], timeout=timeout)
-        if not confirmed:
-            # Not waited for at all (a webhook's settle): it is marked sent
-            # when its report comes, as a late one is.
-            if timeout:
-                log.warning("event not confirmed in time; left to the outbox relay", extra=logs.event_fields(event))
-        elif event.event_type == representations.SUCCEEDED:
-            # A success is its order's last event (the order cannot be paid
-            # again), so nothing waits behind it: the mark can go with the
-            # marker's next batch, and the answer need not wait for it.
-            deps.delivery.mark_soon(confirmed)
-        else:
-            # The order's next attempt may follow this decline at once; its
-            # event would find this one unsent and wait behind it for the
-            # relay. Marked before the answer, then.
-            deps.delivery.mark_now(confirmed)
-    except Exception:
-        # Committed is committed: the relay sends it, under the same eventId.
-        log.warning("event not marked sent; left to the outbox relay", extra=logs.event_fields(event))
+    """Produce the committed event, wait for its delivery report (at most
+    `timeout`), then have it marked sent (payment/publishing.py)."""
+    publish_committed(event, earlier_unsent, delivery=deps.delivery, timeout=timeout)

@@ -178,3 +178,119 @@ DELETE FROM bc_payment.webhook_events
                               ORDER BY received_at
                               LIMIT %(limit)s
                                 FOR UPDATE SKIP LOCKED));
+
+-- name: find_refund_by_key
+SELECT * FROM bc_payment.refunds WHERE idempotency_key = %(idempotency_key)s;
+
+-- name: insert_pending_refund
+-- The over-refund guard: a payment's pending and succeeded refunds never
+-- add up to more than the payment. The first statement locks the payment's
+-- row (NO KEY: the foreign keys of its outbox rows and refunds still only
+-- share it); the second, which sums the refunds, starts after the lock is
+-- had and so sees every refund committed by whoever held it before. In one
+-- statement the sum would be read in the snapshot taken before the lock
+-- wait, and two refunds could both pass (READ COMMITTED). Both statements go
+-- in one round trip, one implicit transaction: the lock lasts until the row
+-- is in. An absent amount asks for all that is left. No refund in the row
+-- back: the payment is not succeeded (payment_status), the amount is not
+-- within `refundable`, or the idempotency key is taken (ON CONFLICT).
+SELECT 1 FROM bc_payment.payments WHERE id = %(payment_id)s FOR NO KEY UPDATE;
+WITH payment AS (
+    SELECT p.id, p.order_id, p.customer_id, p.currency, p.status,
+           p.amount - (SELECT coalesce(sum(r.amount), 0) FROM bc_payment.refunds r
+                        WHERE r.payment_id = p.id AND r.status IN ('pending', 'succeeded')) AS refundable
+      FROM bc_payment.payments p
+     WHERE p.id = %(payment_id)s),
+asked AS (
+    SELECT payment.*, coalesce(%(amount)s, payment.refundable) AS refund_amount FROM payment),
+inserted AS (
+    INSERT INTO bc_payment.refunds (
+        id, payment_id, order_id, customer_id, amount, currency, reason, status, is_simulated,
+        idempotency_key, request_fingerprint)
+    SELECT %(id)s, asked.id, asked.order_id, asked.customer_id, asked.refund_amount, asked.currency,
+           %(reason)s, 'pending', %(is_simulated)s, %(idempotency_key)s, %(fingerprint)s
+      FROM asked
+     WHERE asked.status = 'succeeded' AND asked.refund_amount > 0 AND asked.refund_amount <= asked.refundable
+        ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING *)
+SELECT asked.status AS payment_status, asked.refundable, inserted.*
+  FROM asked LEFT JOIN inserted ON true;
+
+-- name: find_refund
+SELECT * FROM bc_payment.refunds WHERE id = %(id)s;
+
+-- name: list_refunds_for_payment
+-- Newest first (index refunds_by_payment); the id breaks ties.
+SELECT * FROM bc_payment.refunds
+ WHERE payment_id = %(payment_id)s
+ ORDER BY created_at DESC, id DESC;
+
+-- name: lock_payment_for_refund_outcome
+-- Inside settle's transaction: the payment's row locked, as insert_pending_refund
+-- locks it, then (a statement of its own, so a snapshot taken after the lock)
+-- what its refunds already gave back: each refund's event says the payment's
+-- total refunded, and two refunds settling at once must not both miss the other.
+SELECT 1 FROM bc_payment.payments WHERE id = %(payment_id)s FOR NO KEY UPDATE;
+SELECT coalesce(sum(amount), 0) FROM bc_payment.refunds
+ WHERE payment_id = %(payment_id)s AND status = 'succeeded';
+
+-- name: settle_refund
+-- The one way a refund leaves pending: its outcome and its outbox event in
+-- one statement, as settle_payment. No row back: the refund was no longer
+-- pending, and nothing was written. earlier_unsent: an older event of the
+-- same order is still unsent (the payment's own, for one).
+WITH settled AS (
+    UPDATE bc_payment.refunds
+       SET status = %(status)s,
+           transaction_id = %(transaction_id)s,
+           error_code = %(error_code)s,
+           error_message = %(error_message)s,
+           processed_at = %(processed_at)s
+     WHERE id = %(id)s AND status = 'pending'
+    RETURNING *),
+event AS (
+    INSERT INTO bc_payment.outbox (event_id, payment_id, topic, event_key, event_type, payload)
+    SELECT %(event_id)s, settled.payment_id, %(topic)s, %(event_key)s, %(event_type)s, %(payload)s
+      FROM settled)
+SELECT settled.*,
+       EXISTS (SELECT 1 FROM bc_payment.outbox earlier
+                WHERE earlier.event_key = %(event_key)s AND earlier.sent_at IS NULL) AS earlier_unsent
+  FROM settled;
+
+-- name: earlier_unsent_event
+-- Whether an event committed before this one, for the same order, is still unsent.
+SELECT EXISTS (SELECT 1 FROM bc_payment.outbox earlier
+                WHERE earlier.event_key = %(event_key)s AND earlier.sent_at IS NULL
+                  AND earlier.seq < (SELECT seq FROM bc_payment.outbox WHERE event_id = %(event_id)s));
+
+-- name: claim_overdue_refunds
+-- As claim_overdue_payments, for refunds.
+WITH due AS (
+    SELECT r.id FROM bc_payment.refunds r
+     WHERE r.status = 'pending'
+       AND r.created_at < now() - make_interval(secs => %(older_than_s)s)
+       AND NOT EXISTS (SELECT 1 FROM bc_payment.refund_checks c
+                        WHERE c.refund_id = r.id AND c.next_check_at > now())
+     ORDER BY r.created_at
+     LIMIT %(limit)s
+       FOR UPDATE OF r SKIP LOCKED)
+INSERT INTO bc_payment.refund_checks AS c (refund_id, attempts, next_check_at)
+SELECT id, 1, now() + make_interval(secs => %(lease_s)s) FROM due
+    ON CONFLICT (refund_id) DO UPDATE
+   SET attempts = c.attempts + 1, next_check_at = EXCLUDED.next_check_at
+RETURNING refund_id, attempts;
+
+-- name: find_pending_refunds
+SELECT * FROM bc_payment.refunds WHERE id = ANY(%(ids)s) AND status = 'pending';
+
+-- name: postpone_refund_check
+UPDATE bc_payment.refund_checks
+   SET next_check_at = now() + make_interval(secs => %(after_s)s)
+ WHERE refund_id = %(refund_id)s;
+
+-- name: forget_refund_check
+DELETE FROM bc_payment.refund_checks WHERE refund_id = %(refund_id)s;
+
+-- name: count_overdue_refunds
+SELECT count(*) FROM bc_payment.refunds
+ WHERE status = 'pending' AND created_at < now() - make_interval(secs => %(older_than_s)s);

@@ -121,6 +121,75 @@ CREATE TABLE bc_payment.webhook_events (
 CREATE INDEX webhook_events_by_age
     ON bc_payment.webhook_events (received_at);
 
+-- One row per refund asked for (POST /payments/{paymentId}/refunds). The
+-- order, customer and currency are the payment's, copied so that a refund
+-- is shown without a join. A refund's money is counted against its payment
+-- from the moment it is pending; the statement that inserts one locks the
+-- payment's row and sums its pending and succeeded refunds under that lock,
+-- so that together they never exceed the payment (queries.sql,
+-- insert_pending_refund). idempotency_key is the client's Idempotency-Key;
+-- request_fingerprint the hash of the payment id and the body it came with,
+-- so that the key sent again with another body is told apart. (0004)
+CREATE TABLE bc_payment.refunds (
+    id                  uuid PRIMARY KEY,
+    payment_id          uuid        NOT NULL REFERENCES bc_payment.payments (id),
+    order_id            uuid        NOT NULL,
+    customer_id         uuid        NOT NULL,
+    amount              numeric(20, 4) NOT NULL CHECK (amount > 0),
+    currency            char(3)     NOT NULL,
+    reason              text        NOT NULL
+        CHECK (reason IN ('requested_by_customer', 'event_cancelled', 'duplicate', 'fraudulent')),
+    status              text        NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
+    error_code          text,
+    error_message       text,
+    -- The processor's id for the refund.
+    transaction_id      text,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    processed_at        timestamptz,
+    is_simulated        boolean     NOT NULL,
+    idempotency_key     text        NOT NULL UNIQUE,
+    request_fingerprint text        NOT NULL,
+    CHECK ((status = 'pending') = (processed_at IS NULL))
+);
+
+CREATE INDEX refunds_by_payment
+    ON bc_payment.refunds (payment_id, created_at DESC);
+
+CREATE INDEX refunds_pending_by_age
+    ON bc_payment.refunds (created_at)
+    WHERE status = 'pending';
+
+-- The reconciler's bookkeeping for pending refunds, as payment_checks is for
+-- payments. (0004)
+CREATE TABLE bc_payment.refund_checks (
+    refund_id     uuid        PRIMARY KEY REFERENCES bc_payment.refunds (id),
+    attempts      integer     NOT NULL,
+    next_check_at timestamptz NOT NULL
+);
+
+-- The simulated processor's refunds, keyed by the refund id (its idempotency
+-- key), committed on its own as simulator_charges is. (0004)
+CREATE TABLE bc_payment.simulator_refunds (
+    refund_id      uuid        PRIMARY KEY,
+    payment_id     uuid        NOT NULL,
+    amount         numeric(20, 4) NOT NULL,
+    currency       char(3)     NOT NULL,
+    succeeded      boolean     NOT NULL,
+    transaction_id text,
+    error_code     text,
+    refunded_at    timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX simulator_refunds_by_payment
+    ON bc_payment.simulator_refunds (payment_id);
+
+-- Refund ids the simulated processor was told it never received (the
+-- reconciler found no refund): one still on its way is refused. (0004)
+CREATE TABLE bc_payment.simulator_refund_voids (
+    refund_id uuid        PRIMARY KEY,
+    voided_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- Kept by `python -m payment migrate` (payment/db/migrations.py): one row per
 -- migration applied, with the SHA-256 of its file as it was applied.
 CREATE TABLE bc_payment.schema_migrations (

@@ -202,7 +202,7 @@ def nothing_happened(database, events):
     assert database.rows() == []
     assert database.rows("outbox") == []
     assert database.rows("simulator_charges") == []
-    assert events.all() == {"payment-succeeded": [], "payment-failed": []}
+    assert events.all() == {topic: [] for topic in TOPICS}
 
 
 @pytest.fixture
@@ -239,6 +239,7 @@ def config(service_env) -> Config:
 
 
 RESPONSE_SCHEMA = "payment-response.schema.json"
+REFUND_RESPONSE_SCHEMA = "refund-response.schema.json"
 
 
 class Client:
@@ -255,11 +256,24 @@ class Client:
                                  headers=headers or {}, expect_errors=True)
         return Reply(response)
 
-    def get(self, path, *, params=None, headers=None, schema=None):
+    def refund(self, payment_id, body=None, *, key: str | None = None, content_type="application/json",
+               headers=None):
+        """POST /payments/{payment_id}/refunds with `body` ({} when None) and
+        the Idempotency-Key `key` (none sent when None); every answer is
+        checked against the refund envelope."""
+        data = body if isinstance(body, (bytes, str)) else jsonio.dumps({} if body is None else body)
+        if isinstance(data, str):
+            data = data.encode()
+        headers = {**({"Idempotency-Key": key} if key is not None else {}), **(headers or {})}
+        response = self.app.post(f"/payments/{payment_id}/refunds", params=data, content_type=content_type,
+                                 headers=headers, expect_errors=True)
+        return Reply(response, REFUND_RESPONSE_SCHEMA)
+
+    def get(self, path, *, params=None, headers=None, schema=None, error_schema=RESPONSE_SCHEMA):
         """A read endpoint's answer; a 2xx body is checked against `schema`,
-        any other against the error envelope."""
+        any other against the error envelope (`error_schema`)."""
         response = self.app.get(path, params=params or {}, headers=headers or {}, expect_errors=True)
-        return Reply(response, schema if response.status_int < 300 else RESPONSE_SCHEMA)
+        return Reply(response, schema if response.status_int < 300 else error_schema)
 
 
 class Reply:

@@ -1,5 +1,5 @@
-"""Hand-written fakes of the service's adapters for the unit tier: the store,
-the ordering and reservation clients, the gateway, the producer and the
+"""Hand-written fakes of the service's adapters for the unit tier: the store
+(payments and refunds), the ordering and reservation clients, the gateway, the producer and the
 delivery of events. Each keeps what it was asked, so that a test can say what
 was (not) read, written, charged or published.
 
@@ -16,13 +16,34 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Generic, Protocol, TypeVar
 
 from payment import logs, ports
 from payment.errors import DatabaseUnavailable, DependencyError
-from payment.gateways.simulator import decide
-from payment.model import ChargeResult, Order, OutboxEvent, Payment, PaymentRequest, Reservation
-from payment.ports import NEVER_CHARGED, UNKNOWN, Lookup
+from payment.gateways.simulator import REFUND_DECLINES, REFUND_MESSAGES, decide
+from payment.model import (
+    ChargeResult,
+    Order,
+    OutboxEvent,
+    Payment,
+    PaymentRequest,
+    Refund,
+    RefundRequest,
+    RefundResult,
+    Reservation,
+)
+from payment.ports import (
+    NEVER_CHARGED,
+    NEVER_REFUNDED,
+    REFUND_UNKNOWN,
+    UNKNOWN,
+    Lookup,
+    RefundEventFor,
+    RefundLookup,
+    RefundReservation,
+    SettledRefund,
+)
 
 T = TypeVar("T")
 
@@ -30,8 +51,8 @@ NOW = datetime(2026, 3, 4, 15, 30, tzinfo=timezone.utc)
 
 
 class FakeStore:
-    """The payment store in dicts. `unavailable`: every call is the
-    DatabaseUnavailable the real store raises when PostgreSQL is away."""
+    """The payment store, with its refunds, in dicts. `unavailable`: every call
+    is the DatabaseUnavailable the real store raises when PostgreSQL is away."""
 
     def __init__(self) -> None:
         self.payments: dict[uuid.UUID, Payment] = {}
@@ -43,6 +64,8 @@ class FakeStore:
         self.webhook_events: set[str] = set()
         self.fail_settlement = False
         self.unavailable = False
+        self.refunds: dict[uuid.UUID, Refund] = {}
+        self.refund_checks: dict[uuid.UUID, int] = {}
 
     def _reach(self, read: str | None = None) -> None:
         if self.unavailable:
@@ -134,6 +157,79 @@ class FakeStore:
         self._reach()
         self.webhook_events.discard(event_id)
 
+    # --- refunds (payment/db/refund_store.py) ---
+
+    def find_refund(self, refund_id: uuid.UUID) -> Refund | None:
+        self._reach("find_refund")
+        return self.refunds.get(refund_id)
+
+    def find_refund_by_key(self, idempotency_key: str) -> Refund | None:
+        self._reach("find_refund_by_key")
+        return next((r for r in self.refunds.values() if r.idempotency_key == idempotency_key), None)
+
+    def list_refunds(self, payment_id: uuid.UUID) -> list[Refund]:
+        self._reach("list_refunds")
+        return sorted((r for r in self.refunds.values() if r.payment_id == payment_id),
+                      key=lambda r: r.created_at, reverse=True)
+
+    def insert_pending_refund(self, request: RefundRequest, refund_id: uuid.UUID, *, is_simulated: bool,
+                              created_at: datetime = NOW) -> RefundReservation:
+        """The guard of the real one: the payment must have succeeded, the
+        amount fit in what is left, the key be new."""
+        self._reach()
+        payment = self.payments.get(request.payment_id)
+        if payment is None:
+            return RefundReservation(None, None, None)
+        left = payment.amount - sum((r.amount for r in self.refunds.values()
+                                     if r.payment_id == payment.id and r.status != "failed"), Decimal(0))
+        amount = left if request.amount is None else request.amount
+        if (payment.status != "succeeded" or not 0 < amount <= left
+                or any(r.idempotency_key == request.idempotency_key for r in self.refunds.values())):
+            return RefundReservation(None, payment.status, left)
+        refund = Refund(
+            id=refund_id, payment_id=payment.id, order_id=payment.order_id, customer_id=payment.customer_id,
+            amount=amount, currency=payment.currency, reason=request.reason, status="pending",
+            error_code=None, error_message=None, transaction_id=None, created_at=created_at,
+            processed_at=None, is_simulated=is_simulated, idempotency_key=request.idempotency_key,
+            request_fingerprint=request.fingerprint)
+        self.refunds[refund.id] = refund
+        self.log.append("insert_pending_refund")
+        return RefundReservation(refund, payment.status, left)
+
+    def settle_refund(self, settled: Refund, event_for: RefundEventFor) -> SettledRefund | None:
+        """Both rows or neither; the event's total counts the refunds settled before."""
+        self._reach()
+        if self.fail_settlement:
+            raise DatabaseUnavailable()
+        if self.refunds[settled.id].status != "pending":
+            return None
+        before = sum((r.amount for r in self.refunds.values()
+                      if r.payment_id == settled.payment_id and r.status == "succeeded"), Decimal(0))
+        event = event_for(settled, before + (settled.amount if settled.status == "succeeded" else 0))
+        earlier_unsent = any(e.key == event.key and e.event_id not in self.sent for e in self.outbox)
+        self.refunds[settled.id] = settled
+        self.outbox.append(event)
+        self.log.append("commit_refund_outcome")
+        return SettledRefund(settled, event, earlier_unsent)
+
+    def earlier_unsent(self, event: OutboxEvent) -> bool:
+        self._reach()
+        before = self.outbox[:self.outbox.index(event)]
+        return any(e.key == event.key and e.event_id not in self.sent for e in before)
+
+    def claim_overdue_refunds(self, *, older_than_s: float, lease_s: float,
+                              limit: int) -> list[tuple[Refund, int]]:
+        due = [r for r in self.refunds.values() if r.status == "pending"]
+        for refund in due:
+            self.refund_checks[refund.id] = self.refund_checks.get(refund.id, 0) + 1
+        return [(r, self.refund_checks[r.id]) for r in due[:limit]]
+
+    def postpone_refund_check(self, refund: Refund, after_s: float) -> None:
+        self.log.append(("postpone_refund", after_s))
+
+    def forget_refund_check(self, refund: Refund) -> None:
+        self.refund_checks.pop(refund.id, None)
+
 
 class _Identified(Protocol):
     @property
@@ -217,6 +313,8 @@ class FakeGateway:
         self.prepared = prepared        # a declined ChargeResult prepare answers
         self.tokens: list[str | None] = []  # the paymentToken of each payment prepared
         self.unreachable = False
+        self.refunded: dict[uuid.UUID, RefundResult] = {}
+        self.refund_calls = 0
 
     def check_request(self, request: PaymentRequest) -> None:
         if self.refuse_with is not None:
@@ -244,6 +342,25 @@ class FakeGateway:
         if payment.id in self.charged:
             return Lookup.of(self.charged[payment.id])
         return NEVER_CHARGED
+
+    def refund(self, payment: Payment, refund: Refund) -> RefundResult:
+        """Refunds kept by refund id; the simulator's test amount (.77) refused."""
+        self.refund_calls += 1
+        if refund.id not in self.refunded:
+            code = REFUND_DECLINES.get(refund.amount % 1)
+            self.refunded[refund.id] = RefundResult(
+                succeeded=code is None, transaction_id=None if code else f"txn_{refund.id.hex[:16]}",
+                error_code=code, error_message=REFUND_MESSAGES[code] if code else None)
+        if self.fail_with:
+            raise self.fail_with
+        return self.refunded[refund.id]
+
+    def lookup_refund(self, payment: Payment, refund: Refund) -> RefundLookup:
+        if self.unreachable:
+            return REFUND_UNKNOWN
+        if refund.id in self.refunded:
+            return RefundLookup.of(self.refunded[refund.id])
+        return NEVER_REFUNDED
 
 
 class FakePublisher:
@@ -293,6 +410,7 @@ class FakeDelivery:
 # missing, renamed, or with other parameters or types). Nothing at run time.
 def _held_to_their_ports(store: FakeStore) -> None:
     _store: ports.PaymentStore = store
+    _refunds: ports.RefundStore = store
     _marks: ports.SentMarks = store
     _ordering: ports.OrderingClient = FakeOrdering()
     _reservations: ports.ReservationClient = FakeReservations()

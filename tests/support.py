@@ -28,12 +28,14 @@ from payment.db.store import PaymentStore
 from payment.model import ChargeResult
 
 ROOT = Path(__file__).resolve().parents[1]
-TOPICS = ("payment-succeeded", "payment-failed")
+TOPICS = ("payment-succeeded", "payment-failed", "payment-refunded", "payment-refund-failed")
 # The in-memory broker has nothing to keep, and its graceful stop waits
 # 5 s for connected clients: killed if it is not gone by then.
 BROKER_STOP_S = 0.5
 EVENT_SCHEMAS = {"payment-succeeded": "payment-succeeded.schema.json",
-                 "payment-failed": "payment-failed.schema.json"}
+                 "payment-failed": "payment-failed.schema.json",
+                 "payment-refunded": "payment-refunded.schema.json",
+                 "payment-refund-failed": "payment-refund-failed.schema.json"}
 
 
 # The header of the tests' own mark messages (EventLog), which every reader
@@ -122,7 +124,9 @@ class Database:
         self.url = url
 
     TABLES = {"payments": "created_at", "outbox": "created_at", "simulator_charges": "charged_at",
-              "simulator_voids": "voided_at", "payment_checks": "payment_id", "webhook_events": "received_at"}
+              "simulator_voids": "voided_at", "payment_checks": "payment_id", "webhook_events": "received_at",
+              "refunds": "created_at", "refund_checks": "refund_id", "simulator_refunds": "refunded_at",
+              "simulator_refund_voids": "voided_at"}
 
     def rows(self, table: str = "payments", where: str = "TRUE", params=()) -> list[dict]:
         order = self.TABLES[table]
@@ -156,9 +160,19 @@ class Database:
         with psycopg.connect(self.url, autocommit=True, row_factory=dict_row) as conn:
             return conn.execute(sql, params).fetchall()
 
+    def refunds(self, payment_id) -> list[dict]:
+        """The payment's refunds as the service recorded them, oldest first."""
+        return self.rows("refunds", "payment_id = %s", (str(payment_id),))
+
+    def gateway_refunds(self, payment_id) -> list[dict]:
+        """What the simulated processor refunded of the payment, in its own ledger."""
+        return self.rows("simulator_refunds", "payment_id = %s", (str(payment_id),))
+
     def truncate(self) -> None:
-        self.execute("TRUNCATE bc_payment.outbox, bc_payment.payment_checks, bc_payment.payments,"
-                     " bc_payment.simulator_charges, bc_payment.simulator_voids, bc_payment.webhook_events")
+        self.execute("TRUNCATE bc_payment.outbox, bc_payment.payment_checks, bc_payment.refund_checks,"
+                     " bc_payment.refunds, bc_payment.payments, bc_payment.simulator_charges,"
+                     " bc_payment.simulator_voids, bc_payment.simulator_refunds, bc_payment.simulator_refund_voids,"
+                     " bc_payment.webhook_events")
 
 
 class Sandbox:

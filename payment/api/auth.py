@@ -18,7 +18,7 @@ from uuid import UUID
 import falcon
 import jwt
 
-from payment.errors import AuthorizationKeysUnavailable, CustomerMismatch, Unauthenticated
+from payment.errors import AuthorizationKeysUnavailable, CustomerMismatch, Forbidden, Unauthenticated
 from payment.model import Payment
 
 log = logging.getLogger(__name__)
@@ -33,11 +33,13 @@ _MAX_TOKEN_CHARS = 8192
 @dataclass(frozen=True)
 class Caller:
     """Who is asking: `subject` is the token's `sub`; `read_all` comes from
-    the service scope; `unrestricted` is the caller when authorization is off."""
+    the service scope, `refund` from the refund scope; `unrestricted` is the
+    caller when authorization is off."""
 
     subject: str | None
     read_all: bool = False
     unrestricted: bool = False
+    refund: bool = False
 
     def owns(self, customer_id: UUID) -> bool:
         if self.unrestricted:
@@ -56,8 +58,15 @@ class Caller:
         if not self.owns(customer_id):
             raise CustomerMismatch()
 
+    def check_refunds(self, scope: str) -> None:
+        """Refunding needs the refund scope, whoever the token names; checked
+        before anything is read. Which payments it may refund are those it
+        may read (`may_read`)."""
+        if not (self.unrestricted or self.refund):
+            raise Forbidden(scope)
 
-ANYONE = Caller(subject=None, read_all=True, unrestricted=True)
+
+ANYONE = Caller(subject=None, read_all=True, unrestricted=True, refund=True)
 
 
 class TokenVerifier:
@@ -66,7 +75,7 @@ class TokenVerifier:
 
     def __init__(self, *, hs256_secret: str | None = None, jwks_client: jwt.PyJWKClient | None = None,
                  audience: str | None = None, issuer: str | None = None,
-                 service_scope: str, leeway: float) -> None:
+                 service_scope: str, refund_scope: str, leeway: float) -> None:
         if not (hs256_secret or jwks_client):
             raise ValueError("a token verifier needs an HS256 secret or a JWKS client")
         self._hs256_secret = hs256_secret
@@ -75,6 +84,7 @@ class TokenVerifier:
         self.audience = audience
         self.issuer = issuer
         self.service_scope = service_scope
+        self.refund_scope = refund_scope
         self.leeway = leeway
 
     def verify(self, token: str) -> Caller:
@@ -92,7 +102,9 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as error:
             raise Unauthenticated(_reason(error), expired=isinstance(error, jwt.ExpiredSignatureError)) from None
-        return Caller(subject=claims["sub"], read_all=self.service_scope in _scopes(claims))
+        scopes = _scopes(claims)
+        return Caller(subject=claims["sub"], read_all=self.service_scope in scopes,
+                      refund=self.refund_scope in scopes)
 
     def _algorithm_of(self, token: str) -> str:
         try:

@@ -1,12 +1,13 @@
 """The error handlers: every error leaves in the documented envelope,
-`{"success": false, "errorMessage": "...", "payment": null}`, with its status
-(payment/api/statuses.py).
+`{"success": false, "errorMessage": "...", "payment": null}` (`"refund": null`
+on the refund routes), with its status (payment/api/statuses.py).
 
 Each handler notes the answer's kind on the request (`req.context.error_kind`)
 for the refusals metric and the access line (api/telemetry.py). An error
 answer to POST /payments, whatever refused it (the content type, the body,
 the token, the order, a fault), is also counted here, once, as a rejected
-(4xx) or failed (5xx) payment request."""
+(4xx) or failed (5xx) payment request; one to POST
+/payments/{paymentId}/refunds likewise, as a refund request."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 import falcon
 
 from payment import errors
-from payment.api.responses import envelope, write
+from payment.api.responses import REFUNDS_ROUTE, error_envelope, write
 from payment.api.statuses import status_of
 from payment.metrics import Metrics, error_code, error_kind
 
@@ -41,7 +42,9 @@ class Handlers:
         req.context.error_kind = kind
         if req.method == "POST" and req.uri_template == PAYMENTS_ROUTE:
             self.metrics.payment_refused(code, status)
-        write(resp, status, envelope(message))
+        elif req.method == "POST" and req.uri_template == REFUNDS_ROUTE:
+            self.metrics.refund_refused(code, status)
+        write(resp, status, error_envelope(req, message))
 
     def payment_error(self, req: falcon.Request, resp: falcon.Response, error: errors.PaymentError,
                       params: dict[str, Any]) -> None:

@@ -1,7 +1,10 @@
-"""From the raw request body to a PaymentRequest, or a 4xx that says what to fix."""
+"""From the raw request body to a PaymentRequest or a RefundRequest, or a 4xx
+that says what to fix."""
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from typing import Any, cast
 from uuid import UUID
 
@@ -9,11 +12,15 @@ import falcon
 from jsonschema import ValidationError
 
 from payment import jsonio, schemas
-from payment.errors import JSON, BodyTooLarge, InvalidRequest, UnsupportedMediaType
-from payment.model import PAYMENT_METHODS, PaymentRequest
+from payment.errors import JSON, PARAMETER, BodyTooLarge, InvalidRequest, UnsupportedMediaType
+from payment.model import PAYMENT_METHODS, REFUND_REASONS, PaymentRequest, RefundRequest
 from payment.money import AmountError, to_amount
+from payment.refunds import fingerprint
 
 REQUEST_SCHEMA = "payment-request.schema.json"
+REFUND_REQUEST_SCHEMA = "refund-request.schema.json"
+# The IETF Idempotency-Key draft's key: printable ASCII, here 1 to 255 characters.
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 
 
 def read_body(req: falcon.Request, max_bytes: int) -> bytes:
@@ -28,13 +35,18 @@ def read_body(req: falcon.Request, max_bytes: int) -> bytes:
     return body
 
 
-def parse_payment_request(body: bytes) -> PaymentRequest:
+def _json_object(body: bytes) -> dict[str, Any]:
     try:
         data = jsonio.loads(body)
     except jsonio.JSONInputError as exc:
         raise InvalidRequest(f"Invalid request: {exc}", JSON) from None
     if not isinstance(data, dict):
         raise InvalidRequest("Invalid request: body must be a JSON object")
+    return data
+
+
+def parse_payment_request(body: bytes) -> PaymentRequest:
+    data = _json_object(body)
     _check_schema(data)
     currency = data.get("currency", "USD")
     try:
@@ -53,13 +65,34 @@ def parse_payment_request(body: bytes) -> PaymentRequest:
     )
 
 
-def _check_schema(data: dict[str, Any]) -> None:
+def idempotency_key(header: str | None) -> str:
+    """The Idempotency-Key header's value, or a 400 that says what it must be."""
+    if header is None or not header.strip():
+        raise InvalidRequest("Invalid request: the Idempotency-Key header is required", PARAMETER)
+    if not _IDEMPOTENCY_KEY.fullmatch(header):
+        raise InvalidRequest("Invalid request: Idempotency-Key must be 1 to 255 printable ASCII characters",
+                             PARAMETER)
+    return header
+
+
+def parse_refund_request(body: bytes, payment_id: UUID, key: str) -> RefundRequest:
+    """The refund asked for; the amount is held to the payment's currency
+    later, once the payment is read (payment/refunds.py)."""
+    data = _json_object(body)
+    _check_schema(data, REFUND_REQUEST_SCHEMA)
+    amount = None if data.get("amount") is None else Decimal(data["amount"])
+    reason = str(data.get("reason", REFUND_REASONS[0]))
+    return RefundRequest(payment_id=payment_id, amount=amount, reason=reason, idempotency_key=key,
+                         fingerprint=fingerprint(payment_id, amount, reason))
+
+
+def _check_schema(data: dict[str, Any], schema: str = REQUEST_SCHEMA) -> None:
     # The compiled validator gives the verdict for a fraction of the CPU; only
     # a body it refuses pays for jsonschema, whose errors name the field. Where
     # jsonschema finds no error after all, it is the reference: the body passes.
-    if schemas.conforms(REQUEST_SCHEMA, data):
+    if schemas.conforms(schema, data):
         return
-    errors = sorted(schemas.validator(REQUEST_SCHEMA).iter_errors(data), key=_error_order)
+    errors = sorted(schemas.validator(schema).iter_errors(data), key=_error_order)
     if errors:
         raise InvalidRequest(f"Invalid request: {describe(errors[0])}")
 
@@ -101,4 +134,6 @@ def describe(error: ValidationError) -> str:
         return "paymentToken must be 1 to 255 letters, digits, underscores or hyphens"
     if field == "paymentMethod":
         return "paymentMethod must be one of " + ", ".join(PAYMENT_METHODS)
+    if field == "reason":
+        return "reason must be one of " + ", ".join(REFUND_REASONS)
     return f"{field} is invalid ({kind})"

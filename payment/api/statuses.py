@@ -1,5 +1,6 @@
 """The HTTP status each domain error is answered with: the error handlers
-answer by it, and POST /payments counts its refusals by it."""
+answer by it, and POST /payments and POST /payments/{paymentId}/refunds count
+their refusals by it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ STATUS = {
     errors.OrderNotFound: 404,
     errors.PaymentNotFound: 404,
     errors.PaymentInProgress: 409,
+    errors.Forbidden: 403,
+    errors.RefundNotFound: 404,
+    errors.PaymentNotRefundable: 409,
+    errors.RefundInProgress: 409,
+    errors.IdempotencyKeyReused: 422,
     errors.BodyTooLarge: 413,
     errors.UnsupportedMediaType: 415,
     errors.UpstreamBadResponse: 502,

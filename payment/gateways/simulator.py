@@ -8,9 +8,16 @@ key) and committed on its own when the charge is taken, whatever becomes of
 the payment's own transactions. A repeated charge returns the first result;
 a lookup reads the ledger, so it survives a restart of the service.
 
+Refunds are kept the same way, one row per refund in
+`bc_payment.simulator_refunds`, keyed by the refund id. Like a processor,
+the simulator refunds only a payment it charged, and never more than that
+charge in all; a refund whose amount ends in .77 it refuses
+(REFUND_DECLINED). A lookup that finds no refund voids the refund id, so
+that a refund still on its way is refused.
+
 Latency: `delay_before_charge_ms` passes before the processor takes the
-charge (the request's way there), `latency_ms` after (the answer's way
-back). A fault in between is a charge taken and an answer lost.
+charge or the refund (the request's way there), `latency_ms` after (the
+answer's way back). A fault in between is money moved and an answer lost.
 
 Its statements are its own (sql/simulator.sql), run on the pool that the
 composition root (payment/bootstrap.py) hands it: the service's database,
@@ -34,8 +41,16 @@ from psycopg_pool import PoolTimeout
 from payment.db.pool import Pool, one_transaction_cursor
 from payment.db.queries import load_queries
 from payment.files import SQL_DIR
-from payment.gateways.port import NEVER_CHARGED, UNKNOWN, GatewayUnreachable, Lookup
-from payment.model import ChargeResult, Payment, PaymentRequest
+from payment.gateways.port import (
+    NEVER_CHARGED,
+    NEVER_REFUNDED,
+    REFUND_UNKNOWN,
+    UNKNOWN,
+    GatewayUnreachable,
+    Lookup,
+    RefundLookup,
+)
+from payment.model import ChargeResult, Payment, PaymentRequest, Refund, RefundResult
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +77,18 @@ _VOIDED = ChargeResult(
     error_code="PAYMENT_VOIDED", error_message="Payment was cancelled",
     failure_reason="The payment gateway had closed this payment before the charge arrived",
 )
+
+# The refund test amount: cents -> errorCode. The processor's own refusals
+# (no charge, more than it) come from its ledger.
+REFUND_DECLINES: dict[Decimal, str] = {Decimal("0.77"): "REFUND_DECLINED"}
+REFUND_MESSAGES = {
+    "REFUND_DECLINED": "Refund declined by the payment processor",
+    "CHARGE_NOT_FOUND": "The payment processor holds no charge to refund for this payment",
+    "AMOUNT_EXCEEDS_CHARGE": "Refund exceeds what is left of the charge",
+    "REFUND_VOIDED": "Refund was cancelled",
+}
+_REFUND_VOIDED = RefundResult(succeeded=False, transaction_id=None, error_code="REFUND_VOIDED",
+                              error_message=REFUND_MESSAGES["REFUND_VOIDED"])
 
 
 def decline_for(amount: Decimal) -> Decline | None:
@@ -125,6 +152,25 @@ class SimulatedGateway:
             return UNKNOWN
         return Lookup.of(_result(row)) if row else NEVER_CHARGED
 
+    def refund(self, payment: Payment, refund: Refund) -> RefundResult:
+        if self.delay_before_s:
+            time.sleep(self.delay_before_s)
+        row = self._ledger("simulator_refund", {
+            "refund_id": refund.id, "payment_id": payment.id, "amount": refund.amount,
+            "currency": refund.currency, "transaction_id": "txn_" + secrets.token_hex(8),
+            "error_code": REFUND_DECLINES.get(refund.amount % 1),
+        })
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        return _refund_result(row) if row else _REFUND_VOIDED
+
+    def lookup_refund(self, payment: Payment, refund: Refund) -> RefundLookup:
+        try:
+            row = self._ledger("simulator_refund_lookup", {"refund_id": refund.id, "payment_id": payment.id})
+        except GatewayUnreachable:
+            return REFUND_UNKNOWN
+        return RefundLookup.of(_refund_result(row)) if row else NEVER_REFUNDED
+
     def _ledger(self, query: str, params: dict[str, Any]) -> TupleRow | None:
         """Run one ledger statement group; the last statement's row, if any."""
         try:
@@ -151,3 +197,9 @@ def _result(row: TupleRow) -> ChargeResult:
     succeeded, transaction_id, code, message, reason, response, _taken_now = row
     return ChargeResult(succeeded=succeeded, transaction_id=transaction_id, simulated_response=response,
                         error_code=code, error_message=message, failure_reason=reason)
+
+
+def _refund_result(row: TupleRow) -> RefundResult:
+    succeeded, transaction_id, code, _taken_now = row
+    return RefundResult(succeeded=succeeded, transaction_id=transaction_id, error_code=code,
+                        error_message=None if code is None else REFUND_MESSAGES[code])

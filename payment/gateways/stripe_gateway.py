@@ -15,6 +15,8 @@
                  the outcome unknown raises GatewayUnreachable.
   lookup         says what Stripe knows of the intent, and cancels one that
                  was never confirmed, so that a confirm still on its way fails.
+  refund, lookup_refund
+                 Stripe Refunds of the intent (payment/gateways/stripe_refunds.py).
 
 Every call that may create or move something carries an idempotency key
 derived from the payment id (`gateway.idempotency_key`). Stripe replays the
@@ -51,10 +53,12 @@ from payment.gateways.port import (
     GatewayPending,
     GatewayUnreachable,
     Lookup,
+    RefundLookup,
     idempotency_key,
 )
 from payment.gateways.stripe_health import ErrorCounter, GatewayHealth
-from payment.model import ChargeResult, Payment, PaymentRequest
+from payment.gateways.stripe_refunds import StripeRefunds
+from payment.model import ChargeResult, Payment, PaymentRequest, Refund, RefundResult
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +109,7 @@ class StripeGateway:
         )
         self._intents = self._client.v1.payment_intents
         self.health = GatewayHealth(metrics=metrics, probe=self._probe)
+        self._refunds = StripeRefunds(self._client, self.health)
 
     def __repr__(self) -> str:
         return f"StripeGateway(api_base={self.api_base!r}, payment_method={self.payment_method!r})"
@@ -156,6 +161,12 @@ class StripeGateway:
         except GatewayUnreachable as error:
             log.warning("Stripe lookup: outcome unknown (%s)", error, extra=_fields(payment))
             return UNKNOWN
+
+    def refund(self, payment: Payment, refund: Refund) -> RefundResult:
+        return self._refunds.refund(payment, refund, amount_minor=minor_units(refund.amount, refund.currency))
+
+    def lookup_refund(self, payment: Payment, refund: Refund) -> RefundLookup:
+        return self._refunds.lookup_refund(payment, refund)
 
     # -- the steps --------------------------------------------------------
 

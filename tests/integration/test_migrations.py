@@ -127,9 +127,10 @@ def test_schema_sql_is_what_the_migrations_build(server):
     # Not two empty lists that happen to agree:
     tables = {r["relname"] for r in expected["relations"] if r["relkind"] == "r"}
     assert tables == {"payments", "outbox", "payment_checks", "simulator_charges", "simulator_voids",
-                      "webhook_events", "schema_migrations"}
-    assert {"payments_one_live_payment_per_order", "outbox_unsent_by_key", "webhook_events_by_age"} <= {
-        r["indexname"] for r in expected["indexes"]}
+                      "webhook_events", "refunds", "refund_checks", "simulator_refunds", "simulator_refund_voids",
+                      "schema_migrations"}
+    assert {"payments_one_live_payment_per_order", "outbox_unsent_by_key", "webhook_events_by_age",
+            "refunds_by_payment", "refunds_idempotency_key_key"} <= {r["indexname"] for r in expected["indexes"]}
     assert ("payments", "gateway_reference") in {(r["relname"], r["attname"]) for r in expected["columns"]}
 
 
@@ -253,6 +254,50 @@ def test_an_upgrade_from_the_first_version_loses_nothing(server):
     execute(url, "INSERT INTO bc_payment.payment_checks VALUES (%s, 1, now())", (pending,))
 
 
+def test_an_upgrade_to_refunds_keeps_the_payments_and_refunds_them(server):
+    """From the release before refunds with its payments, events and ledger:
+    the refunds' migration adds their tables and touches nothing else, and a
+    payment taken before it can be refunded, within its amount, by the
+    service's own guard."""
+    [refunds] = [m.version for m in migrations.load() if m.name.endswith("_refunds")]
+    url = server.create("refunds")
+    migrations.migrate(url, target=refunds - 1)
+    paid = insert_payment(url, status="succeeded", amount=Decimal("150.0000"))
+    pending = insert_payment(url, status="pending")
+    insert_event(url, paid, sent=True)
+    execute(url, """INSERT INTO bc_payment.simulator_charges (payment_id, order_id, amount, currency, succeeded,
+                        transaction_id, response) SELECT id, order_id, amount, currency, true, transaction_id, 'ok'
+                      FROM bc_payment.payments WHERE id = %s""", (paid,))
+    before = {name: table(url, name, order) for name, order in
+              (("payments", "id"), ("outbox", "seq"), ("simulator_charges", "payment_id"))}
+
+    assert [m.version for m in migrations.migrate(url).applied] == list(range(refunds, LATEST + 1))
+
+    assert {name: table(url, name, order) for name, order in
+            (("payments", "id"), ("outbox", "seq"), ("simulator_charges", "payment_id"))} == before
+    assert len(before["payments"]) == 2 and len(before["outbox"]) == 1
+    guard = QUERIES["insert_pending_refund"]
+
+    def refund(payment_id, amount, key):
+        """(payment status, refundable before, inserted) as the guard answers."""
+        with psycopg.connect(url, autocommit=True) as conn:
+            # Its two statements in one round trip, as the service sends them.
+            cur = psycopg.ClientCursor(conn, row_factory=dict_row)
+            cur.execute(guard, {"payment_id": payment_id, "amount": amount, "id": uuid.uuid4(),
+                                "reason": "event_cancelled", "is_simulated": True, "idempotency_key": key,
+                                "fingerprint": key})
+            cur.nextset()  # past the lock, to the guard's row
+            row = cur.fetchone()
+        return row["payment_status"], row["refundable"], row["id"] is not None
+
+    assert refund(paid, Decimal("100.00"), "a") == ("succeeded", Decimal("150.0000"), True)
+    assert refund(paid, Decimal("60.00"), "b") == ("succeeded", Decimal("50.0000"), False)
+    assert refund(paid, None, "c") == ("succeeded", Decimal("50.0000"), True)
+    assert refund(pending, Decimal("1.00"), "d") == ("pending", Decimal("150.0000"), False)
+    assert [r["amount"] for r in table(url, "refunds", "created_at")] == [Decimal("100.0000"),
+                                                                         Decimal("50.0000")]
+
+
 # --- a migration that fails, a migration that changed --------------------------
 
 
@@ -266,11 +311,11 @@ def migrations_dir(tmp_path: Path, **extra: str) -> Path:
 
 def test_a_failing_migration_rolls_back_whole_and_is_named(server, tmp_path):
     url = server.create("failing")
-    broken = f"{LATEST + 1:04d}_add_refunds"
+    broken = f"{LATEST + 1:04d}_add_chargebacks"
     directory = migrations_dir(tmp_path, **{broken: """
-        CREATE TABLE bc_payment.refunds (id uuid PRIMARY KEY);
-        ALTER TABLE bc_payment.payments ADD COLUMN refunded_amount numeric(20, 4);
-        ALTER TABLE bc_payment.payments ADD COLUMN refund_state no_such_type;
+        CREATE TABLE bc_payment.chargebacks (id uuid PRIMARY KEY);
+        ALTER TABLE bc_payment.payments ADD COLUMN disputed_amount numeric(20, 4);
+        ALTER TABLE bc_payment.payments ADD COLUMN dispute_state no_such_type;
     """})
 
     with pytest.raises(migrations.MigrationError) as failed:
@@ -281,11 +326,11 @@ def test_a_failing_migration_rolls_back_whole_and_is_named(server, tmp_path):
     assert 'type "no_such_type" does not exist' in message and "SQLSTATE 42704" in message
     # The ones before it were applied and kept; nothing of it was.
     assert recorded(url) == the_migrations()
-    assert execute(url, "SELECT to_regclass('bc_payment.refunds') AS t") == [{"t": None}]
-    assert "refunded_amount" not in {r["attname"] for r in catalog(url)["columns"]}
+    assert execute(url, "SELECT to_regclass('bc_payment.chargebacks') AS t") == [{"t": None}]
+    assert "disputed_amount" not in {r["attname"] for r in catalog(url)["columns"]}
 
     # Mended, it applies.
-    (directory / f"{broken}.sql").write_text("CREATE TABLE bc_payment.refunds (id uuid PRIMARY KEY);\n")
+    (directory / f"{broken}.sql").write_text("CREATE TABLE bc_payment.chargebacks (id uuid PRIMARY KEY);\n")
     assert [m.name for m in migrations.migrate(url, directory=directory).applied] == [broken]
 
 
@@ -323,8 +368,8 @@ def test_misnamed_or_missing_migration_files_are_refused(tmp_path):
     gap = migrations_dir(tmp_path / "gap", **{f"{LATEST + 2:04d}_later": "SELECT 1;"})
     with pytest.raises(migrations.MigrationError, match=f"out of sequence: version {LATEST + 1} expected"):
         migrations.load(gap)
-    misnamed = migrations_dir(tmp_path / "misnamed", **{"add-refunds": "SELECT 1;"})
-    with pytest.raises(migrations.MigrationError, match="add-refunds.sql is not named NNNN_description.sql"):
+    misnamed = migrations_dir(tmp_path / "misnamed", **{"add-chargebacks": "SELECT 1;"})
+    with pytest.raises(migrations.MigrationError, match="add-chargebacks.sql is not named NNNN_description.sql"):
         migrations.load(misnamed)
 
 

@@ -54,7 +54,8 @@ def filled(server_url):
     """ROWS payments of the last week (mostly settled, a few pending), each
     with its outbox row (mostly sent), and fresh statistics."""
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE bc_payment.outbox, bc_payment.payment_checks, bc_payment.payments")
+        conn.execute("TRUNCATE bc_payment.outbox, bc_payment.payment_checks, bc_payment.refund_checks,"
+                     " bc_payment.refunds, bc_payment.payments")
         conn.execute("""
             WITH made AS (
                 INSERT INTO bc_payment.payments (
@@ -80,7 +81,8 @@ def filled(server_url):
         conn.execute("ANALYZE bc_payment.outbox")
     yield server_url
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE bc_payment.outbox, bc_payment.payment_checks, bc_payment.payments")
+        conn.execute("TRUNCATE bc_payment.outbox, bc_payment.payment_checks, bc_payment.refund_checks,"
+                     " bc_payment.refunds, bc_payment.payments")
 
 
 def plan(url: str, query: str, mode: str) -> dict:

@@ -109,7 +109,8 @@ def test_no_header_asks_for_a_token():
 
 @pytest.fixture
 def verifier():
-    return TokenVerifier(hs256_secret=HS256_SECRET, service_scope="payments:read-all", leeway=0.0)
+    return TokenVerifier(hs256_secret=HS256_SECRET, service_scope="payments:read-all",
+                         refund_scope="payments:refund", leeway=0.0)
 
 
 def test_a_good_token_names_its_caller(verifier):
@@ -136,4 +137,4 @@ def test_only_configured_algorithms_are_accepted(verifier):
 
 def test_a_verifier_needs_a_key():
     with pytest.raises(ValueError):
-        TokenVerifier(service_scope="payments:read-all", leeway=0.0)
+        TokenVerifier(service_scope="payments:read-all", refund_scope="payments:refund", leeway=0.0)

@@ -300,7 +300,8 @@ def test_the_platform_creates_the_services_topics_before_it_starts():
         # One broker in this stack: the factor cannot be above it.
         assert option(arguments, "--replication-factor") == "1"
         created.add(option(arguments, "--topic"))
-    assert created == {config.topic_succeeded, config.topic_failed}
+    assert created == set(config.topics) == {config.topic_succeeded, config.topic_failed,
+                                              config.topic_refunded, config.topic_refund_failed}
 
 
 # --- least privilege, secrets, stopping, limits ------------------------------

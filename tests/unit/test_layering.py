@@ -1,8 +1,8 @@
 """The rooms' import rules, as the interpreter sees them: what importing
 them loads, in a fresh process.
 
-- The domain (the model, money, errors, the ports, the payment flow and the
-  reconciler) loads no adapter room, no driver and no web framework: it
+- The domain (the model, money, errors, the ports, the payment and refund
+  flows, the publishing of their events and the reconciler) loads no adapter room, no driver and no web framework: it
   knows the other parts by their ports (payment/ports.py) only.
 - The adapters load no configuration: the composition root
   (payment/bootstrap.py) reads it and hands them their settings.
@@ -18,12 +18,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 DOMAIN = ["payment.model", "payment.money", "payment.errors", "payment.ports", "payment.service",
-          "payment.reconciler"]
+          "payment.refunds", "payment.publishing", "payment.reconciler"]
 NOT_IN_THE_DOMAIN = ("payment.db", "payment.gateways", "payment.outbox", "payment.upstream", "payment.api",
                      "payment.server", "payment.bootstrap", "payment.config", "psycopg", "psycopg_pool",
                      "confluent_kafka", "falcon", "stripe", "jsonschema", "prometheus_client")
 
-ADAPTERS = ["payment.db.pool", "payment.db.store", "payment.gateways.simulator", "payment.gateways.stripe_gateway",
+ADAPTERS = ["payment.db.pool", "payment.db.store", "payment.db.refund_store", "payment.gateways.simulator",
+            "payment.gateways.stripe_gateway",
             "payment.outbox.producer", "payment.outbox.delivery", "payment.outbox.marker", "payment.outbox.relay",
             "payment.upstream.clients", "payment.upstream.httpclient", "payment.api.app"]
 

@@ -90,12 +90,15 @@ def asked(path: Path, pattern: str) -> set[str]:
 
 
 def test_every_query_the_code_asks_for_is_in_its_own_file():
-    # By name, or through the store's and the simulator's one-statement helpers.
+    # By name, or through the stores' and the simulator's one-statement helpers.
     store = asked(ROOT / "payment" / "db" / "store.py", r"(?:QUERIES\[|_one_payment\()")
     assert len(store) >= 15 and store <= set(QUERIES), store - set(QUERIES)
+    refunds = asked(ROOT / "payment" / "db" / "refund_store.py", r"(?:QUERIES\[|_one_refund\(|_refunds\()")
+    assert len(refunds) >= 10 and refunds <= set(QUERIES), refunds - set(QUERIES)
     ledger = asked(ROOT / "payment" / "gateways" / "simulator.py", r"(?:LEDGER_QUERIES\[|_ledger\()")
     assert ledger == set(LEDGER_QUERIES)
     # Neither borrows the other's: the simulator's statements are not the service's.
     assert not set(QUERIES) & set(LEDGER_QUERIES)
-    rest = [path for path in (ROOT / "payment").glob("**/*.py") if path.name not in ("store.py", "simulator.py")]
+    rest = [path for path in (ROOT / "payment").glob("**/*.py")
+            if path.name not in ("store.py", "refund_store.py", "simulator.py")]
     assert all(not asked(path, r"(?:QUERIES\[|_one_payment\(|_ledger\()") for path in rest)

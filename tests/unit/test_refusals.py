@@ -23,9 +23,9 @@ from decimal import Decimal
 import falcon.testing
 import pytest
 
-from payment import jsonio, schemas, service
+from payment import jsonio, refunds, schemas, service
 from payment.api.app import create_app
-from payment.config import Config
+from payment.config import MARK_DELAY_S, Config
 from payment.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
 from payment.gateways.port import GatewayUnreachable
 from payment.logs import JsonFormatter
@@ -73,8 +73,13 @@ class Service:
             store=self.store, ordering=self.ordering, reservations=self.reservations, gateway=self.gateway,
             delivery=self.delivery, topic_succeeded="payment-succeeded", topic_failed="payment-failed",
             delivery_timeout=0.01, pending_timeout=Config.pending_timeout)
-        self.http = falcon.testing.TestClient(create_app(deps, max_body_bytes=Config.max_body_bytes,
-                                                         metrics=self.metrics, verifier=verifier))
+        refund_deps = refunds.RefundDependencies(
+            store=self.store, gateway=self.gateway, delivery=self.delivery, topic_refunded="payment-refunded",
+            topic_refund_failed="payment-refund-failed", delivery_timeout=0.01,
+            pending_timeout=Config.pending_timeout, mark_delay=MARK_DELAY_S)
+        self.http = falcon.testing.TestClient(create_app(
+            deps, refund_deps=refund_deps, max_body_bytes=Config.max_body_bytes, metrics=self.metrics,
+            verifier=verifier, refund_scope=Config.auth_refund_scope))
 
     def order(self, total="150.00", customer=CUSTOMER, currency="USD", status="pending") -> str:
         order_id = uuid.uuid4()

@@ -33,6 +33,13 @@ SUCCEEDED = "payment-succeeded.schema.json"
 FAILED = "payment-failed.schema.json"
 LOOKUP = "payment-lookup.schema.json"
 LIST = "payment-list.schema.json"
+REFUND_REQUEST = "refund-request.schema.json"
+REFUND = "refund.schema.json"
+REFUND_RESPONSE = "refund-response.schema.json"
+REFUND_LOOKUP = "refund-lookup.schema.json"
+REFUND_LIST = "refund-list.schema.json"
+REFUNDED = "payment-refunded.schema.json"
+REFUND_FAILED = "payment-refund-failed.schema.json"
 
 BAD_GUIDS = [
     "not-a-guid",
@@ -75,7 +82,8 @@ def example(name: str):
 
 
 def test_schema_directory_holds_the_expected_files():
-    assert set(SCHEMAS) == {REQUEST, PAYMENT, RESPONSE, SUCCEEDED, FAILED, LOOKUP, LIST}
+    assert set(SCHEMAS) == {REQUEST, PAYMENT, RESPONSE, SUCCEEDED, FAILED, LOOKUP, LIST, REFUND_REQUEST, REFUND,
+                            REFUND_RESPONSE, REFUND_LOOKUP, REFUND_LIST, REFUNDED, REFUND_FAILED}
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
