@@ -29,6 +29,8 @@ from payment.model import ChargeResult
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = ("payment-succeeded", "payment-failed", "payment-refunded", "payment-refund-failed")
+# What EventLog.all() reads when nothing was produced.
+NO_EVENTS = {topic: [] for topic in TOPICS}
 # The in-memory broker has nothing to keep, and its graceful stop waits
 # 5 s for connected clients: killed if it is not gone by then.
 BROKER_STOP_S = 0.5

@@ -25,7 +25,7 @@ def test_the_service_answers_as_its_openapi_document_says(serve, tmp_path):
     report = result.stdout + result.stderr
     assert result.returncode == 0, report
     # All but POST /webhooks/stripe, which this instance does not route (schemathesis.toml).
-    assert "7 selected / 8 total" in report, report
+    assert "10 selected / 11 total" in report, report
     assert "No issues found" in report, report
     for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
         assert f"✅ {phase}" in report, report

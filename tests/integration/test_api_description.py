@@ -55,9 +55,18 @@ def test_schemas_are_referenced_not_copied(http):
     document = http.get("/openapi.json").json
     used = {ref.split("#")[0] for ref in json_refs(document) if not ref.startswith("#")}
     assert used == {"schemas/payment-request.schema.json", "schemas/payment-response.schema.json",
-                    "schemas/payment-lookup.schema.json", "schemas/payment-list.schema.json"}
-    # The local components are only the operational bodies, none of the contract's.
-    assert set(document["components"]["schemas"]) == {"Live", "Readiness", "CheckResult"}
+                    "schemas/payment-lookup.schema.json", "schemas/payment-list.schema.json",
+                    "schemas/refund-request.schema.json", "schemas/refund-response.schema.json",
+                    "schemas/refund-lookup.schema.json", "schemas/refund-list.schema.json",
+                    "schemas/payment-succeeded.schema.json", "schemas/payment-failed.schema.json",
+                    "schemas/payment-refunded.schema.json", "schemas/payment-refund-failed.schema.json"}
+    # The local components are only the operational bodies, none of the contract's; the
+    # events, which no operation answers, are named there by reference to their files.
+    components = document["components"]["schemas"]
+    assert set(components) == {"Live", "Readiness", "CheckResult", "PaymentSucceededEvent", "PaymentFailedEvent",
+                               "PaymentRefundedEvent", "PaymentRefundFailedEvent"}
+    assert components["PaymentRefundedEvent"] == {"$ref": "schemas/payment-refunded.schema.json"}
+    assert components["PaymentRefundFailedEvent"] == {"$ref": "schemas/payment-refund-failed.schema.json"}
 
 
 # POST /payments in the contract (shared/contract/payments-api.md), word for
@@ -112,6 +121,37 @@ def test_post_answers_are_the_contracts_and_the_documented_ones(http):
     assert {status for status, response in responses.items() if "Retry-After" in response["headers"]} == RETRY_AFTER
     assert "Idempotent-Replayed" in responses["200"]["headers"]
     assert all("X-Request-ID" in response["headers"] for response in responses.values())
+
+
+# POST /payments/{paymentId}/refunds as its issue gives it: 200, 402, 400, 404,
+# 409, 422 and the 5xx of payments; 401 and 403 with authorization on; the
+# HTTP layer's 413 and 415, and the server's 408 and 431, as on every POST.
+REFUND_POST_STATUSES = {"200", "400", "401", "402", "403", "404", "408", "409", "413", "415", "422", "431", "500",
+                        "502", "503"}
+
+
+def test_refund_answers_are_described_with_their_headers_and_examples(http):
+    paths = http.get("/openapi.json").json["paths"]
+    post = paths["/payments/{paymentId}/refunds"]["post"]
+    responses = post["responses"]
+    assert set(responses) == REFUND_POST_STATUSES
+    [key] = [p for p in post["parameters"] if p.get("name") == "Idempotency-Key"]
+    assert key["in"] == "header" and key["required"] is True
+    assert (key["schema"]["minLength"], key["schema"]["maxLength"]) == (1, 255)
+    assert post["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "schemas/refund-request.schema.json"}
+    assert {s for s, r in responses.items() if "Retry-After" in r["headers"]} == {"409", "502", "503"}
+    assert {s for s, r in responses.items() if "Idempotent-Replayed" in r["headers"]} == {"200", "402"}
+    operations = [post, paths["/payments/{paymentId}/refunds"]["get"],
+                  paths["/payments/{paymentId}/refunds/{refundId}"]["get"]]
+    for operation in operations:
+        for status, response in operation["responses"].items():
+            assert "X-Request-ID" in response["headers"]
+            content = response["content"]["application/json"]
+            schemas.validator(content["schema"]["$ref"].removeprefix("schemas/")).validate(content["example"])
+            # Every answer of the refund routes is in their envelope, but the server's own (before routing).
+            expected = "refund" if status not in ("408", "431") else "payment"
+            assert expected in content["example"] or "refunds" in content["example"], (status, content)
 
 
 @pytest.mark.parametrize("name", SCHEMA_FILES)

@@ -15,7 +15,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from payment.config import Config
-from tests.support import Database, new_order, payment_body
+from tests.support import NO_EVENTS, Database, new_order, payment_body
 
 REFUSED = {"success": False, "errorMessage": "Payment processing error: payment database could not complete the operation",
            "payment": None}
@@ -59,7 +59,7 @@ def test_an_outcome_the_database_refuses_is_a_500_and_the_payment_stays_pending(
     [row] = database.rows()
     assert row["status"] == "pending" and row["processed_at"] is None
     assert database.rows("outbox") == []
-    assert events.all() == {"payment-succeeded": [], "payment-failed": []}
+    assert events.all() == NO_EVENTS
     [record] = [r for r in caplog.records if r.name == "payment.db.pool"]
     assert record.getMessage() == "database refused an operation: CheckViolation"
     assert (record.sqlState, record.constraint) == ("23514", CONSTRAINT)
@@ -92,4 +92,4 @@ def test_reads_and_payments_the_database_refuses_are_a_500_naming_it(
     assert_refused(client.pay(payment_body(new_order(sandbox))))
 
     assert database.rows() == [] and database.rows("simulator_charges") == []
-    assert events.all() == {"payment-succeeded": [], "payment-failed": []}
+    assert events.all() == NO_EVENTS

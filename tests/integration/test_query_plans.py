@@ -44,6 +44,8 @@ SAMPLE = {
     "older_than_s": 60.0, "lease_s": 60.0, "after_s": 5.0, "ids": [uuid.uuid4(), uuid.uuid4()],
     "processed_at": datetime(2026, 3, 4, 15, 30, 2, 123456, tzinfo=timezone.utc),
     "reference": "pi_0123456789", "succeeded": True, "response": "Success - TransactionId: txn_0123456789abcdef",
+    "refund_id": uuid.uuid4(), "reason": "event_cancelled", "idempotency_key": "refund-checkout-1",
+    "fingerprint": "0" * 64,
 }
 
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
