@@ -83,3 +83,48 @@ def assert_as_committed(message: dict, outbox: dict) -> None:
     assert message["headers"] == {"eventType": outbox["event_type"], "eventId": str(outbox["event_id"]),
                                   "paymentId": str(outbox["payment_id"]), "contentType": "application/json"}
     assert message["raw"] == outbox["payload"]
+
+
+REFUNDED_FIELDS = ("refundId", "paymentId", "orderId", "customerId", "amount", "currency", "reason",
+                   "transactionId", "amountRefunded", "refundedAt", "status")
+REFUND_FAILED_FIELDS = ("refundId", "paymentId", "orderId", "customerId", "amount", "currency", "reason",
+                        "errorCode", "errorMessage", "attemptedAt", "status")
+# The failure the reconciler records for a refund the gateway never received.
+REFUND_INTERRUPTED = ("REFUND_INTERRUPTED", "Refund processing was interrupted before the payment processor received it")
+REFUND_DECLINED = ("REFUND_DECLINED", "Refund declined by the payment processor")
+
+
+def assert_refund_event_of(message: dict, database, refund_id, payment: dict, *, amount: str,
+                           reason: str = "requested_by_customer", amount_refunded: str | None = None,
+                           failure: tuple[str, str] | None = None) -> None:
+    """`message` is the event of the refund `refund_id` of `payment` (the
+    payment object the service answered), whole: key, headers, every field
+    in order. `amount` and `amount_refunded` (the payment's total refunded
+    with this refund) as the event must write them; `failure` the
+    (errorCode, errorMessage) of a failed refund."""
+    [row] = database.rows("refunds", "id = %s", (str(refund_id),))
+    [outbox] = [o for o in database.rows("outbox", "payment_id = %s", (payment["id"],))
+                if f'"refundId":"{refund_id}"' in o["payload"]]
+    succeeded = row["status"] == "succeeded"
+    event_type = "payment-refunded" if succeeded else "payment-refund-failed"
+    assert message["key"] == payment["orderId"]
+    assert message["headers"] == {"eventType": event_type, "eventId": str(outbox["event_id"]),
+                                  "paymentId": payment["id"], "contentType": "application/json"}
+    common = {"refundId": str(refund_id), "paymentId": payment["id"], "orderId": payment["orderId"],
+              "customerId": payment["customerId"], "amount": amount, "currency": payment["currency"],
+              "reason": reason}
+    if succeeded:
+        assert failure is None and amount_refunded is not None
+        expected = {**common, "transactionId": row["transaction_id"], "amountRefunded": amount_refunded,
+                    "refundedAt": utc_ms(row["processed_at"]), "status": "refunded"}
+    else:
+        assert row["status"] == "failed" and failure is not None
+        expected = {**common, "errorCode": failure[0], "errorMessage": failure[1],
+                    "attemptedAt": utc_ms(row["processed_at"]), "status": "failed"}
+    value = message["value"]
+    written = {**value, "amount": str(value["amount"])}
+    if succeeded:
+        written["amountRefunded"] = str(value["amountRefunded"])
+    assert written == expected
+    assert list(written) == list(REFUNDED_FIELDS if succeeded else REFUND_FAILED_FIELDS)
+    assert message["raw"] == outbox["payload"]
