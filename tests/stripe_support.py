@@ -97,6 +97,10 @@ class LocalStripe:
         listed = self._request("GET", "/v1/events", params=params)["data"]
         return sorted((e for e in listed if e["data"]["object"].get("id") == intent_id), key=lambda e: e["created"])
 
+    def refunds(self, intent_id: str) -> list[dict]:
+        """The intent's Refunds, newest first."""
+        return self._request("GET", "/v1/refunds", params={"payment_intent": intent_id, "limit": 100})["data"]
+
     def confirm(self, intent_id: str) -> requests.Response:
         """A confirm sent behind the adapter's back (a late or second one)."""
         return self.http.post(f"{self.url}/v1/payment_intents/{intent_id}/confirm", timeout=10)
@@ -175,6 +179,7 @@ class Seen:
     method: str
     path: str
     answered: bool
+    idempotency_key: str | None = None
 
 
 @dataclass
@@ -248,7 +253,7 @@ class GatewayProxy:
                 return
             answer = self._forward(_with_close(head), body)
             lose = mode == LOSE_ANSWER
-            self.seen.append(Seen(method, path, answered=not lose))
+            self.seen.append(Seen(method, path, answered=not lose, idempotency_key=_header(head, b"idempotency-key")))
             if lose:
                 _reset(conn)  # the server did the work; its answer is lost
                 return
@@ -297,6 +302,14 @@ def _read_request(conn: socket.socket) -> tuple[bytes, bytes]:
             raise OSError("client closed in the middle of a request")
         body += chunk
     return head, body
+
+
+def _header(head: bytes, name: bytes) -> str | None:
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip().decode("latin-1")
+    return None
 
 
 def _with_close(head: bytes) -> bytes:

@@ -111,8 +111,7 @@ class StripeRefunds:
         """The intent's Refund whose metadata names this refund, or None."""
         page = self._refunds.list({"payment_intent": intent_id, "limit": _PAGE})
         for candidate in page.auto_paging_iter():
-            metadata = candidate["metadata"] if "metadata" in candidate else None
-            if metadata is not None and metadata.get("refundId") == str(refund.id):
+            if _get(_get(candidate, "metadata"), "refundId") == str(refund.id):
                 return candidate
         return None
 
@@ -122,9 +121,13 @@ def _settled(stripe_refund: Any) -> RefundResult | None:
     if stripe_refund.status == "succeeded":
         return RefundResult(succeeded=True, transaction_id=stripe_refund.id)
     if stripe_refund.status in ("failed", "canceled"):
-        reason = stripe_refund["failure_reason"] if "failure_reason" in stripe_refund else None
-        return refused(reason)
+        return refused(_get(stripe_refund, "failure_reason"))
     return None
+
+
+def _get(obj: Any, key: str) -> Any:
+    """A field of a Stripe object (not a dict), None when absent."""
+    return obj[key] if obj is not None and key in obj else None
 
 
 def _unreachable(operation: str, error: stripe.StripeError) -> GatewayUnreachable:
