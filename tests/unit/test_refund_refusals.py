@@ -18,8 +18,8 @@ import pytest
 from payment import jsonio, refunds, schemas, service
 from payment.api.app import create_app
 from payment.api.auth import TokenVerifier
-from payment.config import Config
-from payment.gateways.port import GatewayUnreachable
+from payment.config import MARK_DELAY_S, Config
+from payment.ports import GatewayUnreachable
 from payment.metrics import Metrics
 from payment.model import PaymentRequest
 from tests.fakes import NOW, FakeDelivery, FakeGateway, FakeOrdering, FakeReservations, FakeStore
@@ -33,7 +33,8 @@ class Refunds:
     """The app over fakes, with one succeeded payment of 150.00 USD."""
 
     def __init__(self, verifier: TokenVerifier | None = None):
-        self.store, self.gateway, self.delivery, self.metrics = FakeStore(), FakeGateway(), FakeDelivery(), Metrics()
+        self.store, self.gateway, self.metrics = FakeStore(), FakeGateway(), Metrics()
+        self.delivery = FakeDelivery(self.store)
         request = PaymentRequest(uuid.uuid4(), CUSTOMER, None, Decimal("150.00"), "USD", "credit_card")
         pending = self.store.insert_pending(request, uuid.uuid4(), is_simulated=True)
         self.payment = self.store.payments[pending.id] = replace(pending, status="succeeded", processed_at=NOW)
@@ -45,7 +46,7 @@ class Refunds:
         refund_deps = refunds.RefundDependencies(
             store=self.store, gateway=self.gateway, delivery=self.delivery, topic_refunded="payment-refunded",
             topic_refund_failed="payment-refund-failed", delivery_timeout=0.01,
-            pending_timeout=Config.pending_timeout)
+            pending_timeout=Config.pending_timeout, mark_delay=MARK_DELAY_S)
         self.http = falcon.testing.TestClient(create_app(
             deps, refund_deps=refund_deps, max_body_bytes=Config.max_body_bytes, metrics=self.metrics,
             verifier=verifier, refund_scope=Config.auth_refund_scope))

@@ -14,14 +14,13 @@ from decimal import Decimal
 import pytest
 
 from payment import errors, refunds, service
-from payment.config import Config
-from payment.gateways.port import Found, GatewayUnreachable, RefundFound
+from payment.config import MARK_DELAY_S, Config
 from payment.model import PaymentRequest, RefundRequest
 from payment.outbox.delivery import Delivery
 from payment.outbox.marker import SentMarker
+from payment.ports import Found, GatewayUnreachable, RefundFound
 from payment.reconciler import Reconciler
-from tests.fakes import NOW, FakeGateway, FakeOrdering, FakeReservations, FakeStore
-from tests.unit.test_service import FakePublisher
+from tests.fakes import NOW, FakeGateway, FakeOrdering, FakePublisher, FakeReservations, FakeStore
 
 CUSTOMER = uuid.uuid4()
 
@@ -37,9 +36,9 @@ def paid(amount: str = "150.00", currency: str = "USD", status: str = "succeeded
     store.log.clear()
     deps = refunds.RefundDependencies(
         store=store, gateway=gateway or FakeGateway(),
-        delivery=Delivery(store, FakePublisher(store, deliver), SentMarker(store)),
+        delivery=Delivery(store, FakePublisher(store, deliver), SentMarker(store, delay_s=MARK_DELAY_S)),
         topic_refunded="refunded", topic_refund_failed="refund-failed", delivery_timeout=0.01,
-        pending_timeout=Config.pending_timeout)
+        pending_timeout=Config.pending_timeout, mark_delay=MARK_DELAY_S)
     return payment, deps
 
 
