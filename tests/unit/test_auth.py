@@ -12,7 +12,7 @@ import pytest
 from payment.api.auth import ANYONE, Caller, TokenVerifier, bearer_token
 from payment.bootstrap import verifier_from
 from payment.config import Config, ConfigError
-from payment.errors import CustomerMismatch, Unauthenticated
+from payment.errors import CustomerMismatch, Forbidden, Unauthenticated
 from tests.tokens import HS256_SECRET, claims, hs256, unsigned
 
 BASE = {
@@ -28,6 +28,7 @@ def test_authorization_is_off_by_default():
     assert verifier_from(config) is None
     assert (config.auth_service_scope, config.auth_leeway, config.auth_jwks_timeout, config.auth_jwks_cache) == (
         "payments:read-all", 0.0, 2.0, 300.0)
+    assert config.auth_refund_scope == "payments:refund"
 
 
 def test_settings_are_read():
@@ -35,13 +36,15 @@ def test_settings_are_read():
                               "AUTH_JWKS_URL": "https://id.example/.well-known/jwks.json",
                               "AUTH_AUDIENCE": "payments", "AUTH_ISSUER": "https://id.example/",
                               "AUTH_SERVICE_SCOPE": "ops:audit", "AUTH_LEEWAY_S": "30",
-                              "AUTH_JWKS_TIMEOUT_S": "0.5", "AUTH_JWKS_CACHE_S": "60"})
+                              "AUTH_JWKS_TIMEOUT_S": "0.5", "AUTH_JWKS_CACHE_S": "60",
+                              "AUTH_REFUND_SCOPE": "ops:refund"})
     assert config.auth_enabled
     assert (config.auth_hs256_secret, config.auth_jwks_url, config.auth_audience, config.auth_issuer) == (
         HS256_SECRET, "https://id.example/.well-known/jwks.json", "payments", "https://id.example/")
     assert (config.auth_service_scope, config.auth_leeway, config.auth_jwks_timeout, config.auth_jwks_cache) == (
         "ops:audit", 30.0, 0.5, 60.0)
     assert verifier_from(config).algorithms == ["HS256", "RS256"]
+    assert config.auth_refund_scope == verifier_from(config).refund_scope == "ops:refund"
 
 
 @pytest.mark.parametrize("change, message", [
@@ -51,6 +54,7 @@ def test_settings_are_read():
     ({"AUTH_ISSUER": "https://id.example/"}, "AUTH_ISSUER needs AUTH_JWT_HS256_SECRET or AUTH_JWKS_URL"),
     ({"AUTH_JWT_HS256_SECRET": HS256_SECRET, "AUTH_AUDIENCE": " payments"}, "AUTH_AUDIENCE must be printable"),
     ({"AUTH_SERVICE_SCOPE": "payments read-all"}, "AUTH_SERVICE_SCOPE must be one OAuth scope"),
+    ({"AUTH_REFUND_SCOPE": 'payments:"refund"'}, "AUTH_REFUND_SCOPE must be one OAuth scope"),
     ({"AUTH_LEEWAY_S": "3600"}, "AUTH_LEEWAY_S must be between 0 and 300 seconds"),
     ({"AUTH_LEEWAY_S": "soon"}, "AUTH_LEEWAY_S must be a number of seconds"),
     ({"AUTH_JWKS_TIMEOUT_S": "60"}, "AUTH_JWKS_TIMEOUT_S must be between 0 and 30 seconds"),
@@ -127,6 +131,27 @@ def test_a_good_token_names_its_caller(verifier):
 ])
 def test_the_service_scope_is_one_whole_scope(verifier, scope_claims, read_all):
     assert verifier.verify(hs256(claims(sub="svc", **scope_claims))).read_all is read_all
+
+
+@pytest.mark.parametrize("scope_claims, refund", [
+    ({"scope": "payments:read-all payments:refund"}, True),
+    ({"scp": ["payments:refund"]}, True),
+    ({"scope": "payments:refunds"}, False),
+    ({"scope": "payments:read-all"}, False),
+    ({}, False),
+])
+def test_the_refund_scope_is_one_whole_scope_and_refunding_needs_it(verifier, scope_claims, refund):
+    caller = verifier.verify(hs256(claims(sub=str(CUSTOMER), **scope_claims)))
+    assert caller.refund is refund
+    if refund:
+        caller.check_refunds("payments:refund")
+    else:
+        with pytest.raises(Forbidden, match="refunding needs a token with the payments:refund scope"):
+            caller.check_refunds("payments:refund")
+
+
+def test_without_authorization_anyone_refunds():
+    ANYONE.check_refunds("payments:refund")
 
 
 def test_only_configured_algorithms_are_accepted(verifier):

@@ -33,6 +33,8 @@ def test_documented_deployment_variables_are_accepted():
 def test_defaults():
     config = Config.from_env(BASE)
     assert (config.port, config.topic_succeeded, config.topic_failed) == (5004, "payment-succeeded", "payment-failed")
+    assert (config.topic_refunded, config.topic_refund_failed) == ("payment-refunded", "payment-refund-failed")
+    assert config.topics == ["payment-succeeded", "payment-failed", "payment-refunded", "payment-refund-failed"]
     assert config.simulator_latency_ms == 0
     assert config.max_body_bytes == 64 * 1024
     assert (config.upstream_deadline, config.upstream_max_response_bytes) == (4.0, 1024 * 1024)
@@ -87,6 +89,9 @@ def test_port_variable_wins_over_aspnetcore_urls():
     ({"UPSTREAM_MAX_RESPONSE_BYTES": "1mb"}, "UPSTREAM_MAX_RESPONSE_BYTES must be an integer"),
     ({"UPSTREAM_MAX_RESPONSE_BYTES": "100"}, "UPSTREAM_MAX_RESPONSE_BYTES is out of range"),
     ({"KAFKA_TOPIC_PAYMENT_FAILED": "bad topic"}, "KAFKA_TOPIC_PAYMENT_FAILED is not a valid Kafka topic name"),
+    ({"KAFKA_TOPIC_PAYMENT_REFUNDED": "bad/topic"}, "KAFKA_TOPIC_PAYMENT_REFUNDED is not a valid Kafka topic name"),
+    ({"KAFKA_TOPIC_PAYMENT_REFUND_FAILED": "x" * 250},
+     "KAFKA_TOPIC_PAYMENT_REFUND_FAILED is not a valid Kafka topic name"),
     ({"MIGRATE_ON_START": "sometimes"}, "MIGRATE_ON_START must be true or false"),
 ])
 def test_bad_values_name_the_variable(change, message):

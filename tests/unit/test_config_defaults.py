@@ -27,6 +27,7 @@ FIELDS = {
     "DB_POOL_MIN": "db_pool_min", "DB_POOL_MAX": "db_pool_max", "DB_TIMEOUT_S": "db_timeout",
     "KAFKA_DELIVERY_TIMEOUT_S": "kafka_delivery_timeout", "KAFKA_MESSAGE_TIMEOUT_S": "kafka_message_timeout",
     "KAFKA_TOPIC_PAYMENT_SUCCEEDED": "topic_succeeded", "KAFKA_TOPIC_PAYMENT_FAILED": "topic_failed",
+    "KAFKA_TOPIC_PAYMENT_REFUNDED": "topic_refunded", "KAFKA_TOPIC_PAYMENT_REFUND_FAILED": "topic_refund_failed",
     "SIMULATOR_LATENCY_MS": "simulator_latency_ms",
     "SIMULATOR_DELAY_BEFORE_CHARGE_MS": "simulator_delay_before_charge_ms",
     "PAYMENT_GATEWAY": "payment_gateway", "STRIPE_API_BASE": "stripe_api_base",
@@ -38,7 +39,7 @@ FIELDS = {
     "GUNICORN_THREADS": "worker_threads",
     "HTTP_HEADER_TIMEOUT_S": "http_header_timeout", "HTTP_BODY_TIMEOUT_S": "http_body_timeout",
     "MIGRATE_ON_START": "migrate_on_start",
-    "AUTH_SERVICE_SCOPE": "auth_service_scope", "AUTH_LEEWAY_S": "auth_leeway",
+    "AUTH_SERVICE_SCOPE": "auth_service_scope", "AUTH_REFUND_SCOPE": "auth_refund_scope", "AUTH_LEEWAY_S": "auth_leeway",
     "AUTH_JWKS_TIMEOUT_S": "auth_jwks_timeout", "AUTH_JWKS_CACHE_S": "auth_jwks_cache",
 }
 

@@ -61,6 +61,7 @@ def test_dotnet_enum_values_become_librdkafka_values(variable, value, expected):
 def test_the_services_own_variables_are_not_client_properties():
     assert settings(KAFKA_BOOTSTRAP_SERVERS="a:1", Kafka__BootstrapServers="a:1", KAFKA_DELIVERY_TIMEOUT_S="2",
                     KAFKA_MESSAGE_TIMEOUT_S="10", KAFKA_TOPIC_PAYMENT_SUCCEEDED="x", KAFKA_TOPIC_PAYMENT_FAILED="y",
+                    KAFKA_TOPIC_PAYMENT_REFUNDED="r", KAFKA_TOPIC_PAYMENT_REFUND_FAILED="f",
                     KAFKA_TOPIC_CREATE="false", KAFKA_TOPIC_PARTITIONS="3",
                     KAFKA_TOPIC_REPLICATION_FACTOR="3", PATH="/bin") == {}
 
