@@ -39,8 +39,8 @@ from payment.errors import (
 )
 from payment.model import OutboxEvent, Payment, Refund, RefundRequest, RefundResult
 from payment.money import AmountError, to_amount
-from payment.publishing import publish_committed
 from payment.ports import Delivery, GatewayUnreachable, PaymentGateway, RefundFound, RefundReservation, RefundStore
+from payment.publishing import publish_committed
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,6 @@ from payment.model import (
     Reservation,
 )
 from payment.money import places_of, shorten, shown_amount
-from payment.publishing import publish_committed
 from payment.ports import (
     Delivery,
     Found,
@@ -55,6 +54,7 @@ from payment.ports import (
     PaymentStore,
     ReservationClient,
 )
+from payment.publishing import publish_committed
 
 log = logging.getLogger(__name__)
 

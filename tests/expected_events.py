@@ -90,7 +90,8 @@ REFUNDED_FIELDS = ("refundId", "paymentId", "orderId", "customerId", "amount", "
 REFUND_FAILED_FIELDS = ("refundId", "paymentId", "orderId", "customerId", "amount", "currency", "reason",
                         "errorCode", "errorMessage", "attemptedAt", "status")
 # The failure the reconciler records for a refund the gateway never received.
-REFUND_INTERRUPTED = ("REFUND_INTERRUPTED", "Refund processing was interrupted before the payment processor received it")
+REFUND_INTERRUPTED = ("REFUND_INTERRUPTED",
+                      "Refund processing was interrupted before the payment processor received it")
 REFUND_DECLINED = ("REFUND_DECLINED", "Refund declined by the payment processor")
 
 

@@ -13,8 +13,8 @@ from decimal import Decimal
 import pytest
 
 from payment import refunds
-from payment.db.refund_store import RefundStore
 from payment.db.pool import open_pool
+from payment.db.refund_store import RefundStore
 from payment.model import RefundRequest
 from tests.expected_events import REFUND_DECLINED, assert_refund_event_of
 from tests.support import new_order, payment_body

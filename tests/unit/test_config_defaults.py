@@ -39,7 +39,8 @@ FIELDS = {
     "GUNICORN_THREADS": "worker_threads",
     "HTTP_HEADER_TIMEOUT_S": "http_header_timeout", "HTTP_BODY_TIMEOUT_S": "http_body_timeout",
     "MIGRATE_ON_START": "migrate_on_start",
-    "AUTH_SERVICE_SCOPE": "auth_service_scope", "AUTH_REFUND_SCOPE": "auth_refund_scope", "AUTH_LEEWAY_S": "auth_leeway",
+    "AUTH_SERVICE_SCOPE": "auth_service_scope", "AUTH_REFUND_SCOPE": "auth_refund_scope",
+    "AUTH_LEEWAY_S": "auth_leeway",
     "AUTH_JWKS_TIMEOUT_S": "auth_jwks_timeout", "AUTH_JWKS_CACHE_S": "auth_jwks_cache",
 }
 

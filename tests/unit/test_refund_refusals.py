@@ -19,9 +19,9 @@ from payment import jsonio, refunds, schemas, service
 from payment.api.app import create_app
 from payment.api.auth import TokenVerifier
 from payment.config import MARK_DELAY_S, Config
-from payment.ports import GatewayUnreachable
 from payment.metrics import Metrics
 from payment.model import PaymentRequest
+from payment.ports import GatewayUnreachable
 from tests.fakes import NOW, FakeDelivery, FakeGateway, FakeOrdering, FakeReservations, FakeStore
 from tests.tokens import HS256_SECRET, bearer, claims, hs256
 

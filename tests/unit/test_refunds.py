@@ -20,6 +20,7 @@ from payment.outbox.delivery import Delivery
 from payment.outbox.marker import SentMarker
 from payment.ports import Found, GatewayUnreachable, RefundFound
 from payment.reconciler import Reconciler
+from tests.expected_events import utc_ms
 from tests.fakes import NOW, FakeGateway, FakeOrdering, FakePublisher, FakeReservations, FakeStore
 
 CUSTOMER = uuid.uuid4()
@@ -68,8 +69,7 @@ def test_a_refund_commits_then_publishes_then_marks_its_event_sent():
         "refundId": str(refund.id), "paymentId": str(payment.id), "orderId": str(payment.order_id),
         "customerId": str(CUSTOMER), "amount": 50.0, "currency": "USD", "reason": "event_cancelled",
         "transactionId": refund.transaction_id, "amountRefunded": 50.0,
-        "refundedAt": refund.processed_at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{refund.processed_at.microsecond // 1000:03d}Z",
-        "status": "refunded"}
+        "refundedAt": utc_ms(refund.processed_at), "status": "refunded"}
 
 
 def test_each_event_says_the_payments_total_refunded_so_far():
