@@ -180,21 +180,21 @@ class Forbidden(PaymentError):
 
     kind = "forbidden"
 
-    def __init__(self, scope: str):
-        super().__init__(f"Forbidden: refunding needs a token with the {scope} scope")
+    def __init__(self, action: str, scope: str) -> None:
+        super().__init__(f"Forbidden: {action} needs a token with the {scope} scope")
 
 
 class RefundInvalid(InvalidRequest):
     """A refund the payment cannot take as asked (an amount past what is left)."""
 
-    def __init__(self, why: str):
+    def __init__(self, why: str) -> None:
         super().__init__(f"Refund validation failed: {why}")
 
 
 class PaymentNotRefundable(PaymentError):
     kind = "not_refundable"
 
-    def __init__(self, status: str):
+    def __init__(self, status: str) -> None:
         super().__init__(f"Refund not possible: the payment is {status}")
 
 
@@ -208,7 +208,7 @@ class RefundNotFound(PaymentError):
 class RefundInProgress(PaymentError):
     kind = "conflict"
 
-    def __init__(self, retry_after_s: int = 1):
+    def __init__(self, retry_after_s: int = 1) -> None:
         super().__init__("A refund with this Idempotency-Key is already in progress")
         self.retry_after_s = retry_after_s
 

@@ -201,10 +201,12 @@ def _as_recorded(refund: Refund, deps: RefundDependencies) -> Refund:
 
 
 def _earlier_still_unsent(event: OutboxEvent, deps: RefundDependencies) -> bool:
-    """A refund often follows its payment's success within the marker's delay:
-    that event was delivered and is about to be marked sent. Waiting briefly
-    for the mark keeps the refund's event from waiting on the relay's grace
-    period; an event truly unsent (the broker away) is still waited for."""
+    """Whether an earlier event of the order is still unsent after a short
+    wait. A refund often follows its payment's success within the marker's
+    delay: that event was delivered and is about to be marked sent, and
+    waiting briefly for the mark spares the refund's event the relay's grace
+    period. An event truly unsent (the broker away) keeps this one behind it,
+    for the relay, after the wait."""
     deadline = time.monotonic() + EARLIER_MARK_WAIT_DELAYS * deps.mark_delay
     while True:
         try:

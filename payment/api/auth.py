@@ -63,7 +63,7 @@ class Caller:
         before anything is read. Which payments it may refund are those it
         may read (`may_read`)."""
         if not (self.unrestricted or self.refund):
-            raise Forbidden(scope)
+            raise Forbidden("refunding", scope)
 
 
 ANYONE = Caller(subject=None, read_all=True, unrestricted=True, refund=True)

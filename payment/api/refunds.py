@@ -44,7 +44,7 @@ class RefundCollectionResource:
     auth_required = True
 
     def __init__(self, deps: refunds.RefundDependencies, *, max_body_bytes: int, metrics: Metrics,
-                 refund_scope: str):
+                 refund_scope: str) -> None:
         self.deps = deps
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
@@ -87,7 +87,7 @@ class RefundItemResource:
 
     auth_required = True
 
-    def __init__(self, deps: refunds.RefundDependencies):
+    def __init__(self, deps: refunds.RefundDependencies) -> None:
         self.deps = deps
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, paymentId: str,  # noqa: N803

@@ -93,7 +93,8 @@ class Writes:
         eventually(lambda: self.events.read(topic), f"the event on {topic}")
         [event] = self.events.read(topic)
         assert_as_committed(event, outbox)
-        assert [self.events.read(other) for other in TOPICS if other != topic] == [[]]
+        assert {other: self.events.read(other) for other in TOPICS if other != topic} == {
+            other: [] for other in TOPICS if other != topic}
 
 
 def at_currency_precision(body_and_flag):
