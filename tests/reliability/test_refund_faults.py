@@ -80,6 +80,8 @@ def assert_refunded_once(service, database, events, payment: dict, key: str) -> 
     assert len(database.gateway_refunds(payment["id"])) == 1
 
 
+# The outage through PgBouncer is the payments' test's (test_gateway_faults.py); here the refund's own path.
+@pytest.mark.route_independent
 def test_database_stopped_after_the_refund(own_postgres, serve, service_env, sandbox, events):
     database = Database(own_postgres.direct_url)
     service = serve({**service_env, "DATABASE_URL": own_postgres.url}, workers=1, SIMULATOR_LATENCY_MS=1500,
@@ -109,7 +111,7 @@ def test_database_stopped_after_the_refund(own_postgres, serve, service_env, san
 
 @pytest.mark.route_independent
 def test_worker_killed_after_the_refund(serve, service_env, database, sandbox, events):
-    service = serve(service_env, workers=1, SIMULATOR_LATENCY_MS=1500, **FAST_RECONCILER)
+    service = serve(service_env, workers=1, SIMULATOR_LATENCY_MS=800, **FAST_RECONCILER)
     payment = a_payment(service, sandbox)
     [worker] = service.worker_pids()
     attempt = refund_in_background(service, payment["id"], "killed")
@@ -128,7 +130,7 @@ def test_worker_killed_after_the_refund(serve, service_env, database, sandbox, e
 
 @pytest.mark.route_independent
 def test_worker_killed_before_the_refund_reached_the_gateway(serve, service_env, database, sandbox, events):
-    service = serve(service_env, workers=1, SIMULATOR_DELAY_BEFORE_CHARGE_MS=1500, **FAST_RECONCILER)
+    service = serve(service_env, workers=1, SIMULATOR_DELAY_BEFORE_CHARGE_MS=800, **FAST_RECONCILER)
     payment = a_payment(service, sandbox)
     [worker] = service.worker_pids()
     attempt = refund_in_background(service, payment["id"], "never-sent")
