@@ -31,7 +31,7 @@ from tests.stripe_support import (  # noqa: F401  (fixtures)
     signed_delivery,
     stripe_proxy,
 )
-from tests.support import new_order, payment_body
+from tests.support import NO_EVENTS, new_order, payment_body
 from tests.timing import ceiling, eventually
 from tests.tokens import HS256_SECRET, bearer, claims, hs256
 
@@ -319,7 +319,7 @@ def test_events_not_about_a_payment_of_ours_are_ignored_with_a_200(stripe_client
         answer = deliver(client, event)
         assert (answer.status_int, answer.json["result"]) == (200, "ignored")
     assert database.rows()[0]["status"] == "pending" and database.rows("outbox") == []
-    assert events.all(settle_s=0.3) == {"payment-succeeded": [], "payment-failed": []}
+    assert events.all(settle_s=0.3) == NO_EVENTS
 
 
 def test_a_failed_and_a_canceled_intent_settle_the_payment_failed(stripe_client, sandbox, localstripe, stripe_proxy,
