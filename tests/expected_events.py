@@ -60,8 +60,9 @@ def assert_event_of(message: dict, database, payment_id, request: dict, **expect
     payment `payment_id`, asked for with `request`, whole; `expect` as for
     expected_payload."""
     [row] = database.rows(where="id = %s", params=(str(payment_id),))
-    [outbox] = database.rows("outbox", "payment_id = %s", (str(payment_id),))
     event_type = "payment-succeeded" if row["status"] == "succeeded" else "payment-failed"
+    # The payment's own event: its refunds' events are outbox rows of the payment too.
+    [outbox] = database.rows("outbox", "payment_id = %s AND event_type = %s", (str(payment_id), event_type))
     assert message["key"] == request["orderId"]
     assert message["headers"] == {"eventType": event_type, "eventId": str(outbox["event_id"]),
                                   "paymentId": str(payment_id), "contentType": "application/json"}

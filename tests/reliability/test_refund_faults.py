@@ -161,8 +161,10 @@ def test_worker_killed_before_the_refund_reached_the_gateway(serve, service_env,
 def test_stripes_answer_lost_then_stripe_away_then_back(serve, service_env, database, sandbox, events,
                                                         stripe_proxy, localstripe):
     localstripe.reset()
+    # A test PaymentMethod for requests without a paymentToken, as a test deployment may name one.
     service = serve(service_env, workers=1, PAYMENT_GATEWAY="stripe", STRIPE_API_KEY=API_KEY,
-                    STRIPE_API_BASE=stripe_proxy.url, GATEWAY_TIMEOUT_S=2, **FAST_RECONCILER)
+                    STRIPE_API_BASE=stripe_proxy.url, STRIPE_PAYMENT_METHOD="pm_card_visa", GATEWAY_TIMEOUT_S=2,
+                    **FAST_RECONCILER)
     payment = a_payment(service, sandbox)
     [paid] = database.rows(where="id = %s", params=(payment["id"],))
     intent = paid["gateway_reference"]
