@@ -185,10 +185,11 @@ class Forbidden(PaymentError):
 
 
 class RefundInvalid(InvalidRequest):
-    """A refund the payment cannot take as asked (an amount past what is left)."""
+    """A refund the payment cannot take as asked (an amount past what is left,
+    or finer than its currency)."""
 
     def __init__(self, why: str) -> None:
-        super().__init__(f"Refund validation failed: {why}")
+        super().__init__(f"Refund validation failed: {why}", "refund_invalid")
 
 
 class PaymentNotRefundable(PaymentError):

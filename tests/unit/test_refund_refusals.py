@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import replace
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import falcon.testing
@@ -20,9 +21,10 @@ from payment.api.app import create_app
 from payment.api.auth import TokenVerifier
 from payment.config import MARK_DELAY_S, Config
 from payment.metrics import Metrics
-from payment.model import PaymentRequest
+from payment.model import PaymentRequest, RefundRequest
 from payment.ports import GatewayUnreachable
 from tests.fakes import NOW, FakeDelivery, FakeGateway, FakeOrdering, FakeReservations, FakeStore
+from tests.unit.test_refusals import access_lines  # noqa: F401 - a fixture
 from tests.tokens import HS256_SECRET, bearer, claims, hs256
 
 CUSTOMER = uuid.UUID("a8098c1a-f86e-11da-bd1a-00112444be1e")
@@ -32,12 +34,12 @@ ERRORS = "refund-response.schema.json"
 class Refunds:
     """The app over fakes, with one succeeded payment of 150.00 USD."""
 
-    def __init__(self, verifier: TokenVerifier | None = None):
+    def __init__(self, verifier: TokenVerifier | None = None, status: str = "succeeded"):
         self.store, self.gateway, self.metrics = FakeStore(), FakeGateway(), Metrics()
         self.delivery = FakeDelivery(self.store)
         request = PaymentRequest(uuid.uuid4(), CUSTOMER, None, Decimal("150.00"), "USD", "credit_card")
         pending = self.store.insert_pending(request, uuid.uuid4(), is_simulated=True)
-        self.payment = self.store.payments[pending.id] = replace(pending, status="succeeded", processed_at=NOW)
+        self.payment = self.store.payments[pending.id] = replace(pending, status=status, processed_at=NOW)
         self.store.log.clear()
         deps = service.Dependencies(
             store=self.store, ordering=FakeOrdering(), reservations=FakeReservations(), gateway=self.gateway,
@@ -171,3 +173,57 @@ def test_refunds_are_counted_by_outcome_and_error_code():
     assert counted == {("succeeded", ""): 1, ("replayed", ""): 1, ("failed", "REFUND_DECLINED"): 1,
                        ("rejected", "REFUND_INVALID"): 1, ("rejected", "IDEMPOTENCY_KEY_REUSED"): 1,
                        ("rejected", "PAYMENT_NOT_FOUND"): 1, ("error", "GATEWAY_UNAVAILABLE"): 1}
+
+
+REFUNDS_ROUTE = "/payments/{paymentId}/refunds"
+
+
+def in_flight(app: Refunds) -> None:
+    """A refund under the key "key-1" still pending, then the same request again."""
+    body = {"amount": Decimal("5.00")}
+    app.store.insert_pending_refund(
+        RefundRequest(app.payment.id, Decimal("5.00"), "requested_by_customer", "key-1",
+                      refunds.fingerprint(app.payment.id, Decimal("5.00"), "requested_by_customer")),
+        uuid.uuid4(), is_simulated=True, created_at=datetime.now(timezone.utc))
+    app.refund(body)
+
+
+def scoped() -> Refunds:
+    return Refunds(TokenVerifier(hs256_secret=HS256_SECRET, service_scope=Config.auth_service_scope,
+                                 refund_scope=Config.auth_refund_scope, leeway=0))
+
+
+# (the app, what is sent, status, kind): each refusal of POST /payments/{paymentId}/refunds
+# counted once by its kind (docs/api.md, Refunds; test_refusal_kinds.py holds that table to these).
+REFUND_KINDS = [
+    (Refunds, lambda app: app.refund(b"[]"), 400, "schema"),
+    (Refunds, lambda app: app.refund({"reason": "goodwill"}), 400, "schema"),
+    (Refunds, lambda app: app.refund(b'{"amount": '), 400, "json"),
+    (Refunds, lambda app: app.refund(key=None), 400, "parameter"),
+    (Refunds, lambda app: app.refund(payment_id="nope"), 400, "parameter"),
+    (Refunds, lambda app: app.refund({"amount": Decimal("150.01")}), 400, "refund_invalid"),
+    (Refunds, lambda app: app.refund({"amount": Decimal("1.001")}), 400, "refund_invalid"),
+    (Refunds, lambda app: app.refund(payment_id=uuid.uuid4()), 404, "not_found"),
+    (lambda: Refunds(status="failed"), lambda app: app.refund(), 409, "not_refundable"),
+    (Refunds, in_flight, 409, "conflict"),
+    (Refunds, lambda app: (app.refund({"amount": Decimal("1.00")}), app.refund({"amount": Decimal("2.00")})),
+     422, "idempotency_key_reused"),
+    (scoped, lambda app: app.refund(headers=bearer(hs256(claims(sub=str(CUSTOMER))))), 403, "forbidden"),
+    (scoped, lambda app: app.refund(), 401, "auth_missing"),
+    (Refunds, lambda app: app.refund(content_type="text/plain"), 415, "content_type"),
+    (Refunds, lambda app: app.refund(b'{"reason": "' + b"x" * 65536 + b'"}'), 413, "too_large"),
+    (Refunds, lambda app: app.refund({"amount": Decimal("1.77")}), 402, "declined"),
+]
+
+
+@pytest.mark.parametrize("make, send, status, kind", REFUND_KINDS,
+                         ids=[f"{i}-{kind}" for i, (_, _, _, kind) in enumerate(REFUND_KINDS)])
+def test_every_refusal_is_counted_by_kind_and_its_access_line_says_it(make, send, status, kind, access_lines):
+    app = make()
+    send(app)
+    refused = {(s.labels["route"], s.labels["kind"]): s.value
+               for metric in app.metrics.refusals.collect() for s in metric.samples
+               if s.name == "payment_http_refusals_total"}
+    assert refused == {(REFUNDS_ROUTE, kind): 1.0}
+    line = access_lines()[-1]
+    assert (line["status"], line["route"], line["errorKind"]) == (status, REFUNDS_ROUTE, kind)

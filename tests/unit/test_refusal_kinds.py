@@ -15,6 +15,7 @@ from payment.api.auth import TokenVerifier
 from payment.server.read_ahead_worker import _MALFORMED_ANSWERS
 from payment.server.read_ahead_worker import KINDS as WORKER_KINDS
 from tests.tokens import HS256_SECRET, OTHER_SECRET, claims, hs256
+from tests.unit.test_refund_refusals import REFUND_KINDS
 from tests.unit.test_refusals import GOOD, PREFIX, Service, access_lines, body  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,7 +86,8 @@ def test_a_conflict_is_counted_as_such(access_lines):
 
 @pytest.fixture
 def guarded() -> Service:
-    return Service(TokenVerifier(hs256_secret=HS256_SECRET, service_scope="payments:read-all", leeway=0.0))
+    return Service(TokenVerifier(hs256_secret=HS256_SECRET, service_scope="payments:read-all",
+                                 refund_scope="payments:refund", leeway=0.0))
 
 
 @pytest.mark.parametrize("headers, kind", [
@@ -140,6 +142,8 @@ def test_the_error_table_names_every_kind_a_4xx_is_counted_by():
     # A Stripe webhook's refused signature: counted by kind in
     # tests/integration/test_stripe_payments.py, against the Stripe gateway.
     counted |= {("webhook_signature", 400)}
+    # The refund route's: tests/unit/test_refund_refusals.py counts each.
+    counted |= {(kind, status) for _, _, status, kind in REFUND_KINDS}
     counted |= {(kind, status) for status, kind in WORKER_KINDS.items()}
     counted |= {(kind, status) for _, status, _, kind, _ in _MALFORMED_ANSWERS}
     documented = {(kind, status) for kind, statuses in documented_kinds().items() for status in statuses
