@@ -24,7 +24,7 @@ RUNBOOK = ROOT / "docs" / "runbook.md"
 WATCHED = {
     "payment_outbox_oldest_unsent_age_seconds", "payment_pending_overdue_payments", "payment_reconciliations_total",
     "payment_http_requests_total", "payment_payments_total", "payment_db_pool_requests_waiting",
-    "payment_upstream_errors_total",
+    "payment_upstream_errors_total", "payment_pending_overdue_refunds",
 }
 
 
@@ -70,7 +70,8 @@ def test_every_rule_has_a_runbook_entry():
 
 def exposed_names() -> set[str]:
     """Every sample name GET /metrics can hold (and Prometheus' own `up`)."""
-    metrics = Metrics(pool_stats=lambda: {}, outbox_backlog=lambda: (0, None), overdue_payments=lambda: 0)
+    metrics = Metrics(pool_stats=lambda: {}, outbox_backlog=lambda: (0, None), overdue_payments=lambda: 0,
+                      overdue_refunds=lambda: 0)
     families = list(metrics.registry.collect())
     families += text_string_to_metric_families(metrics.exposition().decode())
     names = {"up"}
