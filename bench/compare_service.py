@@ -13,7 +13,8 @@ and the upstream are shared. The rounds alternate the variants so that the
 machine's noise falls on all of them, each round a warm-up then a measured
 wrk window (bench/payments.lua, every payment checked in the database as in
 `make bench`). Printed: per round payments/s, p50, p99 and app CPU per payment
-(gunicorn's master and workers, from /proc); then the medians and each
+(gunicorn's master and workers, from /proc) and PostgreSQL CPU per payment
+(the variant's backends and the server's background processes); then the medians and each
 variant's ratio to the first.
 """
 
@@ -71,9 +72,11 @@ def one_round(variant: Variant, stack, args) -> dict:
         service.stop()
 
 
-def cpu_ms(result: dict) -> float:
+def cpu_ms(result: dict, group: str = "app") -> float:
+    """CPU milliseconds per payment of one group: app (gunicorn's master and
+    workers) or database (the variant's backends and the server's own)."""
     payments = result["rate"] * result["cpu"]["elapsed"]
-    return result["cpu"]["seconds"]["app"] / payments * 1000
+    return result["cpu"]["seconds"].get(group, 0.0) / payments * 1000
 
 
 def main() -> None:
@@ -103,16 +106,21 @@ def main() -> None:
                 results[variant.name].append(r)
                 print(f"round {round_} {variant.name}: {r['rate']:.0f} payments/s, p50 {r['p50_us'] / 1000:.1f} ms, "
                       f"p99 {r['p99_us'] / 1000:.1f} ms, app CPU {cpu_ms(r):.2f} ms/payment, "
+                      f"PostgreSQL CPU {cpu_ms(r, 'database'):.2f} ms/payment, "
                       f"errors {r['errors']}", flush=True)
         first = args.variant[0].name
         base_rate = statistics.median(r["rate"] for r in results[first])
         base_cpu = statistics.median(cpu_ms(r) for r in results[first])
+        base_db = statistics.median(cpu_ms(r, "database") for r in results[first])
         for variant in args.variant:
             rs = results[variant.name]
             rate, cpu = statistics.median(r["rate"] for r in rs), statistics.median(cpu_ms(r) for r in rs)
+            db = statistics.median(cpu_ms(r, "database") for r in rs)
             print(f"{variant.name} ({variant.revision} {variant.env or ''}): median {rate:.0f} payments/s "
                   f"({rate / base_rate:.2f} of {first}), p99 {statistics.median(r['p99_us'] for r in rs) / 1000:.1f} ms, "
+                  f"p50 {statistics.median(r['p50_us'] for r in rs) / 1000:.2f} ms, "
                   f"app CPU {cpu:.2f} ms/payment ({cpu / base_cpu:.2f} of {first}), "
+                  f"PostgreSQL CPU {db:.2f} ms/payment ({db / base_db:.2f} of {first}), "
                   f"errors {sum(r['errors'] for r in rs)}")
     finally:
         devstack.stop(stack.upstream)

@@ -117,7 +117,7 @@ def build_core(config: Config, *, metrics: Metrics | None = None, pool_max: int 
     instead of DB_POOL_MAX, for a process that needs fewer connections."""
     pool_max = pool_max or config.db_pool_max
     pool = open_pool(config.database_url, min_size=min(config.db_pool_min, pool_max), max_size=pool_max,
-                        timeout=config.db_timeout, search_path=config.db_search_path)
+                        timeout=config.db_timeout, search_path=config.db_search_path, route=config.db_route)
     # The payment store with the refunds' statements: one store, one pool.
     store = RefundStore(pool)
     # Each of a worker's threads holds at most one call to an upstream at a

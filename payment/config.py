@@ -17,6 +17,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from payment import secret_files
 from payment.db import connection_string
+from payment.db.routes import DB_ROUTES
 from payment.outbox import kafka_settings
 from payment.outbox.kafka_settings import BROKER_DEFAULT
 
@@ -70,6 +71,11 @@ class Config:
     db_pool_min: int = 1
     db_pool_max: int = 8
     db_timeout: float = 2.0
+    # How the service reaches PostgreSQL (DB_ROUTE, payment/db/pool.py):
+    # "direct", settings once per connection and prepared statements; or
+    # "transaction-pooler" (PgBouncer in transaction mode), settings in every
+    # transaction and nothing prepared.
+    db_route: str = "direct"
     # The schemas to find unqualified names in (ConnectionStrings__Default's
     # Search Path). Not in the conninfo: a pooler such as PgBouncer refuses
     # startup options, so it is set inside each transaction instead.
@@ -293,10 +299,19 @@ def _database(env: dict[str, str]) -> dict[str, Any]:
         "db_pool_min": pool_min,
         "db_pool_max": pool_max,
         "db_timeout": _seconds(env, "DB_TIMEOUT_S", npgsql.command_timeout or Config.db_timeout),
+        "db_route": _db_route(env),
         "db_search_path": npgsql.search_path,
         "db_ignored_keys": npgsql.ignored,
         "db_app_role": _role(env, "DB_APP_ROLE"),
     }
+
+
+def _db_route(env: dict[str, str]) -> str:
+    route = env.get("DB_ROUTE") or Config.db_route
+    if route not in DB_ROUTES:
+        raise ConfigError("DB_ROUTE must be one of: " + ", ".join(DB_ROUTES)
+                          + " (transaction-pooler behind PgBouncer in transaction mode)")
+    return route
 
 
 def _role(env: dict[str, str], name: str) -> str | None:

@@ -229,8 +229,8 @@ def processes():
 
 
 @pytest.fixture
-def service_env(database_url, broker, sandbox_url) -> dict:
-    return deployment_env(database_url, broker, sandbox_url)
+def service_env(database_url, broker, sandbox_url, db_route) -> dict:
+    return deployment_env(database_url, broker, sandbox_url, db_route)
 
 
 @pytest.fixture

@@ -335,10 +335,16 @@ class Served:
         return code
 
 
-def deployment_env(database_url: str, broker: str, sandbox_url: str) -> dict:
-    """The environment a deployment would give the service, pointed at the test components."""
+# The service's DB_ROUTE for each of the suite's routes (tests/conftest.py, db_route).
+DB_ROUTE_SETTING = {"direct": "direct", "pgbouncer": "transaction-pooler"}
+
+
+def deployment_env(database_url: str, broker: str, sandbox_url: str, db_route: str = "direct") -> dict:
+    """The environment a deployment would give the service, pointed at the
+    test components; `db_route` is the suite's route to `database_url`."""
     return {
         "DATABASE_URL": database_url,
+        "DB_ROUTE": DB_ROUTE_SETTING[db_route],
         "KAFKA_BOOTSTRAP_SERVERS": broker,
         "ORDERING_SERVICE_URL": sandbox_url,
         "RESERVATION_SERVICE_URL": sandbox_url,
@@ -435,9 +441,11 @@ DECLINED = ChargeResult(succeeded=False, transaction_id=None, simulated_response
 
 
 @contextmanager
-def open_store(database_url: str, *, max_size: int, timeout: float):
-    """A PaymentStore on a pool of its own, open until the block ends."""
-    pool = open_pool(database_url, min_size=1, max_size=max_size, timeout=timeout)
+def open_store(database_url: str, db_route: str, *, max_size: int, timeout: float):
+    """A PaymentStore on a pool of its own, open until the block ends;
+    `db_route` is the suite's route to `database_url`."""
+    pool = open_pool(database_url, min_size=1, max_size=max_size, timeout=timeout,
+                     route=DB_ROUTE_SETTING[db_route])
     try:
         pool.wait(10)
         yield PaymentStore(pool)

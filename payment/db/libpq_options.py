@@ -1,6 +1,7 @@
 """libpq's `options` connection parameter, read as libpq reads it: the
-`-c name=value` startup settings lifted out of a connection string, and
-the statement that sets them per transaction instead."""
+`-c name=value` startup settings lifted out of a connection string, then
+given back as startup settings (a direct route) or as the statement that
+sets them per transaction instead (through a transaction pooler)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,18 @@ def _option_words(options: str) -> list[str]:
 
 def _escape_option(word: str) -> str:
     return word.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+def with_startup_settings(conninfo: str, settings: dict[str, str]) -> str:
+    """The connection string with these settings as startup `-c` options,
+    after any option it kept (libpq applies them in order: ours win)."""
+    params = conninfo_to_dict(conninfo)
+    words = [str(params.pop("options", "") or "")]
+    words += [_escape_option(f"-c{name}={value}") for name, value in settings.items()]
+    options = " ".join(word for word in words if word)
+    if options:
+        params["options"] = options
+    return make_conninfo("", **params)
 
 
 def settings_statement(settings: dict[str, str]) -> str:

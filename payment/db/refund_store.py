@@ -45,7 +45,7 @@ class RefundStore(PaymentStore):
         amount (all that is left when None) is within what is left to refund,
         and the idempotency key is new; one round trip (the guard's two
         statements, sql/queries.sql insert_pending_refund)."""
-        with self._statement(dict_row) as cur:
+        with self._statements(dict_row) as cur:
             row = cur.execute(QUERIES["insert_pending_refund"], {
                 "payment_id": request.payment_id, "amount": request.amount, "id": refund_id,
                 "reason": request.reason, "is_simulated": is_simulated,

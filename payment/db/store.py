@@ -11,7 +11,15 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import Row, RowFactory, class_row, dict_row, tuple_row
 
-from payment.db.pool import Connection, OneTransactionCursor, Pool, database_errors, mark_used, one_transaction_cursor
+from payment.db.pool import (
+    Connection,
+    OneTransactionCursor,
+    Pool,
+    database_errors,
+    mark_used,
+    one_transaction_cursor,
+    statement_cursor,
+)
 from payment.db.queries import QUERIES
 from payment.model import OutboxEvent, Payment, PaymentRequest
 
@@ -31,9 +39,20 @@ class PaymentStore:
             mark_used(conn)
 
     @contextmanager
-    def _statement(self, row_factory: RowFactory[Row]) -> Iterator[OneTransactionCursor[Row]]:
-        """A cursor whose each statement is committed on its own, with the
-        transaction settings in the same round trip."""
+    def _statement(self, row_factory: RowFactory[Row]) -> Iterator[psycopg.Cursor[Row]]:
+        """A cursor whose each statement (one statement) is committed on its
+        own: prepared on a direct route, with the transaction settings in the
+        same round trip through a pooler (payment/db/pool.py)."""
+        with self._connection() as conn:
+            with statement_cursor(self.pool, conn, row_factory) as cur:
+                yield cur
+
+    @contextmanager
+    def _statements(self, row_factory: RowFactory[Row]) -> Iterator[OneTransactionCursor[Row]]:
+        """A cursor whose each execute is a group of statements sent as one
+        simple query: one round trip, one implicit transaction (with the
+        transaction settings first, through a pooler); it stands on the last
+        statement's result."""
         with self._connection() as conn:
             with one_transaction_cursor(self.pool, conn, row_factory) as cur:
                 yield cur
@@ -41,10 +60,11 @@ class PaymentStore:
     @contextmanager
     def _transaction(self, row_factory: RowFactory[Row]) -> Iterator[psycopg.Cursor[Row]]:
         """A cursor in one transaction: committed when the block ends, rolled
-        back if it raises. BEGIN and the settings go in one round trip, as
-        BEGIN alone did before."""
+        back if it raises. Through a pooler, BEGIN and the settings go in one
+        round trip, as BEGIN alone does on a direct route."""
         with self._connection() as conn:
-            conn.execute("BEGIN; " + self.pool.transaction_settings)
+            conn.execute("BEGIN; " + self.pool.transaction_settings if self.pool.transaction_settings
+                         else "BEGIN")
             try:
                 with conn.cursor(row_factory=row_factory) as cur:
                     yield cur

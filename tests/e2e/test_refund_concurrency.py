@@ -21,13 +21,13 @@ IN_FLIGHT = {"success": False, "refund": None,
 
 
 @pytest.fixture(scope="module")
-def instances(server_url, database_url, broker, sandbox_url):
+def instances(server_url, database_url, db_route, broker, sandbox_url):
     """Two instances for this module's tests; each test refunds a payment of
     its own. The tables are emptied first, so that no earlier module's
     unsent event is relayed into a test's reading window."""
     Database(server_url).truncate()
     # Each refund spends 200 ms at the processor: many are in flight at once.
-    env = {**deployment_env(database_url, broker, sandbox_url), "SIMULATOR_LATENCY_MS": "200"}
+    env = {**deployment_env(database_url, broker, sandbox_url, db_route), "SIMULATOR_LATENCY_MS": "200"}
     started: list = []
     try:
         for _ in range(2):

@@ -116,8 +116,8 @@ def test_stripe_answer_lost_or_unreachable(stripe, stripe_proxy, localstripe):
 
 
 @pytest.fixture
-def simulator(database_url, database):
-    with open_store(database_url, max_size=2, timeout=2) as store:
+def simulator(database_url, db_route, database):
+    with open_store(database_url, db_route, max_size=2, timeout=2) as store:
         yield SimulatedGateway(store.pool, latency_ms=0, delay_before_charge_ms=0, ledger_path=None)
 
 

@@ -10,13 +10,14 @@ import pytest
 
 from payment.db.pool import open_pool
 from payment.db.store import PaymentStore
+from tests.support import DB_ROUTE_SETTING
 
 UNSENT = "sent_at IS NULL"
 
 
 @pytest.fixture
-def store(database_url, database):
-    pool = open_pool(database_url, min_size=1, max_size=4, timeout=2)
+def store(database_url, db_route, database):
+    pool = open_pool(database_url, min_size=1, max_size=4, timeout=2, route=DB_ROUTE_SETTING[db_route])
     yield PaymentStore(pool)
     pool.close()
 

@@ -23,8 +23,8 @@ from tests.support import CHARGED, DECLINED, open_store
 
 
 @pytest.fixture
-def store(database_url, database):
-    with open_store(database_url, max_size=4, timeout=2) as store:
+def store(database_url, db_route, database):
+    with open_store(database_url, db_route, max_size=4, timeout=2) as store:
         yield store
 
 

@@ -17,7 +17,7 @@ from payment.db.pool import open_pool
 from payment.db.refund_store import RefundStore
 from payment.model import RefundRequest
 from tests.expected_events import REFUND_DECLINED, assert_refund_event_of
-from tests.support import new_order, payment_body
+from tests.support import DB_ROUTE_SETTING, new_order, payment_body
 
 LOOKUP = "refund-lookup.schema.json"
 LIST = "refund-list.schema.json"
@@ -203,9 +203,9 @@ def test_an_amount_in_a_currency_without_decimals(client, sandbox, database, eve
 
 
 @pytest.fixture
-def refund_store(database_url):
+def refund_store(database_url, db_route):
     """A RefundStore on a pool of its own, big enough for every thread at once."""
-    pool = open_pool(database_url, min_size=1, max_size=20, timeout=20)
+    pool = open_pool(database_url, min_size=1, max_size=20, timeout=20, route=DB_ROUTE_SETTING[db_route])
     try:
         pool.wait(10)
         yield RefundStore(pool)

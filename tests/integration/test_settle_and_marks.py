@@ -28,8 +28,8 @@ from tests.timing import eventually
 
 
 @pytest.fixture
-def store(database_url, database):
-    with open_store(database_url, max_size=2, timeout=1) as store:
+def store(database_url, db_route, database):
+    with open_store(database_url, db_route, max_size=2, timeout=1) as store:
         yield store
 
 

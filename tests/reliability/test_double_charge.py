@@ -23,14 +23,14 @@ def ledger_file(tmp_path_factory, db_route):
 
 
 @pytest.fixture(scope="module")
-def instances(server_url, database_url, broker, sandbox_url, ledger_file):
+def instances(server_url, database_url, db_route, broker, sandbox_url, ledger_file):
     """Three instances, started once for this module's tests (on each
     route): each test pays for an order of its own, and reads the ledger and
     the database for that order. The tables are emptied first: an event an
     earlier module left unsent would otherwise be relayed by these
     instances' relays while a test reads its events."""
     Database(server_url).truncate()
-    env = {**deployment_env(database_url, broker, sandbox_url),
+    env = {**deployment_env(database_url, broker, sandbox_url, db_route),
            "SIMULATOR_LATENCY_MS": "200", "SIMULATOR_LEDGER_PATH": str(ledger_file)}
     started: list = []
     try:

@@ -71,14 +71,18 @@ def test_the_fixed_floor_target_is_judged_on_its_own():
     assert floor_line.endswith("| 80% of 300/s, 0 errors | yes |")
     assert "at 32 connections" in fixed_line
     assert fixed_line.endswith("| 24% of 1000/s, 0 errors | NO |")
+    # No CPU measured, no PostgreSQL CPU target.
+    assert not any("PostgreSQL CPU" in line for line in targets)
 
 
-def test_the_fixed_floor_target_is_met_at_70_percent_without_errors():
-    met = targets_table(_run(300), _run(700), None, 1.0, fixed=_run(1000))
-    with_errors = targets_table(_run(300), _run(700, errors=1), None, 1.0, fixed=_run(1000))
+def test_the_fixed_floor_target_is_met_at_55_percent_without_errors():
+    met = targets_table(_run(300), _run(550), None, 1.0, fixed=_run(1000))
+    below = targets_table(_run(300), _run(549), None, 1.0, fixed=_run(1000))
+    with_errors = targets_table(_run(300), _run(550, errors=1), None, 1.0, fixed=_run(1000))
 
-    assert "| 70% of 1000/s, 0 errors | yes |" in met
-    assert "| 70% of 1000/s, 1 errors | NO |" in with_errors
+    assert "| 55% of 1000/s, 0 errors | yes |" in met
+    assert "| 55% of 1000/s, 0 errors | NO |" in below
+    assert "| 55% of 1000/s, 1 errors | NO |" in with_errors
 
 
 def test_no_fixed_floor_no_fixed_floor_target():
@@ -92,8 +96,39 @@ def test_p99_is_judged_at_40_ms():
 
 
 def test_app_cpu_per_payment_is_the_app_groups_seconds_over_the_payments():
-    # 240 payments/s for 10 s on 1.8 s of the app's CPU: 0.75 ms each.
-    service = {**_run(240), "cpu": {"elapsed": 10.0, "seconds": {"app": 1.8, "database": 9.0}}}
-    assert "| 0.75 ms | yes |" in targets_table(_run(300), service, None, 1.0)
-    service["cpu"]["seconds"]["app"] = 2.4
-    assert "| 1.00 ms | NO |" in targets_table(_run(300), service, None, 1.0)
+    # 240 payments/s for 10 s on 3.36 s of the app's CPU: 1.40 ms each.
+    service = {**_run(240), "cpu": {"elapsed": 10.0, "seconds": {"app": 3.36, "database": 9.0}}}
+    assert "| 1.40 ms | yes |" in targets_table(_run(300), service, None, 1.0)
+    service["cpu"]["seconds"]["app"] = 3.6
+    assert "| 1.50 ms | NO |" in targets_table(_run(300), service, None, 1.0)
+
+
+def _cpu_run(rate: float, database_s: float) -> dict:
+    return {**_run(rate), "cpu": {"elapsed": 10.0, "seconds": {"app": 1.0, "database": database_s}}}
+
+
+def test_postgresql_cpu_per_payment_is_judged_against_the_fixed_floors():
+    # The fixed floor: 1000/s for 10 s on 5 s of PostgreSQL's CPU, 0.50 ms each.
+    fixed = _cpu_run(1000, 5.0)
+    # The service: 500/s on 3.25 s, 0.65 ms each: 1.30 times, met; 0.70 ms is not.
+    met = targets_table(_run(300), _cpu_run(500, 3.25), None, 1.0, fixed=fixed)
+    missed = targets_table(_run(300), _cpu_run(500, 3.5), None, 1.0, fixed=fixed)
+    assert "| PostgreSQL CPU per payment ≤ 1.3 × the fixed floor's | 0.65 ms against 0.50 ms: 1.30 × | yes |" in met
+    assert "| 0.70 ms against 0.50 ms: 1.40 × | NO |" in missed
+
+
+def test_the_results_carry_app_and_postgresql_cpu_per_payment():
+    table = results_table([("fixed floor", _row(1000, {"app": 4.0, "database": 5.0})),
+                           ("service", _row(500, {"app": 7.0, "database": 3.0}))], None, 1000)
+    header, _, fixed, service = (_cells(line) for line in table.splitlines())
+    app, database = header.index("app ms/payment"), header.index("PostgreSQL ms/payment")
+    assert (fixed[app], fixed[database]) == ("0.40", "0.50")
+    assert (service[app], service[database]) == ("1.40", "0.60")
+
+
+def test_the_one_connection_p50_is_judged_against_before():
+    from bench.run import P50_ONE_CONNECTION_BEFORE_MS
+    at = {**_run(100), "p50_us": P50_ONE_CONNECTION_BEFORE_MS * 1000}
+    slower = {**_run(100), "p50_us": P50_ONE_CONNECTION_BEFORE_MS * 1000 + 10}
+    assert targets_table(_run(300), _run(240), None, 1.0, single=at).splitlines()[-2].endswith("| yes |")
+    assert targets_table(_run(300), _run(240), None, 1.0, single=slower).splitlines()[-2].endswith("| NO |")

@@ -25,6 +25,7 @@ FIELDS = {
     "UPSTREAM_CONNECT_TIMEOUT_S": "upstream_connect_timeout", "UPSTREAM_READ_TIMEOUT_S": "upstream_read_timeout",
     "UPSTREAM_DEADLINE_S": "upstream_deadline", "UPSTREAM_MAX_RESPONSE_BYTES": "upstream_max_response_bytes",
     "DB_POOL_MIN": "db_pool_min", "DB_POOL_MAX": "db_pool_max", "DB_TIMEOUT_S": "db_timeout",
+    "DB_ROUTE": "db_route",
     "KAFKA_DELIVERY_TIMEOUT_S": "kafka_delivery_timeout", "KAFKA_MESSAGE_TIMEOUT_S": "kafka_message_timeout",
     "KAFKA_TOPIC_PAYMENT_SUCCEEDED": "topic_succeeded", "KAFKA_TOPIC_PAYMENT_FAILED": "topic_failed",
     "KAFKA_TOPIC_PAYMENT_REFUNDED": "topic_refunded", "KAFKA_TOPIC_PAYMENT_REFUND_FAILED": "topic_refund_failed",
