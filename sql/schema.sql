@@ -128,13 +128,12 @@ ALTER VIEW bc_payment.simulator_charges ALTER COLUMN charged_at SET DEFAULT now(
 
 -- Payment ids the simulated processor was told will never be charged (the
 -- reconciler found no charge): a charge still on its way for one is refused.
--- Read-only in effect: a row inserted through it could not set `voided`, and
--- the check option refuses it (voids go into simulator_ledger).
+-- Read it only: a row inserted through it could not set `voided`, and the
+-- ledger's checks refuse it (a void is inserted into simulator_ledger).
 CREATE VIEW bc_payment.simulator_voids AS
 SELECT payment_id, voided_at
   FROM bc_payment.simulator_ledger
- WHERE voided
-  WITH CHECK OPTION;
+ WHERE voided;
 
 -- The payment gateway's webhook events already handled, by the gateway's
 -- own event id: a repeated delivery is answered without being acted on

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from payment.gateways.port import Found
@@ -92,6 +93,22 @@ def test_a_charge_again_gets_the_first_result_and_is_taken_once(simulator, datab
     assert simulator.lookup(payment).found is Found.DECLINED
     assert [line["succeeded"] for line in lines(ledger_file)] == [False]
     assert not ledger_row(database, payment)["voided"]
+
+
+def test_the_ledger_refuses_a_row_that_is_neither_a_charge_nor_a_void(database):
+    payment_id = uuid.uuid4()
+    refused = [
+        # Through the voids' view `voided` cannot be set: not a void, and no charge.
+        "INSERT INTO bc_payment.simulator_voids (payment_id) VALUES (%(id)s)",
+        "INSERT INTO bc_payment.simulator_ledger (payment_id, order_id) VALUES (%(id)s, %(id)s)",
+        "INSERT INTO bc_payment.simulator_ledger (payment_id, voided, voided_at, response)"
+        " VALUES (%(id)s, true, now(), 'Success')",
+        "INSERT INTO bc_payment.simulator_ledger (payment_id, voided) VALUES (%(id)s, true)",
+    ]
+    for statement in refused:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            database.execute(statement, {"id": payment_id})
+    assert database.rows("simulator_ledger") == []
 
 
 # --- racing -------------------------------------------------------------------------
