@@ -196,8 +196,8 @@ def pay_once(deps, order_id: uuid.UUID) -> None:
 def empty_tables(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE bc_payment.outbox, bc_payment.payment_checks, bc_payment.refund_checks,"
-                     " bc_payment.refunds, bc_payment.payments, bc_payment.simulator_charges,"
-                     " bc_payment.simulator_voids, bc_payment.simulator_refunds, bc_payment.simulator_refund_voids")
+                     " bc_payment.refunds, bc_payment.payments, bc_payment.simulator_ledger,"
+                     " bc_payment.simulator_refunds, bc_payment.simulator_refund_voids")
 
 
 def count(database_url: str, bootstrap: str, payments: int, threads: int) -> dict:

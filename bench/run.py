@@ -201,8 +201,8 @@ def sql(url: str, statement: str, params=()) -> list[tuple]:
 
 def empty_tables(url: str) -> None:
     sql(url, "TRUNCATE bc_payment.outbox, bc_payment.payment_checks, bc_payment.refund_checks,"
-             " bc_payment.refunds, bc_payment.payments, bc_payment.simulator_charges,"
-             " bc_payment.simulator_voids, bc_payment.simulator_refunds, bc_payment.simulator_refund_voids")
+             " bc_payment.refunds, bc_payment.payments, bc_payment.simulator_ledger,"
+             " bc_payment.simulator_refunds, bc_payment.simulator_refund_voids")
     sql(url, "CHECKPOINT")
 
 

@@ -87,28 +87,53 @@ CREATE TABLE bc_payment.payment_checks (
 );
 
 -- The simulated processor's own records, kept apart from the payments as an
--- external processor's would be: one row per charge it took (keyed by the
--- payment id, the idempotency key), committed on its own when it charges. (0002)
-CREATE TABLE bc_payment.simulator_charges (
+-- external processor's would be: one row per payment id (the idempotency
+-- key), committed on its own, either the charge it took or the void a lookup
+-- left when it found none. The primary key decides between a charge and a
+-- void of the same payment: the first INSERT ... ON CONFLICT DO NOTHING wins,
+-- without a lock (simulator.sql). (0005; two tables from 0002 before it)
+CREATE TABLE bc_payment.simulator_ledger (
     payment_id     uuid        PRIMARY KEY,
-    order_id       uuid        NOT NULL,
-    amount         numeric(20, 4) NOT NULL,
-    currency       char(3)     NOT NULL,
-    succeeded      boolean     NOT NULL,
+    voided         boolean     NOT NULL DEFAULT false,
+    order_id       uuid,
+    amount         numeric(20, 4),
+    currency       char(3),
+    succeeded      boolean,
     transaction_id text,
     error_code     text,
     error_message  text,
     failure_reason text,
-    response       text        NOT NULL,
-    charged_at     timestamptz NOT NULL DEFAULT now()
+    response       text,
+    charged_at     timestamptz,
+    voided_at      timestamptz,
+    -- A charge has all of a charge's columns; a void nothing but its time.
+    CONSTRAINT simulator_ledger_charge_complete CHECK (
+        voided OR (num_nulls(order_id, amount, currency, succeeded, response, charged_at) = 0
+                   AND voided_at IS NULL)),
+    CONSTRAINT simulator_ledger_void_bare CHECK (
+        NOT voided OR (voided_at IS NOT NULL
+                       AND num_nonnulls(order_id, amount, currency, succeeded, transaction_id, error_code,
+                                        error_message, failure_reason, response, charged_at) = 0))
 );
 
+-- The charges the simulated processor took, as the table of this name held
+-- them before 0005. A row inserted through it is a charge taken now.
+CREATE VIEW bc_payment.simulator_charges AS
+SELECT payment_id, order_id, amount, currency, succeeded, transaction_id,
+       error_code, error_message, failure_reason, response, charged_at
+  FROM bc_payment.simulator_ledger
+ WHERE NOT voided;
+
+ALTER VIEW bc_payment.simulator_charges ALTER COLUMN charged_at SET DEFAULT now();
+
 -- Payment ids the simulated processor was told will never be charged (the
--- reconciler found no charge): a charge still on its way for one is refused. (0002)
-CREATE TABLE bc_payment.simulator_voids (
-    payment_id uuid        PRIMARY KEY,
-    voided_at  timestamptz NOT NULL DEFAULT now()
-);
+-- reconciler found no charge): a charge still on its way for one is refused.
+-- Read it only: a row inserted through it could not set `voided`, and the
+-- ledger's checks refuse it (a void is inserted into simulator_ledger).
+CREATE VIEW bc_payment.simulator_voids AS
+SELECT payment_id, voided_at
+  FROM bc_payment.simulator_ledger
+ WHERE voided;
 
 -- The payment gateway's webhook events already handled, by the gateway's
 -- own event id: a repeated delivery is answered without being acted on
@@ -168,7 +193,7 @@ CREATE TABLE bc_payment.refund_checks (
 );
 
 -- The simulated processor's refunds, keyed by the refund id (its idempotency
--- key), committed on its own as simulator_charges is. (0004)
+-- key), committed on its own as the charges in simulator_ledger are. (0004)
 CREATE TABLE bc_payment.simulator_refunds (
     refund_id      uuid        PRIMARY KEY,
     payment_id     uuid        NOT NULL,

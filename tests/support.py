@@ -125,8 +125,10 @@ class Database:
     def __init__(self, url: str):
         self.url = url
 
+    # Tables, and the simulator ledger's views (simulator_charges, simulator_voids).
     TABLES = {"payments": "created_at", "outbox": "created_at", "simulator_charges": "charged_at",
-              "simulator_voids": "voided_at", "payment_checks": "payment_id", "webhook_events": "received_at",
+              "simulator_voids": "voided_at", "simulator_ledger": "coalesce(charged_at, voided_at)",
+              "payment_checks": "payment_id", "webhook_events": "received_at",
               "refunds": "created_at", "refund_checks": "refund_id", "simulator_refunds": "refunded_at",
               "simulator_refund_voids": "voided_at"}
 
@@ -172,8 +174,8 @@ class Database:
 
     def truncate(self) -> None:
         self.execute("TRUNCATE bc_payment.outbox, bc_payment.payment_checks, bc_payment.refund_checks,"
-                     " bc_payment.refunds, bc_payment.payments, bc_payment.simulator_charges,"
-                     " bc_payment.simulator_voids, bc_payment.simulator_refunds, bc_payment.simulator_refund_voids,"
+                     " bc_payment.refunds, bc_payment.payments, bc_payment.simulator_ledger,"
+                     " bc_payment.simulator_refunds, bc_payment.simulator_refund_voids,"
                      " bc_payment.webhook_events")
 
 

@@ -2,11 +2,16 @@
 
 It answers from the amount, so that every outcome can be produced on
 purpose (docs/api.md, "Test amounts"), and keeps a durable ledger the way a real
-processor keeps its own records: one row per charge in
-`bc_payment.simulator_charges`, keyed by the payment id (the idempotency
-key) and committed on its own when the charge is taken, whatever becomes of
-the payment's own transactions. A repeated charge returns the first result;
-a lookup reads the ledger, so it survives a restart of the service.
+processor keeps its own records: one row per payment id (the idempotency key)
+in `bc_payment.simulator_ledger`, committed on its own whatever becomes of
+the payment's own transactions. The row is the charge taken or, when a
+lookup found none, the payment id's void, so that a charge still on its way
+is refused. The first writer wins, without a lock: each inserts with ON
+CONFLICT DO NOTHING and, finding a row there, reads it (a repeated charge
+returns the first result; a charge after a void is refused). A lookup reads
+the ledger, so it survives a restart of the service. Views of the ledger
+show the charges (`bc_payment.simulator_charges`) and the voids
+(`bc_payment.simulator_voids`).
 
 Refunds are kept the same way, one row per refund in
 `bc_payment.simulator_refunds`, keyed by the refund id. Like a processor,
@@ -118,7 +123,7 @@ class SimulatedGateway:
         self.pool = pool
         self.latency_s = latency_ms / 1000
         self.delay_before_s = delay_before_charge_ms / 1000
-        # A file that gets one JSON line per charge taken, beside the table:
+        # A file that gets one JSON line per charge taken, beside the ledger:
         # for an operator (or a test) counting charges across instances.
         self.ledger_path = ledger_path
 
@@ -132,25 +137,41 @@ class SimulatedGateway:
         if self.delay_before_s:
             time.sleep(self.delay_before_s)
         decision = decide(payment)
-        row = self._ledger("simulator_charge", {
+        taken = self._ledger("simulator_charge", {
             "payment_id": payment.id, "order_id": payment.order_id, "amount": payment.amount,
             "currency": payment.currency, "succeeded": decision.succeeded,
             "transaction_id": decision.transaction_id, "error_code": decision.error_code,
             "error_message": decision.error_message, "failure_reason": decision.failure_reason,
             "response": decision.simulated_response,
         })
-        if row and row[-1] and self.ledger_path:
-            _append_line(self.ledger_path, payment, row[0])
+        if taken and self.ledger_path:
+            _append_line(self.ledger_path, payment, taken[0])
+        # Not taken: the payment id was charged (that first result stands) or voided.
+        result = _result(taken) if taken else self._on_record(payment) or _VOIDED
         if self.latency_s:
             time.sleep(self.latency_s)
-        return _result(row) if row else _VOIDED
+        return result
 
     def lookup(self, payment: Payment) -> Lookup:
         try:
-            row = self._ledger("simulator_lookup", {"payment_id": payment.id})
+            if self._ledger("simulator_lookup", {"payment_id": payment.id}):
+                return NEVER_CHARGED  # voided by this call
+            charge = self._on_record(payment)
         except GatewayUnreachable:
             return UNKNOWN
-        return Lookup.of(_result(row)) if row else NEVER_CHARGED
+        return Lookup.of(charge) if charge else NEVER_CHARGED
+
+    def _on_record(self, payment: Payment) -> ChargeResult | None:
+        """The ledger's row for a payment id that an insert found there: its
+        charge, or None for a void."""
+        row = self._ledger("simulator_ledger_row", {"payment_id": payment.id})
+        if row is None:
+            # The service never deletes a row: one gone since the insert was
+            # removed by hand, and what the processor did is not known.
+            log.warning("simulated processor lost a ledger row", extra={"paymentId": str(payment.id)})
+            raise GatewayUnreachable()
+        voided, *charge = row
+        return None if voided else _result(tuple(charge))
 
     def refund(self, payment: Payment, refund: Refund) -> RefundResult:
         if self.delay_before_s:
@@ -172,7 +193,7 @@ class SimulatedGateway:
         return RefundLookup.of(_refund_result(row)) if row else NEVER_REFUNDED
 
     def _ledger(self, query: str, params: dict[str, Any]) -> TupleRow | None:
-        """Run one ledger statement group; the last statement's row, if any."""
+        """Run one ledger statement (or statement group); its (last) row, if any."""
         try:
             with self.pool.connection() as conn, one_transaction_cursor(self.pool, conn, tuple_row) as cur:
                 return cur.execute(LEDGER_QUERIES[query], params).fetchone()
@@ -194,7 +215,7 @@ def _append_line(path: str, payment: Payment, succeeded: bool) -> None:
 
 
 def _result(row: TupleRow) -> ChargeResult:
-    succeeded, transaction_id, code, message, reason, response, _taken_now = row
+    succeeded, transaction_id, code, message, reason, response = row
     return ChargeResult(succeeded=succeeded, transaction_id=transaction_id, simulated_response=response,
                         error_code=code, error_message=message, failure_reason=reason)
 

@@ -193,7 +193,8 @@ def test_reconciler_answers_are_counted_and_overdue_payments_shown(config, datab
     holder = psycopg.connect(database.url)
     try:
         assert value(scrape(client), "payment_pending_overdue_payments") == 2
-        holder.execute("INSERT INTO bc_payment.simulator_voids (payment_id) VALUES (%s)", (unknown,))
+        holder.execute("INSERT INTO bc_payment.simulator_ledger (payment_id, voided, voided_at)"
+                       " VALUES (%s, true, now())", (unknown,))
         web.core.make_reconciler().run_once()
         holder.rollback()
         samples = scrape(client)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,7 +24,11 @@ from psycopg.rows import dict_row
 
 from payment import jsonio
 from payment.db import migrations
+from payment.db.pool import open_pool
 from payment.db.queries import QUERIES, SQL_DIR
+from payment.gateways.port import Found
+from payment.gateways.simulator import SimulatedGateway
+from payment.model import Payment, Refund
 from tests.conftest import PGBOUNCER_SERVER_CONNECTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,11 +80,12 @@ def execute(url: str, sql: str, params=None):
 
 def catalog(url: str) -> dict[str, list]:
     """Everything the schema bc_payment consists of, as the catalog tells it:
-    relations, columns in order with type, default, nullability and identity,
-    constraints and indexes with their definitions, sequences."""
+    relations with their options, columns (of tables and views) in order with
+    type, default, nullability and identity, constraints and indexes with
+    their definitions, views' queries, sequences."""
     queries = {
         "relations": """
-            SELECT relname, relkind FROM pg_class
+            SELECT relname, relkind, reloptions FROM pg_class
             WHERE relnamespace = 'bc_payment'::regnamespace ORDER BY relname""",
         "columns": """
             SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type,
@@ -88,7 +94,7 @@ def catalog(url: str) -> dict[str, list]:
             FROM pg_attribute a
             JOIN pg_class c ON c.oid = a.attrelid
             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-            WHERE c.relnamespace = 'bc_payment'::regnamespace AND c.relkind IN ('r', 'p')
+            WHERE c.relnamespace = 'bc_payment'::regnamespace AND c.relkind IN ('r', 'p', 'v')
               AND a.attnum > 0 AND NOT a.attisdropped
             ORDER BY c.relname, position""",
         "constraints": """
@@ -98,6 +104,9 @@ def catalog(url: str) -> dict[str, list]:
         "indexes": """
             SELECT tablename, indexname, indexdef FROM pg_indexes
             WHERE schemaname = 'bc_payment' ORDER BY 1, 2""",
+        "views": """
+            SELECT viewname, definition FROM pg_views
+            WHERE schemaname = 'bc_payment' ORDER BY 1""",
         "sequences": """
             SELECT sequencename, data_type::text, start_value, increment_by, max_value, cycle
             FROM pg_sequences WHERE schemaname = 'bc_payment' ORDER BY 1""",
@@ -126,9 +135,11 @@ def test_schema_sql_is_what_the_migrations_build(server):
     assert catalog(migrated) == expected
     # Not two empty lists that happen to agree:
     tables = {r["relname"] for r in expected["relations"] if r["relkind"] == "r"}
-    assert tables == {"payments", "outbox", "payment_checks", "simulator_charges", "simulator_voids",
+    assert tables == {"payments", "outbox", "payment_checks", "simulator_ledger",
                       "webhook_events", "refunds", "refund_checks", "simulator_refunds", "simulator_refund_voids",
                       "schema_migrations"}
+    views = {r["relname"] for r in expected["relations"] if r["relkind"] == "v"}
+    assert views == {"simulator_charges", "simulator_voids"} == {r["viewname"] for r in expected["views"]}
     assert {"payments_one_live_payment_per_order", "outbox_unsent_by_key", "webhook_events_by_age",
             "refunds_by_payment", "refunds_idempotency_key_key"} <= {r["indexname"] for r in expected["indexes"]}
     assert ("payments", "gateway_reference") in {(r["relname"], r["attname"]) for r in expected["columns"]}
@@ -296,6 +307,89 @@ def test_an_upgrade_to_refunds_keeps_the_payments_and_refunds_them(server):
     assert refund(pending, Decimal("1.00"), "d") == ("pending", Decimal("150.0000"), False)
     assert [r["amount"] for r in table(url, "refunds", "created_at")] == [Decimal("100.0000"),
                                                                          Decimal("50.0000")]
+
+
+LEDGER_CHARGES = """
+    INSERT INTO bc_payment.simulator_charges (payment_id, order_id, amount, currency, succeeded, transaction_id,
+        error_code, error_message, failure_reason, response, charged_at)
+    VALUES (%(charged)s, %(order)s, 150.0000, 'USD', true, 'txn_00000000000000aa', NULL, NULL, NULL,
+            'Success - TransactionId: txn_00000000000000aa', '2025-01-02T03:04:05.123456Z'),
+           (%(declined)s, %(order)s, 10.1300, 'EUR', false, NULL, 'CARD_DECLINED', 'Card declined',
+            'Issuing bank rejected the transaction', 'Declined - ErrorCode: CARD_DECLINED', '2025-01-02T03:04:06Z')"""
+
+
+def simulator_payment(payment_id: uuid.UUID, amount: str = "150.00") -> Payment:
+    return Payment(
+        id=payment_id, order_id=uuid.uuid4(), customer_id=uuid.uuid4(), reservation_id=None,
+        amount=Decimal(amount), currency="USD", payment_method="credit_card", status="pending", error_code=None,
+        error_message=None, failure_reason=None, transaction_id=None, created_at=datetime.now(timezone.utc),
+        processed_at=None, is_simulated=True, simulated_response=None)
+
+
+def privileges(url: str, role: str, relations: tuple[str, ...]) -> set[tuple[str, str]]:
+    return {(relation, privilege) for relation in relations for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE")
+            if execute(url, "SELECT has_table_privilege(%s, %s, %s) AS has",
+                       (role, f"bc_payment.{relation}", privilege))[0]["has"]}
+
+
+def test_an_upgrade_to_the_simulator_ledger_keeps_its_charges_voids_and_grants(server):
+    """From the release before the ledger, with a succeeded and a declined
+    charge, a void, and a role granted the old tables: the ledger's migration
+    moves every row into simulator_ledger, the views of the old names show
+    them as the tables did, the role keeps what it was granted, and the
+    simulator carries on from those rows."""
+    [ledger] = [m.version for m in migrations.load() if m.name.endswith("_simulator_ledger")]
+    url = server.create("ledger")
+    migrations.migrate(url, target=ledger - 1)
+    charged, declined, voided = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    execute(url, LEDGER_CHARGES, {"charged": charged, "declined": declined, "order": uuid.uuid4()})
+    execute(url, "INSERT INTO bc_payment.simulator_voids VALUES (%s, '2025-01-02T03:04:07Z')", (voided,))
+    old = ("simulator_charges", "simulator_voids")
+    before = {name: table(url, name, "payment_id") for name in old}
+    reader = f"ledger_reader_{uuid.uuid4().hex[:8]}"
+    execute(url, f'CREATE ROLE "{reader}"')
+    try:
+        execute(url, f'GRANT SELECT ON bc_payment.simulator_charges, bc_payment.simulator_voids TO "{reader}"')
+        execute(url, f'GRANT INSERT ON bc_payment.simulator_charges TO "{reader}"')
+
+        assert [m.version for m in migrations.migrate(url).applied] == list(range(ledger, LATEST + 1))
+
+        assert {name: table(url, name, "payment_id") for name in old} == before
+        assert [len(before[name]) for name in old] == [2, 1]
+        assert {r["payment_id"]: r["voided"] for r in table(url, "simulator_ledger", "payment_id")} == {
+            charged: False, declined: False, voided: True}
+        assert privileges(url, reader, (*old, "simulator_ledger")) == {
+            ("simulator_charges", "SELECT"), ("simulator_charges", "INSERT"), ("simulator_voids", "SELECT"),
+            ("simulator_ledger", "SELECT"), ("simulator_ledger", "INSERT")}
+    finally:
+        execute(url, f'DROP OWNED BY "{reader}"')
+        execute(url, f'DROP ROLE "{reader}"')
+
+    pool = open_pool(url, min_size=1, max_size=1, timeout=5)
+    try:
+        pool.wait(10)
+        simulator = SimulatedGateway(pool, latency_ms=0, delay_before_charge_ms=0, ledger_path=None)
+        # A charge again gets the first result; a voided payment id stays refused.
+        again = simulator.charge(simulator_payment(charged))
+        assert (again.succeeded, again.transaction_id) == (True, "txn_00000000000000aa")
+        assert simulator.charge(simulator_payment(voided)).error_code == "PAYMENT_VOIDED"
+        assert simulator.lookup(simulator_payment(declined)).result.error_code == "CARD_DECLINED"
+        assert simulator.lookup(simulator_payment(voided)).found is Found.NEVER_CHARGED
+        # The charge taken before the upgrade is refunded, within its amount.
+        payment = simulator_payment(charged)
+        assert simulator.refund(payment, a_refund(payment, "150.00")).succeeded
+        assert simulator.refund(payment, a_refund(payment, "0.01")).error_code == "AMOUNT_EXCEEDS_CHARGE"
+    finally:
+        pool.close()
+    assert {name: table(url, name, "payment_id") for name in old} == before
+
+
+def a_refund(payment: Payment, amount: str) -> Refund:
+    return Refund(
+        id=uuid.uuid4(), payment_id=payment.id, order_id=payment.order_id, customer_id=payment.customer_id,
+        amount=Decimal(amount), currency=payment.currency, reason="event_cancelled", status="pending",
+        error_code=None, error_message=None, transaction_id=None, created_at=datetime.now(timezone.utc),
+        processed_at=None, is_simulated=True, idempotency_key=str(uuid.uuid4()), request_fingerprint="0" * 64)
 
 
 # --- a migration that fails, a migration that changed --------------------------
