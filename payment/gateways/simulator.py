@@ -43,7 +43,7 @@ import psycopg
 from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import PoolTimeout
 
-from payment.db.pool import Pool, one_transaction_cursor
+from payment.db.pool import Pool, one_transaction_cursor, statement_cursor
 from payment.db.queries import load_queries
 from payment.files import SQL_DIR
 from payment.gateways.port import (
@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 
 # The ledger's statements, loaded once.
 LEDGER_QUERIES = load_queries(SQL_DIR / "simulator.sql")
+# The ledger's queries of several statements (the refunds', under their lock).
+_STATEMENT_GROUPS = frozenset({"simulator_refund", "simulator_refund_lookup"})
 
 LARGEST_ACCEPTED = Decimal("999999.99")
 
@@ -194,8 +196,11 @@ class SimulatedGateway:
 
     def _ledger(self, query: str, params: dict[str, Any]) -> TupleRow | None:
         """Run one ledger statement (or statement group); its (last) row, if any."""
+        # A group goes as one simple query; a single statement is prepared
+        # where the route allows (payment/db/pool.py).
+        cursor = one_transaction_cursor if query in _STATEMENT_GROUPS else statement_cursor
         try:
-            with self.pool.connection() as conn, one_transaction_cursor(self.pool, conn, tuple_row) as cur:
+            with self.pool.connection() as conn, cursor(self.pool, conn, tuple_row) as cur:
                 return cur.execute(LEDGER_QUERIES[query], params).fetchone()
         except (psycopg.Error, PoolTimeout) as exc:
             log.warning("simulated processor unavailable: %s", type(exc).__name__,

@@ -30,6 +30,7 @@ from payment.gateways.port import Found
 from payment.gateways.simulator import SimulatedGateway
 from payment.model import Payment, Refund
 from tests.conftest import PGBOUNCER_SERVER_CONNECTIONS
+from tests.support import DB_ROUTE_SETTING
 
 ROOT = Path(__file__).resolve().parents[2]
 LEGACY = sorted((ROOT / "tests" / "legacy_schema").glob("*.sql"))
@@ -332,7 +333,7 @@ def privileges(url: str, role: str, relations: tuple[str, ...]) -> set[tuple[str
                        (role, f"bc_payment.{relation}", privilege))[0]["has"]}
 
 
-def test_an_upgrade_to_the_simulator_ledger_keeps_its_charges_voids_and_grants(server):
+def test_an_upgrade_to_the_simulator_ledger_keeps_its_charges_voids_and_grants(server, db_route):
     """From the release before the ledger, with a succeeded and a declined
     charge, a void, and a role granted the old tables: the ledger's migration
     moves every row into simulator_ledger, the views of the old names show
@@ -365,7 +366,7 @@ def test_an_upgrade_to_the_simulator_ledger_keeps_its_charges_voids_and_grants(s
         execute(url, f'DROP OWNED BY "{reader}"')
         execute(url, f'DROP ROLE "{reader}"')
 
-    pool = open_pool(url, min_size=1, max_size=1, timeout=5)
+    pool = open_pool(url, min_size=1, max_size=1, timeout=5, route=DB_ROUTE_SETTING[db_route])
     try:
         pool.wait(10)
         simulator = SimulatedGateway(pool, latency_ms=0, delay_before_charge_ms=0, ledger_path=None)

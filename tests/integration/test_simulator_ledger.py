@@ -36,8 +36,8 @@ def ledger_file(tmp_path) -> Path:
 
 
 @pytest.fixture
-def simulator(database_url, database, ledger_file):
-    with open_store(database_url, max_size=2 * AT_ONCE, timeout=10) as store:
+def simulator(database_url, db_route, database, ledger_file):
+    with open_store(database_url, db_route, max_size=2 * AT_ONCE, timeout=10) as store:
         yield SimulatedGateway(store.pool, latency_ms=0, delay_before_charge_ms=0, ledger_path=str(ledger_file))
 
 
