@@ -34,7 +34,7 @@ import devstack
 from bench.compare_floors import database_for
 from bench.run import ROOT, Service, measure_service, start_stack
 
-MIGRATE = "from payment import migrations; migrations.migrate({url!r})"
+MIGRATE = "from payment.db import migrations; migrations.migrate({url!r})"
 
 
 @dataclass
