@@ -68,6 +68,11 @@ class EventLog:
             "fetch.wait.max.ms": 10,
         })
         self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+        # The topics' metadata, fetched now: librdkafka asks for a topic it
+        # has not seen only on its once-a-second topic scan, so each first
+        # read of a topic waited up to a second for its partition's leader.
+        # From its cache, a topic's first assignment starts fetching at once.
+        self.consumer.list_topics(timeout=10)
         self.start: dict[str, int] = {}
 
     def _end(self, topic: str) -> int:
