@@ -49,6 +49,17 @@ def is_mark(message) -> bool:
     return any(key == MARK_HEADER for key, _ in (message.headers() or []))
 
 
+def put_mark(producer: Producer, topic: str, partition: int = 0) -> int:
+    """Produce a mark message to the partition; the offset the broker gave
+    it, which lies past everything the partition held before."""
+    delivered = []
+    producer.produce(topic, value=b"", partition=partition, headers={MARK_HEADER: b"1"},
+                     on_delivery=lambda error, message: delivered.append((error, message)))
+    producer.flush(10)
+    assert len(delivered) == 1 and delivered[0][0] is None, f"no mark on {topic} [{partition}]: {delivered}"
+    return delivered[0][1].offset()
+
+
 class EventLog:
     """Messages produced to the payment topics since `mark()`, read back from
     the broker (manual assignment: no consumer group to wait for).
@@ -77,12 +88,7 @@ class EventLog:
 
     def _end(self, topic: str) -> int:
         """The offset just past everything the topic holds now."""
-        delivered = []
-        self.producer.produce(topic, value=b"", partition=0, headers={MARK_HEADER: b"1"},
-                              on_delivery=lambda error, message: delivered.append((error, message)))
-        self.producer.flush(10)
-        assert len(delivered) == 1 and delivered[0][0] is None, f"no mark on {topic}: {delivered}"
-        return delivered[0][1].offset()
+        return put_mark(self.producer, topic)
 
     def mark(self) -> None:
         self.start = {topic: self._end(topic) for topic in TOPICS}
