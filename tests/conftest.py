@@ -101,6 +101,26 @@ def pgbouncer_lookup() -> str | Exception:
     return _pgbouncer_lookup[0]
 
 
+# The tiers, slowest tests first. pytest-xdist hands a process its next
+# module in this order (pytest.ini: --no-loadscope-reorder, which would
+# otherwise put the modules with the most tests first): the reliability and
+# end-to-end modules, a few tests of many seconds each, start early, and the
+# run ends on the unit tier's short modules, which keep both processes busy
+# to the end instead of one waiting for the other's last long module.
+TIERS_SLOWEST_FIRST = ("reliability", "e2e", "integration", "unit")
+
+
+def tier_rank(nodeid: str) -> int:
+    parts = nodeid.split("/")
+    tier = parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
+    return TIERS_SLOWEST_FIRST.index(tier) if tier in TIERS_SLOWEST_FIRST else len(TIERS_SLOWEST_FIRST)
+
+
+def pytest_collection_modifyitems(items):
+    # A stable sort: within a tier, the modules and their tests keep their order.
+    items.sort(key=lambda item: tier_rank(item.nodeid))
+
+
 def pytest_runtest_setup(item):
     """A test through PgBouncer (the pgbouncer route, or a PgBouncer of its
     own) on a machine where it is missing and this user cannot install it
