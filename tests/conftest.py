@@ -42,6 +42,7 @@ from tests.support import (
     Served,
     deployment_env,
     start_served,
+    start_served_together,
     stop_all_served,
 )
 
@@ -234,6 +235,20 @@ def serve(service_env, database, sandbox, events):
 
     def start(env: dict | None = None, workers: int = 2, **extra) -> Served:
         return start_served(started, env or service_env, workers, **extra)
+
+    yield start
+    stop_all_served(started)
+
+
+@pytest.fixture
+def serve_together(service_env, database, sandbox, events):
+    """serve_together(count, env=service_env, workers=2, **more_env) ->
+    [Served]: `count` instances as `serve` starts one, booted at once;
+    every one is stopped at the end."""
+    started: list[Served] = []
+
+    def start(count: int, env: dict | None = None, workers: int = 2, **extra) -> list[Served]:
+        return start_served_together(started, count, env or service_env, workers, **extra)
 
     yield start
     stop_all_served(started)

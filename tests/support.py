@@ -362,12 +362,21 @@ def start_served(started: list, env: dict, workers: int = 2, **extra) -> Served:
     """`python -m payment serve` with `env` over this process's environment
     and `extra` over both, ready; put in `started` before anything waits on
     it, for the caller to stop (stop_all_served)."""
+    return start_served_together(started, 1, env, workers, **extra)[0]
+
+
+def start_served_together(started: list, count: int, env: dict, workers: int = 2, **extra) -> list[Served]:
+    """`count` instances as start_served starts one, all started before any
+    is waited for: their boots (gunicorn, the start-up migration, the
+    workers' imports) overlap instead of following one another."""
     full_env = {**os.environ, **env, "WEB_CONCURRENCY": str(workers),
                 **{name: str(value) for name, value in extra.items()}}
     full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    served = Served(full_env)
-    started.append(served)
-    return served.wait_ready()
+    instances = []
+    for _ in range(count):
+        instances.append(Served(full_env))
+        started.append(instances[-1])
+    return [served.wait_ready() for served in instances]
 
 
 def stop_all_served(started: list[Served]) -> None:

@@ -97,13 +97,13 @@ def first_seen_order(messages: list[dict]) -> dict[str, list[str]]:
     return per_key
 
 
-def test_three_instances_drain_an_outage_backlog_in_commit_order_per_order(own_broker, serve, service_env,
+def test_three_instances_drain_an_outage_backlog_in_commit_order_per_order(own_broker, serve_together, service_env,
                                                                            database, sandbox):
     env = {**service_env, "KAFKA_BOOTSTRAP_SERVERS": own_broker.bootstrap}
     # A short delivery timeout: each payment taken while the broker is away waits that long.
-    instances = [serve(env, workers=2, KAFKA_DELIVERY_TIMEOUT_S=0.5, KAFKA_MESSAGE_TIMEOUT_S=1,
-                       OUTBOX_RELAY_GRACE_S=2, OUTBOX_RELAY_INTERVAL_S=0.2, OUTBOX_RELAY_MAX_BACKOFF_S=1,
-                       OUTBOX_RELAY_BATCH_SIZE=BATCH, DB_TIMEOUT_S=2) for _ in range(3)]
+    instances = serve_together(3, env, workers=2, KAFKA_DELIVERY_TIMEOUT_S=0.5, KAFKA_MESSAGE_TIMEOUT_S=1,
+                               OUTBOX_RELAY_GRACE_S=2, OUTBOX_RELAY_INTERVAL_S=0.2, OUTBOX_RELAY_MAX_BACKOFF_S=1,
+                               OUTBOX_RELAY_BATCH_SIZE=BATCH, DB_TIMEOUT_S=2)
     orders = [new_order(sandbox) for _ in range(ORDERS)]
 
     own_broker.kill()
