@@ -118,8 +118,15 @@ def tier_rank(nodeid: str) -> int:
 
 
 def pytest_collection_modifyitems(items):
-    # A stable sort: within a tier, the modules and their tests keep their order.
-    items.sort(key=lambda item: tier_rank(item.nodeid))
+    # Within a tier, the modules drawing Hypothesis examples first: with the
+    # full count of examples (`make test`) they are the tier's long ones.
+    # A stable sort: otherwise the modules and their tests keep their order.
+    drawing = {module_of(item) for item in items if getattr(getattr(item, "obj", None), "is_hypothesis_test", False)}
+    items.sort(key=lambda item: (tier_rank(item.nodeid), module_of(item) not in drawing))
+
+
+def module_of(item) -> str:
+    return item.nodeid.split("::")[0]
 
 
 def pytest_runtest_setup(item):
