@@ -42,6 +42,7 @@ from tests.support import (
     Served,
     deployment_env,
     start_served,
+    start_served_together,
     stop_all_served,
 )
 
@@ -99,6 +100,33 @@ def pgbouncer_lookup() -> str | Exception:
         except RuntimeError as missing:
             _pgbouncer_lookup.append(missing)
     return _pgbouncer_lookup[0]
+
+
+# The tiers, slowest tests first. pytest-xdist hands a process its next
+# module in this order (pytest.ini: --no-loadscope-reorder, which would
+# otherwise put the modules with the most tests first): the reliability and
+# end-to-end modules, a few tests of many seconds each, start early, and the
+# run ends on the unit tier's short modules, which keep both processes busy
+# to the end instead of one waiting for the other's last long module.
+TIERS_SLOWEST_FIRST = ("reliability", "e2e", "integration", "unit")
+
+
+def tier_rank(nodeid: str) -> int:
+    parts = nodeid.split("/")
+    tier = parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
+    return TIERS_SLOWEST_FIRST.index(tier) if tier in TIERS_SLOWEST_FIRST else len(TIERS_SLOWEST_FIRST)
+
+
+def pytest_collection_modifyitems(items):
+    # Within a tier, the modules drawing Hypothesis examples first: with the
+    # full count of examples (`make test`) they are the tier's long ones.
+    # A stable sort: otherwise the modules and their tests keep their order.
+    drawing = {module_of(item) for item in items if getattr(getattr(item, "obj", None), "is_hypothesis_test", False)}
+    items.sort(key=lambda item: (tier_rank(item.nodeid), module_of(item) not in drawing))
+
+
+def module_of(item) -> str:
+    return item.nodeid.split("::")[0]
 
 
 def pytest_runtest_setup(item):
@@ -214,6 +242,20 @@ def serve(service_env, database, sandbox, events):
 
     def start(env: dict | None = None, workers: int = 2, **extra) -> Served:
         return start_served(started, env or service_env, workers, **extra)
+
+    yield start
+    stop_all_served(started)
+
+
+@pytest.fixture
+def serve_together(service_env, database, sandbox, events):
+    """serve_together(count, env=service_env, workers=2, **more_env) ->
+    [Served]: `count` instances as `serve` starts one, booted at once;
+    every one is stopped at the end."""
+    started: list[Served] = []
+
+    def start(count: int, env: dict | None = None, workers: int = 2, **extra) -> list[Served]:
+        return start_served_together(started, count, env or service_env, workers, **extra)
 
     yield start
     stop_all_served(started)

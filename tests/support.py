@@ -49,6 +49,17 @@ def is_mark(message) -> bool:
     return any(key == MARK_HEADER for key, _ in (message.headers() or []))
 
 
+def put_mark(producer: Producer, topic: str, partition: int = 0) -> int:
+    """Produce a mark message to the partition; the offset the broker gave
+    it, which lies past everything the partition held before."""
+    delivered = []
+    producer.produce(topic, value=b"", partition=partition, headers={MARK_HEADER: b"1"},
+                     on_delivery=lambda error, message: delivered.append((error, message)))
+    producer.flush(10)
+    assert len(delivered) == 1 and delivered[0][0] is None, f"no mark on {topic} [{partition}]: {delivered}"
+    return delivered[0][1].offset()
+
+
 class EventLog:
     """Messages produced to the payment topics since `mark()`, read back from
     the broker (manual assignment: no consumer group to wait for).
@@ -68,16 +79,16 @@ class EventLog:
             "fetch.wait.max.ms": 10,
         })
         self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+        # The topics' metadata, fetched now: librdkafka asks for a topic it
+        # has not seen only on its once-a-second topic scan, so each first
+        # read of a topic waited up to a second for its partition's leader.
+        # From its cache, a topic's first assignment starts fetching at once.
+        self.consumer.list_topics(timeout=10)
         self.start: dict[str, int] = {}
 
     def _end(self, topic: str) -> int:
         """The offset just past everything the topic holds now."""
-        delivered = []
-        self.producer.produce(topic, value=b"", partition=0, headers={MARK_HEADER: b"1"},
-                              on_delivery=lambda error, message: delivered.append((error, message)))
-        self.producer.flush(10)
-        assert len(delivered) == 1 and delivered[0][0] is None, f"no mark on {topic}: {delivered}"
-        return delivered[0][1].offset()
+        return put_mark(self.producer, topic)
 
     def mark(self) -> None:
         self.start = {topic: self._end(topic) for topic in TOPICS}
@@ -359,12 +370,21 @@ def start_served(started: list, env: dict, workers: int = 2, **extra) -> Served:
     """`python -m payment serve` with `env` over this process's environment
     and `extra` over both, ready; put in `started` before anything waits on
     it, for the caller to stop (stop_all_served)."""
+    return start_served_together(started, 1, env, workers, **extra)[0]
+
+
+def start_served_together(started: list, count: int, env: dict, workers: int = 2, **extra) -> list[Served]:
+    """`count` instances as start_served starts one, all started before any
+    is waited for: their boots (gunicorn, the start-up migration, the
+    workers' imports) overlap instead of following one another."""
     full_env = {**os.environ, **env, "WEB_CONCURRENCY": str(workers),
                 **{name: str(value) for name, value in extra.items()}}
     full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    served = Served(full_env)
-    started.append(served)
-    return served.wait_ready()
+    instances = []
+    for _ in range(count):
+        instances.append(Served(full_env))
+        started.append(instances[-1])
+    return [served.wait_ready() for served in instances]
 
 
 def stop_all_served(started: list[Served]) -> None:

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from payment import jsonio
-from tests.support import Database, deployment_env, new_order, payment_body, start_served, stop_all_served
+from tests.support import Database, deployment_env, new_order, payment_body, start_served_together, stop_all_served
 
 NOTHING_LEFT = {"success": False, "refund": None,
                 "errorMessage": "Refund validation failed: nothing is left to refund (refundable amount 0.00)"}
@@ -30,8 +30,7 @@ def instances(server_url, database_url, db_route, broker, sandbox_url):
     env = {**deployment_env(database_url, broker, sandbox_url, db_route), "SIMULATOR_LATENCY_MS": "200"}
     started: list = []
     try:
-        for _ in range(2):
-            start_served(started, env, workers=2, GUNICORN_THREADS=8)
+        start_served_together(started, 2, env, workers=2, GUNICORN_THREADS=8)
         yield started
     finally:
         stop_all_served(started)

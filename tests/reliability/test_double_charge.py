@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.expected_events import assert_event_of
-from tests.support import Database, deployment_env, new_order, payment_body, start_served, stop_all_served
+from tests.support import Database, deployment_env, new_order, payment_body, start_served_together, stop_all_served
 
 IN_PROGRESS = {"success": False, "payment": None, "errorMessage": "A payment for this order is already in progress"}
 
@@ -34,8 +34,7 @@ def instances(server_url, database_url, db_route, broker, sandbox_url, ledger_fi
            "SIMULATOR_LATENCY_MS": "200", "SIMULATOR_LEDGER_PATH": str(ledger_file)}
     started: list = []
     try:
-        for _ in range(3):
-            start_served(started, env, workers=2, GUNICORN_THREADS=4)
+        start_served_together(started, 3, env, workers=2, GUNICORN_THREADS=4)
         yield started
     finally:
         stop_all_served(started)
