@@ -599,7 +599,7 @@ def results_table(rows: list[tuple[str, dict]], floor_rate: float,
 # p50 at one connection before the database work was halved (26b2043, median
 # of three `python -m bench.compare_service --connections 1` rounds): the
 # one-connection latency must be no worse.
-P50_ONE_CONNECTION_BEFORE_MS = 3.95
+P50_ONE_CONNECTION_BEFORE_MS = 3.45
 
 
 def targets_table(floor: dict, empty: dict, full: dict | None, ready_s: float,
