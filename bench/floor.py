@@ -51,11 +51,14 @@ def pay_once(deps: service.Dependencies, order_id: uuid.UUID) -> None:
 
 
 def run(database_url: str, bootstrap: str, threads: int, duration: float, warmup: float,
-        run_id: str) -> dict:
+        run_id: str, through_pgbouncer: bool = False) -> dict:
     # No upstream is called: the URLs are never used.
     config = Config(database_url=database_url, kafka_bootstrap_servers=bootstrap,
                     ordering_service_url="http://127.0.0.1:9", reservation_service_url="http://127.0.0.1:9",
-                    db_pool_min=threads, db_pool_max=threads)
+                    db_pool_min=threads, db_pool_max=threads,
+                    # Told as the service is told (DB_ROUTE): behind a
+                    # transaction pooler, no startup options, nothing prepared.
+                    db_route="transaction-pooler" if through_pgbouncer else "direct")
     core = build_core(config)
     core.pool.wait(10)
     # Reported before the pool closes, so that its backends are still there
@@ -68,9 +71,11 @@ def run(database_url: str, bootstrap: str, threads: int, duration: float, warmup
 
 def main() -> None:
     parser = floor_arguments(__doc__.splitlines()[0], threads=16)
+    parser.add_argument("--pgbouncer", action="store_true",
+                        help="the database URL is a transaction-pooling PgBouncer's")
     args = parser.parse_args()
     run(args.database_url, args.bootstrap, args.threads, min(args.duration, 600),
-        min(args.warmup, 60), args.run_id)
+        min(args.warmup, 60), args.run_id, args.pgbouncer)
 
 
 if __name__ == "__main__":

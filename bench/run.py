@@ -371,8 +371,8 @@ def run_floor(stack: Stack, threads: int, duration: float, warmup: float,
     command = [sys.executable, "-m", module, "--database-url", stack.client_url,
                "--bootstrap", stack.bootstrap, "--threads", str(threads), "--duration", str(duration),
                "--warmup", str(warmup), "--run-id", run_id]
-    if module == "bench.fixed_floor" and stack.bouncer is not None:
-        command.append("--pgbouncer")  # it then prepares no statement
+    if stack.bouncer is not None:
+        command.append("--pgbouncer")  # either floor then prepares no statement
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     window = CpuWindow(stack.cpu_groups(lambda: [process.pid]))
     sampler = ConnectionSampler(stack.database_url)
