@@ -413,7 +413,10 @@ def test_a_discarded_call_closes_its_connection():
         pool.discard(call)
         assert not any(pool._idle.values())
         assert get(pool, server.url + "/orders/2") == (200, b'{"ok":true}')  # not the first answer
-        assert server.connections == 2
+        # Each request on a connection of its own: the discarded one carried
+        # no other. (A connection counted without a request is a handshake
+        # that send found unfinished and left to receive: a busy machine.)
+        assert sorted(getattr(h, "served", 0) for h in server.handlers if getattr(h, "served", 0)) == [1, 1]
     finally:
         server.close()
 
