@@ -716,7 +716,8 @@ def bench(args, stack: Stack) -> None:
     if full is not None:
         rows.append((f"service, {args.connections} conn, {args.rows:,} payments", full))
     table = results_table(rows, floor["rate"], fixed["rate"])
-    targets = targets_table(floor, empty, full, ready_s, light, fixed, single)
+    # The one-connection baseline was measured on the direct route.
+    targets = targets_table(floor, empty, full, ready_s, light, fixed, single if stack.bouncer is None else None)
     stack_cpu = sum(empty["cpu"]["seconds"].get(name, 0.0) for name in cpu_groups_of(rows))
     details = [
         f"- floor: {floor['threads']} threads in one process; errors {floor['errors']}.",
