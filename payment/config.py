@@ -225,9 +225,7 @@ class Config:
 def _gateway(env: dict[str, str]) -> dict[str, Any]:
     """PAYMENT_GATEWAY and the Stripe settings; the key is checked for its
     shape only, and no message ever quotes it."""
-    gateway = env.get("PAYMENT_GATEWAY") or Config.payment_gateway
-    if gateway not in GATEWAYS:
-        raise ConfigError("PAYMENT_GATEWAY must be one of: " + ", ".join(GATEWAYS))
+    gateway = _one_of(env, "PAYMENT_GATEWAY", GATEWAYS, Config.payment_gateway)
     key = env.get("STRIPE_API_KEY") or None
     if gateway == "stripe" and not key:
         raise ConfigError("STRIPE_API_KEY must be set when PAYMENT_GATEWAY is stripe")
@@ -299,19 +297,20 @@ def _database(env: dict[str, str]) -> dict[str, Any]:
         "db_pool_min": pool_min,
         "db_pool_max": pool_max,
         "db_timeout": _seconds(env, "DB_TIMEOUT_S", npgsql.command_timeout or Config.db_timeout),
-        "db_route": _db_route(env),
+        "db_route": _one_of(env, "DB_ROUTE", DB_ROUTES, Config.db_route,
+                            hint="transaction-pooler behind PgBouncer in transaction mode"),
         "db_search_path": npgsql.search_path,
         "db_ignored_keys": npgsql.ignored,
         "db_app_role": _role(env, "DB_APP_ROLE"),
     }
 
 
-def _db_route(env: dict[str, str]) -> str:
-    route = env.get("DB_ROUTE") or Config.db_route
-    if route not in DB_ROUTES:
-        raise ConfigError("DB_ROUTE must be one of: " + ", ".join(DB_ROUTES)
-                          + " (transaction-pooler behind PgBouncer in transaction mode)")
-    return route
+def _one_of(env: dict[str, str], name: str, choices: tuple[str, ...], default: str, hint: str = "") -> str:
+    """A setting that names one of a few choices; unset or empty: `default`."""
+    value = env.get(name) or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of: " + ", ".join(choices) + (f" ({hint})" if hint else ""))
+    return value
 
 
 def _role(env: dict[str, str], name: str) -> str | None:

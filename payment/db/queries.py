@@ -27,4 +27,11 @@ def load_queries(path: Path) -> dict[str, str]:
     return {key: value.strip() for key, value in queries.items()}
 
 
+def is_statement_group(query: str) -> bool:
+    """Whether a named query is several statements, sent as one simple query
+    (one implicit transaction) and never prepared. The loader has left its
+    comment lines out; no query's text holds a `;` but between statements."""
+    return len([part for part in query.split(";") if part.strip()]) > 1
+
+
 QUERIES = load_queries(SQL_DIR / "queries.sql")

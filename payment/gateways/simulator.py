@@ -44,7 +44,7 @@ from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import PoolTimeout
 
 from payment.db.pool import Pool, one_transaction_cursor, statement_cursor
-from payment.db.queries import load_queries
+from payment.db.queries import is_statement_group, load_queries
 from payment.files import SQL_DIR
 from payment.gateways.port import (
     NEVER_CHARGED,
@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 # The ledger's statements, loaded once.
 LEDGER_QUERIES = load_queries(SQL_DIR / "simulator.sql")
 # The ledger's queries of several statements (the refunds', under their lock).
-_STATEMENT_GROUPS = frozenset({"simulator_refund", "simulator_refund_lookup"})
+_STATEMENT_GROUPS = frozenset(name for name, query in LEDGER_QUERIES.items() if is_statement_group(query))
 
 LARGEST_ACCEPTED = Decimal("999999.99")
 

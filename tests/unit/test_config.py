@@ -93,6 +93,8 @@ def test_port_variable_wins_over_aspnetcore_urls():
     ({"KAFKA_TOPIC_PAYMENT_REFUND_FAILED": "x" * 250},
      "KAFKA_TOPIC_PAYMENT_REFUND_FAILED is not a valid Kafka topic name"),
     ({"MIGRATE_ON_START": "sometimes"}, "MIGRATE_ON_START must be true or false"),
+    ({"DB_ROUTE": "pgbouncer"}, "DB_ROUTE must be one of: direct, transaction-pooler"),
+    ({"PAYMENT_GATEWAY": "paypal"}, "PAYMENT_GATEWAY must be one of: simulator, stripe"),
 ])
 def test_bad_values_name_the_variable(change, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

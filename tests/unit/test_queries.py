@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from payment.db.queries import QUERIES, SQL_DIR, QueryFileError, load_queries
+from payment.db.queries import QUERIES, SQL_DIR, QueryFileError, is_statement_group, load_queries
 from payment.gateways.simulator import LEDGER_QUERIES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,21 +104,23 @@ def test_every_query_the_code_asks_for_is_in_its_own_file():
     assert all(not asked(path, r"(?:QUERIES\[|_one_payment\(|_ledger\()") for path in rest)
 
 
-def _statements(query: str) -> int:
-    return len([part for part in query.split(";") if part.strip()])
+def test_a_statement_group_is_told_from_a_single_statement():
+    assert not is_statement_group("SELECT 1")
+    assert not is_statement_group("INSERT INTO t VALUES (1)\nRETURNING *;")
+    assert is_statement_group("SELECT 1 FROM t FOR UPDATE;\nSELECT 2;")
 
 
-def test_only_the_simulators_statement_groups_go_as_one_simple_query():
+def test_only_the_simulators_refunds_go_as_one_simple_query():
     # A group cannot be prepared (nor sent with server-bound parameters):
     # the simulator sends these through the one-transaction cursor, every
     # other query through the cursor that prepares on a direct route.
     from payment.gateways.simulator import _STATEMENT_GROUPS
-    assert {name for name, query in LEDGER_QUERIES.items() if _statements(query) > 1} == _STATEMENT_GROUPS
+    assert _STATEMENT_GROUPS == {"simulator_refund", "simulator_refund_lookup"}
 
 
 def test_the_stores_statement_groups_are_the_ones_it_sends_as_groups():
     # PaymentStore._statements / the refund store's own client cursor.
-    groups = {name for name, query in QUERIES.items() if _statements(query) > 1}
+    groups = {name for name, query in QUERIES.items() if is_statement_group(query)}
     assert groups == {"insert_pending_refund", "lock_payment_for_refund_outcome"}
     store_code = (ROOT / "payment/db/refund_store.py").read_text()
     assert re.search(r"self\._statements\(dict_row\) as cur:\s+row = cur\.execute\(QUERIES\[\"insert_pending_refund\"\]",
